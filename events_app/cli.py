@@ -1,0 +1,157 @@
+"""The `events-app` command: migrate, serve, worker, demo, staff.
+
+Bad arguments or a bad environment end with exit status 2 and a one-line reason on stderr,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import io
+import os
+import sys
+from contextlib import redirect_stdout
+
+from . import settings as settings_module
+
+
+class CliError(Exception):
+    """A one-line reason; exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and status 2, like every other bad input
+        raise CliError(f"{self.prog}: {message}")
+
+
+async def migrate(quiet: bool = False) -> None:
+    """Apply pending migrations (idempotent) and seed the standard topics."""
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    from . import db
+    from .domain import seed
+
+    db.engine()
+    out = io.StringIO()
+    with redirect_stdout(out):
+        result = await run_forwards("all")
+    if not result.success:
+        raise CliError(f"migration failed: {result.message}")
+    await seed.topics()
+    if not quiet:
+        print("Database is up to date.")
+
+
+async def _with_db(coro_fn, *args):
+    from . import db
+
+    await db.start()
+    try:
+        return await coro_fn(*args)
+    finally:
+        await db.stop()
+
+
+async def _demo() -> None:
+    from .demo import load
+
+    await migrate(quiet=True)
+    await load(print)
+
+
+async def _staff_create(email: str, name: str) -> None:
+    from .domain import staff
+    from .domain.errors import ValidationFailed
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password (at least 10 characters): ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        member = await staff.create(email, password, name)
+    except ValidationFailed as exc:
+        raise CliError(exc.message) from None
+    print(f"Created staff account {member['email']}.")
+
+
+async def _staff_token(email: str, label: str) -> None:
+    from .domain import staff
+    from .domain.errors import NotFound
+
+    try:
+        print(await staff.new_token(email, label))
+    except NotFound as exc:
+        raise CliError(exc.message) from None
+
+
+def _serve(host: str, port: int, worker: bool) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    app = create_app(run_worker=worker)
+    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("EVENTS_LOG_LEVEL", "info"))
+
+
+def _worker() -> None:
+    from .mail.worker import run_forever
+
+    asyncio.run(run_forever())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="events-app", description="Events, registrations, invites and a bulletin.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("migrate", help="apply pending database migrations")
+    serve = sub.add_parser("serve", help="serve the web app (and the mail worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="do not run the mail worker in this process")
+    sub.add_parser("worker", help="run the mail worker alone")
+    sub.add_parser("demo", help="load the demo content if it is not there yet")
+    staff = sub.add_parser("staff", help="staff accounts").add_subparsers(dest="staff_command", required=True, parser_class=_Parser)
+    create = staff.add_parser("create", help="create a staff account (password from the prompt or stdin)")
+    create.add_argument("email")
+    create.add_argument("--name", default="")
+    token = staff.add_parser("token", help="print a new API token")
+    token.add_argument("email")
+    token.add_argument("--label", default="")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        settings_module.get()  # a bad environment fails here, with its reason
+        if args.command == "migrate":
+            asyncio.run(_with_db(migrate))
+        elif args.command == "serve":
+            _serve(args.host, args.port, not args.no_worker)
+        elif args.command == "worker":
+            _worker()
+        elif args.command == "demo":
+            asyncio.run(_with_db(_demo))
+        elif args.command == "staff" and args.staff_command == "create":
+            asyncio.run(_with_db(_staff_create, args.email, args.name))
+        elif args.command == "staff" and args.staff_command == "token":
+            asyncio.run(_with_db(_staff_token, args.email, args.label))
+        return 0
+    except CliError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except settings_module.SettingsError as exc:
+        print(f"events-app: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:  # e.g. the database server is not reachable
+        print(f"events-app: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

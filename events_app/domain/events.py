@@ -1,0 +1,297 @@
+"""Events: create, change, publish, cancel, and read.
+
+An event row is returned as a plain dict with its JSON fields decoded. A change of time, title or
+join link raises the event's `version` and every active registration's invite SEQUENCE, and
+queues an "event changed" message per registered person in the same transaction; cancelling the
+event queues a cancellation per registrant.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import db
+from ..mail import outbox
+from . import registrations
+from . import validation as v
+from .errors import Conflict, NotFound, ValidationFailed
+
+QUESTION_TYPES = {"text", "single", "multiple", "yesno"}
+STATUSES = {"draft", "published"}
+JSON_FIELDS = ("tags", "questions", "reminders")
+# Fields whose change reaches people's calendars.
+INVITE_FIELDS = ("starts_at", "ends_at", "title", "join_url", "timezone")
+
+
+def decode(row: dict) -> dict:
+    event = dict(row)
+    for field in JSON_FIELDS:
+        if isinstance(event.get(field), str):
+            event[field] = json.loads(event[field])
+    return event
+
+
+def _questions(value: Any) -> list[dict]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise v.fail("questions", "must be a list of questions")
+    clean, keys = [], set()
+    for i, q in enumerate(value):
+        where = f"questions[{i}]"
+        if not isinstance(q, dict):
+            raise v.fail(where, "must be an object with label and type")
+        label = v.text(q, "label", required=True, max_len=300) if q.get("label") else None
+        if not label:
+            raise v.fail(f"{where}.label", "is required")
+        kind = q.get("type", "text")
+        if kind not in QUESTION_TYPES:
+            raise v.fail(f"{where}.type", f"must be one of {', '.join(sorted(QUESTION_TYPES))}")
+        key = q.get("key") or v.slugify(label).replace("-", "_")[:60]
+        if not isinstance(key, str) or not key.replace("_", "").isalnum():
+            raise v.fail(f"{where}.key", "must be letters, digits and underscores")
+        if key in keys or key in {"name", "email", "subscribe"}:
+            raise v.fail(f"{where}.key", f"{key!r} is used twice or reserved")
+        keys.add(key)
+        options = q.get("options") or []
+        if kind in {"single", "multiple"}:
+            if not isinstance(options, list) or len(options) < 2 or not all(
+                isinstance(o, str) and o.strip() for o in options
+            ):
+                raise v.fail(f"{where}.options", "needs at least two non-empty choices")
+            options = [o.strip() for o in options]
+        else:
+            options = []
+        clean.append(
+            {"key": key, "label": label, "type": kind, "required": bool(q.get("required")), "options": options}
+        )
+    return clean
+
+
+def _reminders(value: Any) -> list[int]:
+    if value is None:
+        return [1440, 60]
+    if not isinstance(value, list) or not all(
+        isinstance(m, int) and not isinstance(m, bool) and 0 < m <= 60 * 24 * 60 for m in value
+    ):
+        raise v.fail("reminders", "must be a list of minutes before the start, e.g. [1440, 60]")
+    return sorted(set(value), reverse=True)
+
+
+def clean_fields(data: dict, current: dict | None = None) -> dict:
+    """Check the given fields (all of them on create, any subset on change) and return the
+    columns to write. Raises ValidationFailed naming the first bad field."""
+    if not isinstance(data, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    creating = current is None
+    known = {
+        "title", "slug", "summary", "description", "audience", "tags", "starts_at", "ends_at",
+        "timezone", "capacity", "join_url", "registration_closes_at", "questions", "reminders",
+        "recording_url", "status",
+    }
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise v.fail(unknown[0], "is not a field of an event")
+    out: dict[str, Any] = {}
+    if creating or "title" in data:
+        out["title"] = v.text(data, "title", required=True, max_len=300)
+    tz = v.zone(data["timezone"]) if (creating or "timezone" in data) else current["timezone"]
+    if creating or "timezone" in data:
+        out["timezone"] = tz
+    for field in ("starts_at", "ends_at"):
+        if creating or field in data:
+            out[field] = v.timestamp(data.get(field), field, tz)
+    starts = out.get("starts_at") or current["starts_at"]
+    ends = out.get("ends_at") or current["ends_at"]
+    if ends <= starts:
+        raise v.fail("ends_at", "must be after starts_at")
+    if "slug" in data and data["slug"] not in (None, ""):
+        out["slug"] = v.slug(data["slug"])
+    for field, limit in (("summary", 1000), ("description", 50_000), ("audience", 1000)):
+        if field in data:
+            out[field] = v.text(data, field, max_len=limit) or ""
+    if "tags" in data:
+        out["tags"] = json.dumps(v.string_list(data["tags"], "tags"))
+    if "capacity" in data:
+        out["capacity"] = v.optional_int(data["capacity"], "capacity", minimum=0)
+    for field in ("join_url", "recording_url"):
+        if field in data:
+            out[field] = v.url(data[field], field)
+    if "registration_closes_at" in data:
+        value = data["registration_closes_at"]
+        out["registration_closes_at"] = (
+            None if value in (None, "") else v.timestamp(value, "registration_closes_at", tz)
+        )
+    if "questions" in data:
+        out["questions"] = json.dumps(_questions(data["questions"]))
+    if creating or "reminders" in data:
+        out["reminders"] = json.dumps(_reminders(data.get("reminders")))
+    if "status" in data:
+        if data["status"] not in STATUSES:
+            raise v.fail("status", "must be 'draft' or 'published' (cancel with /cancel)")
+        out["status"] = data["status"]
+    return out
+
+
+async def _unique_slug(base: str, exclude_id: int | None = None) -> str:
+    candidate, n = base, 1
+    while True:
+        rows = await db.fetch("SELECT id FROM event WHERE slug = {}", candidate)
+        if not rows or rows[0]["id"] == exclude_id:
+            return candidate
+        n += 1
+        candidate = f"{base}-{n}"
+
+
+async def create(data: dict) -> dict:
+    """Create an event (draft unless `status` is published) and return it."""
+    fields = clean_fields(data)
+    if "slug" in fields:
+        if await db.fetch("SELECT id FROM event WHERE slug = {}", fields["slug"]):
+            raise v.fail("slug", "is taken by another event")
+    else:
+        fields["slug"] = await _unique_slug(v.slugify(fields["title"]))
+    moment = datetime.now(timezone.utc)
+    fields.update(created_at=moment, updated_at=moment, version=1, taken=0)
+    fields.setdefault("status", "draft")
+    columns = list(fields)
+    try:
+        rows = await db.fetch(
+            f"INSERT INTO event ({', '.join(columns)}) VALUES ({', '.join('{}' for _ in columns)}) "
+            "RETURNING id",
+            *fields.values(),
+        )
+    except Exception as exc:
+        if db.is_unique_violation(exc):
+            raise v.fail("slug", "is taken by another event") from None
+        raise
+    return await get(rows[0]["id"])
+
+
+async def get(event_id: int) -> dict:
+    rows = await db.fetch("SELECT * FROM event WHERE id = {}", event_id)
+    if not rows:
+        raise NotFound("No such event")
+    return decode(rows[0])
+
+
+async def get_by_slug(slug: str) -> dict:
+    rows = await db.fetch("SELECT * FROM event WHERE slug = {}", slug)
+    if not rows:
+        raise NotFound("No such event")
+    return decode(rows[0])
+
+
+async def listing(include_drafts: bool = False) -> list[dict]:
+    """Published (and cancelled) events, upcoming first (soonest first), then past (latest
+    first). Staff also see drafts."""
+    where = "" if include_drafts else "WHERE status != 'draft'"
+    rows = [decode(r) for r in await db.fetch(f"SELECT * FROM event {where} ORDER BY starts_at")]
+    moment = datetime.now(timezone.utc)
+    upcoming = [e for e in rows if e["ends_at"] >= moment]
+    past = [e for e in rows if e["ends_at"] < moment]
+    return upcoming + past[::-1]
+
+
+async def update(event_id: int, data: dict) -> tuple[dict, int]:
+    """Apply a change. Returns the event and how many people were emailed about it."""
+    async with db.transaction():
+        current = await get(event_id)
+        if current["status"] == "cancelled":
+            raise Conflict("This event is cancelled and can no longer change", "cancelled")
+        fields = clean_fields(data, current)
+        if "slug" in fields and fields["slug"] != current["slug"]:
+            if await db.fetch("SELECT id FROM event WHERE slug = {} AND id != {}", fields["slug"], event_id):
+                raise v.fail("slug", "is taken by another event")
+        changed = {k: val for k, val in fields.items() if _differs(current.get(k), val)}
+        if not changed:
+            return current, 0
+        invite_changes = [k for k in INVITE_FIELDS if k in changed]
+        changed["updated_at"] = datetime.now(timezone.utc)
+        sets = ", ".join(f"{k} = {{}}" for k in changed)
+        await db.fetch(
+            f"UPDATE event SET {sets}, version = version + 1 WHERE id = {{}}", *changed.values(), event_id
+        )
+        if "capacity" in changed:
+            await registrations.promote_waitlisted(event_id)
+        notified = 0
+        if invite_changes and current["status"] == "published":
+            notified = await _notify_registered(event_id, "event_changed", {"changes": invite_changes})
+        return await get(event_id), notified
+
+
+def _differs(old: Any, new: Any) -> bool:
+    if isinstance(old, (list, dict)):
+        return json.dumps(old) != new
+    return old != new
+
+
+async def _notify_registered(event_id: int, kind: str, extra: dict, statuses=("registered",)) -> int:
+    """Raise the SEQUENCE of every registration in `statuses` and queue one `kind` message each.
+    Runs inside the caller's transaction."""
+    marks = ", ".join("{}" for _ in statuses)
+    rows = await db.fetch(
+        f"UPDATE registration SET sequence = sequence + 1, updated_at = {{}} "
+        f"WHERE event = {{}} AND status IN ({marks}) RETURNING id, email, status",
+        datetime.now(timezone.utc),
+        event_id,
+        *statuses,
+    )
+    for row in rows:
+        await outbox.enqueue(kind, row["email"], {"registration_id": row["id"], "status": row["status"], **extra})
+    return len(rows)
+
+
+async def count_affected(event_id: int, data: dict) -> int:
+    """How many people a change would email (shown to staff before they save)."""
+    current = await get(event_id)
+    fields = clean_fields(data, current)
+    if current["status"] != "published" or not any(
+        k in fields and _differs(current.get(k), fields[k]) for k in INVITE_FIELDS
+    ):
+        return 0
+    rows = await db.fetch(
+        "SELECT COUNT(*) AS n FROM registration WHERE event = {} AND status = 'registered'", event_id
+    )
+    return rows[0]["n"]
+
+
+async def publish(event_id: int) -> dict:
+    event = await get(event_id)
+    if event["status"] == "cancelled":
+        raise Conflict("A cancelled event cannot be published again", "cancelled")
+    if event["status"] != "published":
+        await db.fetch(
+            "UPDATE event SET status = 'published', version = version + 1, updated_at = {} WHERE id = {}",
+            datetime.now(timezone.utc),
+            event_id,
+        )
+    return await get(event_id)
+
+
+async def cancel(event_id: int) -> tuple[dict, int]:
+    """Cancel the event: every registered and waitlisted person is told, registered people with
+    a calendar CANCEL. Idempotent."""
+    async with db.transaction():
+        event = await get(event_id)
+        if event["status"] == "cancelled":
+            return event, 0
+        await db.fetch(
+            "UPDATE event SET status = 'cancelled', version = version + 1, updated_at = {} WHERE id = {}",
+            datetime.now(timezone.utc),
+            event_id,
+        )
+        notified = 0
+        if event["status"] == "published":
+            notified = await _notify_registered(
+                event_id, "event_cancelled", {}, statuses=("registered", "waitlisted")
+            )
+        return await get(event_id), notified
+
+
+async def seats_left(event: dict) -> int | None:
+    if event["capacity"] is None:
+        return None
+    return max(event["capacity"] - event["taken"], 0)

@@ -1,0 +1,315 @@
+"""Registrations: take a seat or a waitlist place, cancel, promote, and look up by token.
+
+Capacity holds under any concurrency because a seat is claimed by one conditional statement,
+`UPDATE event SET taken = taken + 1 WHERE id = ? AND taken < capacity`, inside the transaction
+that also writes the registration and its confirmation's outbox row: all three happen or none.
+On SQLite the transaction is BEGIN IMMEDIATE on the process's one connection; on PostgreSQL the
+UPDATE's row lock serialises claimants under READ COMMITTED. One person (event, email) holds at
+most one row, enforced by a unique index; a repeat answers like the first and re-sends the
+confirmation at most once per `resend_interval_seconds`.
+
+The waitlist is served in arrival order (registration id). A freed seat goes to the first
+waitlisted person in the same transaction that freed it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .. import db, settings, tokens
+from ..mail import outbox
+from . import validation as v
+from .errors import Conflict, NotFound, ValidationFailed
+
+PURPOSE = "registration"
+JOIN_PURPOSE = "join"
+
+CLAIM_SQL = (
+    "UPDATE event SET taken = taken + 1 WHERE id = {} "
+    "AND (capacity IS NULL OR taken < capacity) RETURNING taken"
+)
+INSERT_SQL = (
+    "INSERT INTO registration (event, email, name, answers, status, token_salt, token_hash, "
+    "sequence, subscribe, created_at, updated_at, confirmation_sent_at) "
+    "VALUES ({}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}) RETURNING id"
+)
+EXISTING_SQL = (
+    "SELECT id, status, name, email, created_at, confirmation_sent_at FROM registration "
+    "WHERE event = {} AND email = {}"
+)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def personal_token(row: dict) -> str:
+    """The token in the registrant's `/r/` link (derived, never stored)."""
+    return tokens.derive(settings.get().secret_key, PURPOSE, "r", row["token_salt"])
+
+
+def join_token(row: dict) -> str:
+    """The token in the registrant's `/j/` join link: another purpose, another token."""
+    return tokens.derive(settings.get().secret_key, JOIN_PURPOSE, "j", row["token_salt"])
+
+
+def clean_answers(event: dict, raw: Any) -> dict:
+    """Check answers against the event's questions. Keys may be a question's key or label."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise v.fail("answers", "must be an object keyed by question")
+    by_label = {q["label"]: q["key"] for q in event["questions"]}
+    given = {by_label.get(k, k): val for k, val in raw.items()}
+    known = {q["key"] for q in event["questions"]}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise v.fail(f"answers.{unknown[0]}", "is not a question of this event")
+    answers: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for q in event["questions"]:
+        field = f"answers.{q['key']}"
+        value = given.get(q["key"])
+        if isinstance(value, str):
+            value = value.strip()
+        empty = value in (None, "", [])
+        if empty:
+            if q["required"]:
+                errors[field] = "is required"
+            continue
+        if q["type"] == "text":
+            if not isinstance(value, str) or len(value) > 5000:
+                errors[field] = "must be text of at most 5000 characters"
+                continue
+        elif q["type"] == "single":
+            if value not in q["options"]:
+                errors[field] = "must be one of the offered choices"
+                continue
+        elif q["type"] == "multiple":
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, list) or any(x not in q["options"] for x in value):
+                errors[field] = "must be a list of the offered choices"
+                continue
+        elif q["type"] == "yesno":
+            try:
+                value = v.boolean(value, field)
+            except ValidationFailed:
+                errors[field] = "must be yes or no"
+                continue
+        answers[q["key"]] = value
+    if errors:
+        raise ValidationFailed(errors)
+    return answers
+
+
+def check_open(event: dict, moment: datetime) -> None:
+    """Raise Conflict with a reason unless the event takes registrations now."""
+    if event["status"] == "draft":
+        raise Conflict("This event is not published yet", "draft")
+    if event["status"] == "cancelled":
+        raise Conflict("This event has been cancelled", "cancelled")
+    if event["ends_at"] <= moment:
+        raise Conflict("This event is over", "past")
+    closes = event["registration_closes_at"] or event["ends_at"]
+    if closes <= moment:
+        raise Conflict("Registration for this event has closed", "closed")
+
+
+def clean_person(data: dict) -> tuple[str, str]:
+    errors: dict[str, str] = {}
+    name = email = ""
+    try:
+        name = v.text(data, "name", required=True, max_len=200)
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    try:
+        email = v.email(data.get("email"))
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    if errors:
+        raise ValidationFailed(errors)
+    return name, email
+
+
+async def register(event: dict, data: dict) -> dict:
+    """Register `data` (name, email, answers, subscribe) for `event`.
+
+    Returns the registration as the registrant may see it. Raises ValidationFailed (all field
+    errors at once) or Conflict (not open). Writes the registration, the seat and the
+    confirmation's outbox row atomically."""
+    if not isinstance(data, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    errors: dict[str, str] = {}
+    name = email = ""
+    answers: dict = {}
+    try:
+        name, email = clean_person(data)
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    try:
+        answers = clean_answers(event, data.get("answers"))
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    try:
+        subscribe = v.boolean(data.get("subscribe"), "subscribe")
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    if errors:
+        raise ValidationFailed(errors)
+    moment = now()
+    check_open(event, moment)
+    for attempt in range(3):
+        try:
+            return await _register_once(event, name, email, answers, subscribe, moment)
+        except Exception as exc:
+            # Two requests for one address at once (PostgreSQL): the loser's transaction was rolled
+            # back, seat included; the next attempt finds the winner's row and answers like it.
+            if not db.is_unique_violation(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _register_once(event, name, email, answers, subscribe, moment) -> dict:
+    interval = timedelta(seconds=settings.get().resend_interval_seconds)
+    async with db.transaction():
+        existing = await db.fetch(EXISTING_SQL, event["id"], email)
+        if existing and existing[0]["status"] != "cancelled":
+            row = existing[0]
+            sent = row["confirmation_sent_at"]
+            if sent is None or moment - sent >= interval:
+                await db.fetch(
+                    "UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", moment, row["id"]
+                )
+                await outbox.enqueue("registration_confirmed", email, {"registration_id": row["id"], "resend": True})
+            return await view(row["id"])
+        claimed = await db.fetch(CLAIM_SQL, event["id"])
+        status = "registered" if claimed else "waitlisted"
+        if existing:  # came back after cancelling: same row, same calendar UID, newer SEQUENCE
+            reg_id = existing[0]["id"]
+            await db.fetch(
+                "UPDATE registration SET status = {}, name = {}, answers = {}, subscribe = {}, "
+                "sequence = sequence + 1, cancelled_at = NULL, created_at = {}, updated_at = {}, "
+                "confirmation_sent_at = {} WHERE id = {}",
+                status, name, json.dumps(answers), subscribe, moment, moment, moment, reg_id,
+            )
+        else:
+            salt = tokens.new_salt()
+            token_hash = tokens.digest(tokens.derive(settings.get().secret_key, PURPOSE, "r", salt))
+            rows = await db.fetch(
+                INSERT_SQL, event["id"], email, name, json.dumps(answers), status, salt,
+                token_hash, subscribe, moment, moment, moment,
+            )
+            reg_id = rows[0]["id"]
+        await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
+    return await view(reg_id)
+
+
+async def view(reg_id: int) -> dict:
+    """The registration as its owner and the API see it (no token, no salt)."""
+    rows = await db.fetch(
+        "SELECT id, event, name, email, status, answers, created_at, attended_at FROM registration "
+        "WHERE id = {}",
+        reg_id,
+    )
+    if not rows:
+        raise NotFound("No such registration")
+    row = rows[0]
+    result = {
+        "id": row["id"],
+        "event_id": row["event"],
+        "name": row["name"],
+        "email": row["email"],
+        "status": row["status"],
+        "answers": json.loads(row["answers"]),
+        "created_at": row["created_at"],
+        "waitlist_position": None,
+    }
+    if row["status"] == "waitlisted":
+        result["waitlist_position"] = await waitlist_position(row["event"], row["id"])
+    return result
+
+
+async def waitlist_position(event_id: int, reg_id: int) -> int:
+    rows = await db.fetch(
+        "SELECT COUNT(*) AS n FROM registration WHERE event = {} AND status = 'waitlisted' AND id <= {}",
+        event_id,
+        reg_id,
+    )
+    return rows[0]["n"]
+
+
+async def by_token(token: str) -> dict:
+    """The full registration row for a personal token, or NotFound."""
+    rows = await db.fetch("SELECT * FROM registration WHERE token_hash = {}", tokens.digest(token))
+    if not rows:
+        raise NotFound("This link is not valid. It may have been mistyped or the event removed.")
+    return rows[0]
+
+
+async def cancel(token: str) -> dict:
+    """Cancel by the registrant's token. A registered person gets a calendar CANCEL and their
+    seat goes to the first waitlisted person. Repeating it changes nothing."""
+    row = await by_token(token)
+    async with db.transaction():
+        # One conditional UPDATE per prior status, so that a concurrent promotion cannot make us
+        # free a seat that was never held, or keep one that was.
+        for was in ("registered", "waitlisted"):
+            moment = now()
+            done = await db.fetch(
+                "UPDATE registration SET status = 'cancelled', cancelled_at = {}, updated_at = {}, "
+                "sequence = sequence + 1 WHERE id = {} AND status = {} RETURNING id",
+                moment, moment, row["id"], was,
+            )
+            if done:
+                await outbox.enqueue(
+                    "registration_cancelled", row["email"], {"registration_id": row["id"], "was": was}
+                )
+                if was == "registered":
+                    await db.fetch("UPDATE event SET taken = taken - 1 WHERE id = {}", row["event"])
+                    await promote_waitlisted(row["event"])
+                break
+    return await view(row["id"])
+
+
+async def promote_waitlisted(event_id: int) -> list[int]:
+    """Give free seats to waitlisted people in arrival order; each is told by email with a
+    calendar invite. Runs inside the caller's transaction."""
+    promoted: list[int] = []
+    while True:
+        waiting = await db.fetch(
+            "SELECT id, email FROM registration WHERE event = {} AND status = 'waitlisted' "
+            "ORDER BY id LIMIT 1",
+            event_id,
+        )
+        if not waiting or not await db.fetch(CLAIM_SQL, event_id):
+            return promoted
+        moment = now()
+        await db.fetch(
+            "UPDATE registration SET status = 'registered', promoted_at = {}, updated_at = {}, "
+            "sequence = sequence + 1 WHERE id = {}",
+            moment, moment, waiting[0]["id"],
+        )
+        await outbox.enqueue("registration_promoted", waiting[0]["email"], {"registration_id": waiting[0]["id"]})
+        promoted.append(waiting[0]["id"])
+
+
+async def for_event(event_id: int) -> list[dict]:
+    """Every registration of an event for staff: status, answers, attendance."""
+    rows = await db.fetch(
+        "SELECT id, name, email, status, answers, subscribe, created_at, cancelled_at, promoted_at, "
+        "attended_at FROM registration WHERE event = {} ORDER BY id",
+        event_id,
+    )
+    position = 0
+    out = []
+    for row in rows:
+        item = dict(row, answers=json.loads(row["answers"]))
+        if row["status"] == "waitlisted":
+            position += 1
+            item["waitlist_position"] = position
+        else:
+            item["waitlist_position"] = None
+        out.append(item)
+    return out

@@ -1,0 +1,146 @@
+"""Settings: one frozen object read from the environment (see the README's Configuration).
+
+Everything configurable lives here so that the rest of the code never reads `os.environ`.
+`load()` raises `SettingsError` with a one-line reason for a bad environment; the CLI turns it
+into exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """The environment holds a value we cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///var/events.sqlite3"
+    smtp_url: str | None = None
+    mail_from: str = "Events <events@localhost>"
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = ""
+    redis_url: str | None = None
+    rate_limits: bool = True
+    env: str = "development"
+    var_dir: Path = Path("var")
+    # Minimum time between two re-sent confirmations for the same registration.
+    resend_interval_seconds: int = 300
+    # How long a claimed outbox row may stay in `sending` before it is retried.
+    outbox_claim_timeout_seconds: int = 300
+    outbox_max_attempts: int = 8
+    worker_poll_seconds: float = 0.5
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.database_url.split("sqlite:///", 1)[1]
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.var_dir / "mail"
+
+    @property
+    def mail_from_address(self) -> str:
+        return parseaddr(self.mail_from)[1]
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).hostname or "localhost"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
+def _flag(name: str, default: str) -> bool:
+    value = os.environ.get(name, default).strip().lower()
+    if value in {"on", "true", "1", "yes"}:
+        return True
+    if value in {"off", "false", "0", "no"}:
+        return False
+    raise SettingsError(f"{name} must be 'on' or 'off', not {value!r}")
+
+
+def _secret_key(env: str, var_dir: Path) -> str:
+    key = os.environ.get("EVENTS_SECRET_KEY", "").strip()
+    if key:
+        if len(key) < 16:
+            raise SettingsError("EVENTS_SECRET_KEY must be at least 16 characters")
+        return key
+    if env == "production":
+        raise SettingsError("EVENTS_SECRET_KEY is required when EVENTS_ENV=production")
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Written once and kept: links in emails already sent depend on it.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def load() -> Settings:
+    """Read the environment; raise SettingsError naming the first bad variable."""
+    var_dir = Path(os.environ.get("EVENTS_VAR_DIR", "var"))
+    database_url = os.environ.get("EVENTS_DATABASE_URL", "sqlite:///var/events.sqlite3").strip()
+    scheme = urlsplit(database_url).scheme
+    if scheme not in {"sqlite", "postgresql", "postgres"}:
+        raise SettingsError(
+            "EVENTS_DATABASE_URL must start with sqlite:/// or postgresql://, "
+            f"not {database_url.split(':', 1)[0]!r}"
+        )
+    if scheme == "sqlite" and not database_url.startswith("sqlite:///"):
+        raise SettingsError("EVENTS_DATABASE_URL must look like sqlite:///path/to/file")
+    smtp_url = os.environ.get("EVENTS_SMTP_URL", "").strip() or None
+    if smtp_url and urlsplit(smtp_url).scheme not in {"smtp", "smtp+starttls", "smtps"}:
+        raise SettingsError("EVENTS_SMTP_URL must start with smtp://, smtp+starttls:// or smtps://")
+    base_url = os.environ.get("EVENTS_BASE_URL", "http://127.0.0.1:8000").strip().rstrip("/")
+    if urlsplit(base_url).scheme not in {"http", "https"}:
+        raise SettingsError("EVENTS_BASE_URL must be an http:// or https:// URL")
+    mail_from = os.environ.get("EVENTS_MAIL_FROM", "Events <events@localhost>").strip()
+    if "@" not in parseaddr(mail_from)[1]:
+        raise SettingsError("EVENTS_MAIL_FROM must hold an email address, e.g. 'Events <events@example.org>'")
+    env = os.environ.get("EVENTS_ENV", "development").strip()
+    return Settings(
+        database_url=database_url,
+        smtp_url=smtp_url,
+        mail_from=mail_from,
+        base_url=base_url,
+        secret_key=_secret_key(env, var_dir),
+        redis_url=os.environ.get("EVENTS_REDIS_URL", "").strip() or None,
+        rate_limits=_flag("EVENTS_RATE_LIMITS", "on"),
+        env=env,
+        var_dir=var_dir,
+        resend_interval_seconds=int(os.environ.get("EVENTS_RESEND_INTERVAL_SECONDS", "300")),
+        worker_poll_seconds=float(os.environ.get("EVENTS_WORKER_POLL_SECONDS", "0.5")),
+    )
+
+
+_current: Settings | None = None
+
+
+def get() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    global _current
+    if _current is None:
+        _current = load()
+    return _current
+
+
+def reset() -> None:
+    """Forget the loaded settings (tests change the environment between apps)."""
+    global _current
+    _current = None

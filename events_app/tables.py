@@ -1,0 +1,114 @@
+"""Piccolo tables: the stored shape of everything, and no behaviour.
+
+Timestamps are `Timestamptz` (stored in UTC on both engines). Structured values (tags, questions,
+answers, payloads) are JSON text, decoded by the domain layer, so that SQL written once reads the
+same on SQLite and PostgreSQL. Uniqueness that correctness depends on is a database constraint.
+"""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    Boolean,
+    ForeignKey,
+    Integer,
+    Serial,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+
+class Topic(Table):
+    """A mailing topic subscribers can choose: bulletin, events, careers."""
+
+    id = Serial(primary_key=True)
+    slug = Varchar(length=64, unique=True)
+    name = Varchar(length=200)
+    description = Text(default="")
+
+
+class StaffUser(Table):
+    id = Serial(primary_key=True)
+    email = Varchar(length=320, unique=True)
+    name = Varchar(length=200, default="")
+    password_hash = Text()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class ApiToken(Table):
+    """A bearer token for the staff API; only its SHA-256 is kept."""
+
+    id = Serial(primary_key=True)
+    staff = ForeignKey(StaffUser, null=False)
+    label = Varchar(length=200, default="")
+    token_hash = Varchar(length=64, unique=True)
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_used_at = Timestamptz(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)
+
+
+class Event(Table):
+    id = Serial(primary_key=True)
+    slug = Varchar(length=120, unique=True)
+    title = Varchar(length=300)
+    summary = Text(default="")
+    description = Text(default="")  # Markdown
+    audience = Text(default="")
+    tags = Text(default="[]")  # JSON list of strings
+    starts_at = Timestamptz()
+    ends_at = Timestamptz()
+    timezone = Varchar(length=64)
+    capacity = Integer(null=True, default=None)  # null: unlimited
+    taken = Integer(default=0)  # seats held by registered people
+    join_url = Text(default="")
+    registration_closes_at = Timestamptz(null=True, default=None)
+    questions = Text(default="[]")  # JSON list of question objects
+    reminders = Text(default="[1440, 60]")  # JSON list of minutes before the start
+    recording_url = Text(default="")
+    status = Varchar(length=16, default="draft")  # draft | published | cancelled
+    version = Integer(default=1)  # grows on every change; caches and invites key on it
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Registration(Table):
+    id = Serial(primary_key=True)
+    event = ForeignKey(Event, null=False, index=True)
+    email = Varchar(length=320)  # lower-cased
+    name = Varchar(length=200)
+    answers = Text(default="{}")  # JSON object keyed by question key
+    status = Varchar(length=16)  # registered | waitlisted | cancelled
+    token_salt = Varchar(length=32)
+    token_hash = Varchar(length=64, unique=True)
+    sequence = Integer(default=0)  # iCalendar SEQUENCE: only grows
+    subscribe = Boolean(default=False)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    cancelled_at = Timestamptz(null=True, default=None)
+    promoted_at = Timestamptz(null=True, default=None)
+    confirmation_sent_at = Timestamptz(null=True, default=None)
+    attended_at = Timestamptz(null=True, default=None)
+
+    # (event, email) is unique: a unique index made by the first migration.
+
+
+class Outbox(Table):
+    """One message to send. Written in the transaction of the change that causes it; the worker
+    renders and sends it. queued -> sending -> sent | failed."""
+
+    id = Serial(primary_key=True)
+    kind = Varchar(length=64)
+    recipient = Varchar(length=320)
+    payload = Text(default="{}")  # JSON: ids and what changed; rendered by the worker
+    status = Varchar(length=16, default="queued", index=True)
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(default=TimestamptzNow())
+    claimed_at = Timestamptz(null=True, default=None)
+    last_error = Text(default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    sent_at = Timestamptz(null=True, default=None)
+
+
+ALL_TABLES: list[type[Table]] = [Topic, StaffUser, ApiToken, Event, Registration, Outbox]
