@@ -32,8 +32,8 @@ CLAIM_SQL = (
 )
 INSERT_SQL = (
     "INSERT INTO registration (event, email, name, answers, status, token_salt, token_hash, "
-    "sequence, subscribe, created_at, updated_at, confirmation_sent_at) "
-    "VALUES ({}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}) RETURNING id"
+    "join_token_hash, sequence, subscribe, created_at, updated_at, confirmation_sent_at) "
+    "VALUES ({}, {}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}) RETURNING id"
 )
 EXISTING_SQL = (
     "SELECT id, status, name, email, created_at, confirmation_sent_at FROM registration "
@@ -196,10 +196,11 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
             )
         else:
             salt = tokens.new_salt()
-            token_hash = tokens.digest(tokens.derive(settings.get().secret_key, PURPOSE, "r", salt))
+            row = {"token_salt": salt}
             rows = await db.fetch(
                 INSERT_SQL, event["id"], email, name, json.dumps(answers), status, salt,
-                token_hash, subscribe, moment, moment, moment,
+                tokens.digest(personal_token(row)), tokens.digest(join_token(row)), subscribe,
+                moment, moment, moment,
             )
             reg_id = rows[0]["id"]
         await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
@@ -245,6 +246,13 @@ async def by_token(token: str) -> dict:
     rows = await db.fetch("SELECT * FROM registration WHERE token_hash = {}", tokens.digest(token))
     if not rows:
         raise NotFound("This link is not valid. It may have been mistyped or the event removed.")
+    return rows[0]
+
+
+async def by_join_token(token: str) -> dict:
+    rows = await db.fetch("SELECT * FROM registration WHERE join_token_hash = {}", tokens.digest(token))
+    if not rows:
+        raise NotFound("This join link is not valid.")
     return rows[0]
 
 

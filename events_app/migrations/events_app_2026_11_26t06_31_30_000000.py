@@ -6,7 +6,7 @@ migration of its own."""
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.table import Table
 
-ID = "2026-11-26T06:27:00:000000"
+ID = "2026-11-26T06:31:30:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "registration uniqueness and hot-path indexes"
 
