@@ -64,3 +64,35 @@ async def clean_tables(database):
 @pytest.fixture
 def config():
     return settings.get()
+
+
+@pytest.fixture
+async def app():
+    from events_app.app import create_app
+
+    # The session fixture already opened the database; the app's lifespan (pool, worker) is
+    # exercised by the tests that start a real server process.
+    return create_app(run_worker=False)
+
+
+@pytest.fixture
+async def client(app):
+    """An HTTP client talking to the app in this event loop."""
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def staff_token():
+    from events_app.domain import staff
+
+    await staff.create("staff@example.org", "correct horse battery", "Staff")
+    return await staff.new_token("staff@example.org", "tests")
+
+
+@pytest.fixture
+def auth(staff_token):
+    return {"Authorization": f"Bearer {staff_token}"}

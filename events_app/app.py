@@ -1,0 +1,93 @@
+"""The one place that wires the app: routes, templates, error mapping, OpenAPI and lifespan.
+
+`create_app(run_worker=True)` also runs the mail worker inside the server process, which is the
+simple default (`make run`); `events-app serve --no-worker` plus `events-app worker` split them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
+
+from . import db, settings
+from .web.api import EventsApi
+from .web.errors import HANDLERS
+from .web.public import PublicPages
+from .web.registrant import RegistrantPages
+
+log = logging.getLogger("events_app")
+
+
+def resource_dir(name: str) -> Path:
+    """`templates` or `emails`: inside the package when installed from a wheel, beside it in a
+    checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / name, here.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError(f"the {name}/ folder is missing from the installation")
+
+
+def _template_engine() -> TemplateConfig:
+    def configure(engine: JinjaTemplateEngine) -> None:
+        from .timefmt import format_moment, format_range
+
+        engine.engine.globals.update(
+            base_url=settings.get().base_url,
+            format_range=format_range,
+            format_moment=format_moment,
+        )
+        engine.engine.trim_blocks = True
+        engine.engine.lstrip_blocks = True
+
+    return TemplateConfig(
+        directory=resource_dir("templates"), engine=JinjaTemplateEngine, engine_callback=configure
+    )
+
+
+def create_app(run_worker: bool = False) -> Litestar:
+    cfg = settings.get()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await db.start()
+        stop = asyncio.Event()
+        task = None
+        if run_worker:
+            from .mail.worker import Worker
+
+            task = asyncio.create_task(Worker(cfg).run(stop), name="mail-worker")
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=10)
+            await db.stop()
+
+    return Litestar(
+        route_handlers=[PublicPages, RegistrantPages, EventsApi],
+        template_config=_template_engine(),
+        exception_handlers=HANDLERS,
+        lifespan=[lifespan],
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        openapi_config=OpenAPIConfig(
+            title="events-app",
+            version="1.0.0",
+            description="Events, registrations with calendar invites, and a bulletin.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        debug=False,
+    )

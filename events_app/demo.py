@@ -1,0 +1,82 @@
+"""Demo content: the career webinar (as it ran on 29 November 2022, plus an upcoming copy a week
+from today so the register button can be tried) and a staff account. Loading twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, datetime, time, timedelta
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from . import db
+from .domain import events, staff
+
+TITLE = "Non-Academic Careers with Impact: Implementation Positions You Never Knew Existed"
+ZONE = "America/Toronto"
+AUDIENCE = (
+    "Graduate students, recent graduates and professionals moving into implementation roles"
+)
+SUMMARY = (
+    "A free one-hour webinar on implementation careers beyond academia: what the jobs are, "
+    "where they are, and how to get one."
+)
+DESCRIPTION = """\
+Implementation science trains people for far more than faculty posts. Health systems, public
+agencies, non-profits and consultancies all hire people who know how to move evidence into
+practice, often under titles you would never search for.
+
+In this free, virtual career webinar, practitioners who made the move describe:
+
+- **the roles**: implementation specialist, knowledge mobilisation lead, improvement advisor,
+  evaluation and practice-change positions;
+- **the skills employers look for**, and how to describe your research experience in their terms;
+- **how they found their positions**, and what they wish they had known.
+
+There will be time for your questions. The session is for graduate students, recent graduates,
+and professionals changing careers.
+
+Register here to receive the link to join.
+"""
+QUESTIONS = [
+    {
+        "key": "stage",
+        "label": "Where are you in your career?",
+        "type": "single",
+        "options": ["Graduate student", "Recent graduate", "Professional changing careers", "Other"],
+        "required": True,
+    },
+    {"key": "question", "label": "A question for the panel", "type": "text", "required": False},
+]
+STAFF_EMAIL = "staff@example.org"
+
+
+def _at(day: date) -> tuple[str, str]:
+    zone = ZoneInfo(ZONE)
+    start = datetime.combine(day, time(12, 0), tzinfo=zone)
+    return start.isoformat(), (start + timedelta(hours=1)).isoformat()
+
+
+async def load(say: Callable[[str], None] = print) -> None:
+    """Add what is missing of the demo content; say what was added."""
+    for slug, day in (
+        ("non-academic-careers-with-impact-2022", date(2022, 11, 29)),
+        ("non-academic-careers-with-impact", datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=7)),
+    ):
+        if await db.fetch("SELECT id FROM event WHERE slug = {}", slug):
+            continue
+        starts, ends = _at(day)
+        event = await events.create(
+            {
+                "title": TITLE, "slug": slug, "summary": SUMMARY, "description": DESCRIPTION,
+                "audience": AUDIENCE, "tags": ["career", "webinar"], "starts_at": starts,
+                "ends_at": ends, "timezone": ZONE, "capacity": 100,
+                "join_url": "https://meet.example.org/implementation-careers",
+                "questions": QUESTIONS, "status": "published",
+            }
+        )
+        say(f"Added event {event['title']!r} on {day:%d %B %Y} at /events/{event['slug']}")
+    if not await db.fetch("SELECT id FROM staff_user WHERE email = {}", STAFF_EMAIL):
+        password = secrets.token_urlsafe(12)
+        await staff.create(STAFF_EMAIL, password, "Demo staff")
+        say(f"Added staff account {STAFF_EMAIL} with password: {password}  (shown only once)")

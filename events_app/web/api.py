@@ -1,0 +1,147 @@
+"""The JSON API under /api/v1: events (staff write, anyone reads published) and registrations."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from ..domain import events, registrations
+from ..domain.errors import NotFound, ValidationFailed
+from .auth import optional_staff, require_staff
+from .present import event_json, registration_json
+
+MAX_ID = 2**31 - 1
+
+
+def _check_id(event_id: int) -> int:
+    if not 0 < event_id <= MAX_ID:
+        raise NotFound("No such event")
+    return event_id
+
+
+async def _event_for(request: Request, event_id: int) -> tuple[dict, dict | None]:
+    """The event, hiding drafts from anyone but staff."""
+    member = await optional_staff(request)
+    event = await events.get(_check_id(event_id))
+    if event["status"] == "draft" and member is None:
+        raise NotFound("No such event")
+    return event, member
+
+
+async def _counts(event_id: FromPath[int]) -> dict[str, int]:
+    from .. import db
+
+    rows = await db.fetch(
+        "SELECT status, COUNT(*) AS n FROM registration WHERE event = {} GROUP BY status", event_id
+    )
+    found = {r["status"]: r["n"] for r in rows}
+    return {"waitlisted": found.get("waitlisted", 0), "cancelled": found.get("cancelled", 0)}
+
+
+def _object(data: Any) -> dict:
+    if not isinstance(data, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    return data
+
+
+class EventsApi(Controller):
+    path = "/api/v1/events"
+    tags = ["events"]
+
+    @post("/", guards=[require_staff], status_code=HTTP_201_CREATED, summary="Create an event (staff)")
+    async def create(self, data: JSONBody[Any]) -> dict:
+        event = await events.create(_object(data))
+        return event_json(event, staff=True)
+
+    @get("/", summary="Published events, upcoming first; staff also see drafts")
+    async def index(self, request: Request) -> list[dict]:
+        member = await optional_staff(request)
+        found = await events.listing(include_drafts=member is not None)
+        return [event_json(e, staff=member is not None) for e in found]
+
+    @get("/{event_id:int}", summary="One event")
+    async def show(self, request: Request, event_id: FromPath[int]) -> dict:
+        event, member = await _event_for(request, event_id)
+        counts = await _counts(event["id"]) if member else None
+        return event_json(event, staff=member is not None, counts=counts)
+
+    @patch("/{event_id:int}", guards=[require_staff], summary="Change any field (staff)")
+    async def change(self, event_id: FromPath[int], data: JSONBody[Any]) -> dict:
+        event, notified = await events.update(_check_id(event_id), _object(data))
+        return {**event_json(event, staff=True), "notified": notified}
+
+    @post(
+        "/{event_id:int}/change-preview",
+        guards=[require_staff],
+        status_code=HTTP_200_OK,
+        summary="How many people a change would email, without saving it (staff)",
+    )
+    async def change_preview(self, event_id: FromPath[int], data: JSONBody[Any]) -> dict:
+        return {"would_email": await events.count_affected(_check_id(event_id), _object(data))}
+
+    @post("/{event_id:int}/publish", guards=[require_staff], status_code=HTTP_200_OK, summary="Publish (staff)")
+    async def publish(self, event_id: FromPath[int]) -> dict:
+        return event_json(await events.publish(_check_id(event_id)), staff=True)
+
+    @post(
+        "/{event_id:int}/cancel",
+        guards=[require_staff],
+        status_code=HTTP_200_OK,
+        summary="Cancel; every registrant is told, with a calendar CANCEL (staff)",
+    )
+    async def cancel(self, event_id: FromPath[int]) -> dict:
+        event, notified = await events.cancel(_check_id(event_id))
+        return {**event_json(event, staff=True), "notified": notified}
+
+    @post(
+        "/{event_id:int}/registrations",
+        status_code=HTTP_201_CREATED,
+        summary="Register: a seat, or a waitlist place when full",
+    )
+    async def register(self, request: Request, event_id: FromPath[int], data: JSONBody[Any]) -> dict:
+        event = await events.get(_check_id(event_id))
+        if event["status"] == "draft" and await optional_staff(request) is None:
+            raise NotFound("No such event")
+        return registration_json(await registrations.register(event, _object(data)))
+
+    @get("/{event_id:int}/registrations", guards=[require_staff], summary="Registrants (staff)")
+    async def registrants(self, event_id: FromPath[int]) -> list[dict]:
+        await events.get(_check_id(event_id))
+        return [registration_json(r) for r in await registrations.for_event(event_id)]
+
+    @get("/{event_id:int}/registrations.csv", guards=[require_staff], summary="Registrants as CSV (staff)")
+    async def registrants_csv(self, event_id: FromPath[int]) -> Response:
+        event = await events.get(_check_id(event_id))
+        rows = await registrations.for_event(event_id)
+        keys = [q["key"] for q in event["questions"]]
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(
+            ["id", "name", "email", "status", "waitlist_position", "registered_at", "attended_at", *keys]
+        )
+        for r in rows:
+            answers = [
+                "; ".join(a) if isinstance(a := r["answers"].get(k, ""), list) else json.dumps(a) if isinstance(a, bool) else a
+                for k in keys
+            ]
+            writer.writerow(
+                [r["id"], _cell(r["name"]), r["email"], r["status"], r["waitlist_position"] or "",
+                 r["created_at"].isoformat(), r["attended_at"].isoformat() if r["attended_at"] else "",
+                 *[_cell(str(a)) for a in answers]]
+            )
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{event["slug"]}-registrations.csv"'},
+        )
+
+
+def _cell(value: str) -> str:
+    # Spreadsheets run cells that start with these as formulas (CSV injection).
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

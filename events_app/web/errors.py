@@ -1,0 +1,88 @@
+"""The one place that turns domain errors (and framework validation errors) into HTTP answers.
+
+API answers are JSON: `{"status_code", "detail", "errors": {field: reason}}` for 400,
+`{"status_code", "detail", "reason"}` for 409. Pages get the same status with an HTML page.
+Nothing escapes as a 500 with a traceback: unexpected errors are logged and answered with a
+plain 500 page (and tests treat any 500 as a failure).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.response import Template
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from ..domain.errors import Conflict, DomainError, NotFound, Unauthorized, ValidationFailed
+
+log = logging.getLogger("events_app.web")
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith("/api/") or path == "/health" or "application/json" in request.headers.get("accept", "")
+
+
+def _answer(request: Request, status: int, body: dict) -> Response:
+    if _wants_json(request):
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
+    return Template(
+        template_name="error.html",
+        context={"status": status, "detail": body.get("detail", ""), "errors": body.get("errors")},
+        status_code=status,
+    )
+
+
+def domain_error(request: Request, exc: DomainError) -> Response:
+    if isinstance(exc, ValidationFailed):
+        return _answer(request, 400, {"status_code": 400, "detail": "Invalid input", "errors": exc.fields})
+    if isinstance(exc, NotFound):
+        return _answer(request, 404, {"status_code": 404, "detail": exc.message})
+    if isinstance(exc, Conflict):
+        return _answer(request, 409, {"status_code": 409, "detail": exc.message, "reason": exc.reason})
+    if isinstance(exc, Unauthorized):
+        return _answer(request, 401, {"status_code": 401, "detail": exc.message})
+    return _answer(request, 400, {"status_code": 400, "detail": exc.message})
+
+
+def validation_error(request: Request, exc: ValidationException) -> Response:
+    errors: dict[str, str] = {}
+    for item in exc.extra or []:
+        if isinstance(item, dict):
+            errors[str(item.get("key") or item.get("source") or "body")] = str(item.get("message", "is invalid"))
+    if not errors:
+        errors["body"] = exc.detail or "is invalid"
+    return _answer(request, 400, {"status_code": 400, "detail": "Invalid input", "errors": errors})
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    body = {"status_code": exc.status_code, "detail": exc.detail}
+    response = _answer(request, exc.status_code, body)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def not_found(request: Request, exc: NotFoundException) -> Response:
+    return _answer(request, 404, {"status_code": 404, "detail": "Not found"})
+
+
+def unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _answer(
+        request,
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        {"status_code": 500, "detail": "Something went wrong on our side. Please try again."},
+    )
+
+
+HANDLERS = {
+    DomainError: domain_error,
+    ValidationException: validation_error,
+    NotFoundException: not_found,
+    HTTPException: http_error,
+    Exception: unexpected,
+}
