@@ -1,0 +1,112 @@
+"""The registrant's personal page and join link, reached from their email."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from icalendar import Calendar
+
+from events_app import db
+from events_app.domain import registrations
+from factories import published_event
+
+
+async def _register(event: dict, email: str) -> tuple[dict, str, str]:
+    view = await registrations.register(event, {"name": email.split("@")[0].title(), "email": email})
+    row = (await db.fetch("SELECT * FROM registration WHERE id = {}", view["id"]))[0]
+    return view, registrations.personal_token(row), registrations.join_token(row)
+
+
+async def _snapshot() -> list:
+    regs = await db.fetch("SELECT id, status, sequence, attended_at FROM registration ORDER BY id")
+    mail = await db.fetch("SELECT COUNT(*) AS n FROM outbox")
+    seats = await db.fetch("SELECT taken FROM event")
+    return [regs, mail, seats]
+
+
+async def test_personal_page_shows_status_and_get_changes_nothing(client):
+    event = await published_event(capacity=1, slug="careers")
+    _, ada, _ = await _register(event, "ada@example.org")
+    _, grace, _ = await _register(event, "grace@example.org")
+    before = await _snapshot()
+    page = (await client.get(f"/r/{ada}")).text
+    assert "Registered" in page and "ada@example.org" in page
+    assert f'action="/r/{ada}/cancel"' in page and "Google Calendar" in page
+    waiting = (await client.get(f"/r/{grace}")).text
+    assert "Waitlist – number 1" in waiting
+    # A mail scanner that follows every link, cancel link included, changes nothing.
+    for path in (f"/r/{ada}", f"/r/{ada}/cancel", f"/r/{grace}", f"/r/{ada}.ics"):
+        await client.get(path)
+    assert await _snapshot() == before
+
+
+async def test_cancelling_frees_the_seat_for_the_first_waitlisted_person(client):
+    event = await published_event(capacity=1, slug="careers")
+    _, ada, _ = await _register(event, "ada@example.org")
+    _, grace, _ = await _register(event, "grace@example.org")
+    _, alan, _ = await _register(event, "alan@example.org")
+    answer = await client.post(f"/r/{ada}/cancel", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith(f"/r/{ada}")
+    assert "You cancelled this registration" in (await client.get(f"/r/{ada}")).text
+    assert "Registered" in (await client.get(f"/r/{grace}")).text
+    assert "Waitlist – number 1" in (await client.get(f"/r/{alan}")).text
+    kinds = [(r["kind"], r["recipient"]) for r in await db.fetch("SELECT kind, recipient FROM outbox ORDER BY id")]
+    assert ("registration_cancelled", "ada@example.org") in kinds
+    assert ("registration_promoted", "grace@example.org") in kinds
+    # Cancelling again is harmless: no second message, no second free seat.
+    await client.post(f"/r/{ada}/cancel")
+    assert (await db.fetch("SELECT taken FROM event"))[0]["taken"] == 1
+    assert len(await db.fetch("SELECT id FROM outbox WHERE kind = 'registration_cancelled'")) == 1
+
+
+async def test_registering_again_after_cancelling_keeps_the_calendar_uid(client):
+    event = await published_event(slug="careers")
+    first, ada, _ = await _register(event, "ada@example.org")
+    await client.post(f"/r/{ada}/cancel")
+    again, _, _ = await _register(event, "ada@example.org")
+    assert again["id"] == first["id"] and again["status"] == "registered"
+    row = (await db.fetch("SELECT sequence FROM registration WHERE id = {}", first["id"]))[0]
+    assert row["sequence"] == 2, "cancel and re-register each moved SEQUENCE on"
+
+
+async def test_personal_ics_uses_the_registration_uid(client):
+    event = await published_event(slug="careers")
+    view, ada, _ = await _register(event, "ada@example.org")
+    cal = Calendar.from_ical((await client.get(f"/r/{ada}.ics")).content)
+    (vevent,) = cal.walk("VEVENT")
+    assert vevent["UID"] == f"reg-{view['id']}@testserver"
+
+
+async def test_unknown_tokens_are_404(client):
+    for path in ("/r/nope", "/j/nope", "/r/nope.ics"):
+        assert (await client.get(path)).status_code == 404
+    assert (await client.post("/r/nope/cancel")).status_code == 404
+
+
+async def test_join_link_windows(client):
+    now = datetime.now(timezone.utc)
+    soon = await published_event(slug="soon", starts_at=(now + timedelta(days=1)).isoformat(),
+                                 ends_at=(now + timedelta(days=1, hours=1)).isoformat())
+    live = await published_event(slug="live", starts_at=(now + timedelta(minutes=10)).isoformat(),
+                                 ends_at=(now + timedelta(minutes=70)).isoformat())
+    _, _, early_join = await _register(soon, "ada@example.org")
+    _, ada_live, live_join = await _register(live, "ada@example.org")
+    _, grace_live, grace_join = await _register(live, "grace@example.org")
+
+    early = await client.get(f"/j/{early_join}")
+    assert early.status_code == 200 and "doors open 15 minutes before" in early.text
+    assert "meet.example.org" not in early.text
+
+    opened = await client.get(f"/j/{live_join}", follow_redirects=False)
+    assert opened.status_code == 302 and opened.headers["location"] == "https://meet.example.org/room"
+    attended = await db.fetch("SELECT attended_at FROM registration WHERE email = 'ada@example.org' AND event = {}", live["id"])
+    assert attended[0]["attended_at"] is not None
+
+    await client.post(f"/r/{grace_live}/cancel")
+    dead = await client.get(f"/j/{grace_join}", follow_redirects=False)
+    assert dead.status_code == 410 and "meet.example.org" not in dead.text
+
+    await db.fetch("UPDATE event SET starts_at = {}, ends_at = {} WHERE id = {}",
+                   now - timedelta(hours=2), now - timedelta(hours=1), live["id"])
+    over = await client.get(f"/j/{live_join}", follow_redirects=False)
+    assert over.status_code == 200 and "This event is over" in over.text
