@@ -1,0 +1,88 @@
+"""The `events-app` command as an operator uses it, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from events_app import db
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "events_app.cli", *args],
+        input=stdin, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def test_migrate_twice_is_harmless_and_seeds_topics():
+    for _ in range(2):
+        result = cli("migrate")
+        assert result.returncode == 0, result.stderr
+    topics = await db.fetch("SELECT slug, name FROM topic ORDER BY slug")
+    assert [(t["slug"], t["name"]) for t in topics] == [
+        ("bulletin", "Implementation in Action"), ("careers", "Career events"), ("events", "Events"),
+    ]
+
+
+async def test_staff_create_and_token_from_stdin():
+    made = cli("staff", "create", "lead@example.org", "--name", "Team Lead", stdin="a long enough password\n")
+    assert made.returncode == 0, made.stderr
+    token = cli("staff", "token", "lead@example.org", "--label", "ci")
+    assert token.returncode == 0
+    assert len(token.stdout.strip().splitlines()) == 1 and len(token.stdout.strip()) >= 40
+    from events_app.domain import staff
+
+    assert (await staff.by_token(token.stdout.strip()))["email"] == "lead@example.org"
+    again = cli("staff", "create", "lead@example.org", stdin="a long enough password\n")
+    assert again.returncode == 2 and "already has a staff account" in again.stderr
+    short = cli("staff", "create", "other@example.org", stdin="short\n")
+    assert short.returncode == 2 and "at least 10 characters" in short.stderr
+
+
+async def test_demo_loads_once():
+    first = cli("demo")
+    assert first.returncode == 0, first.stderr
+    assert "staff@example.org with password" in first.stdout
+    second = cli("demo")
+    assert second.returncode == 0 and "password" not in second.stdout
+    rows = await db.fetch("SELECT slug, starts_at, timezone, status FROM event ORDER BY starts_at")
+    assert len(rows) == 2
+    assert rows[0]["starts_at"].isoformat() == "2022-11-29T17:00:00+00:00"  # 12:00 in Toronto
+    assert all(r["status"] == "published" and r["timezone"] == "America/Toronto" for r in rows)
+
+
+def test_bad_arguments_and_environment_exit_2_with_one_line():
+    cases = [
+        (("frobnicate",), {}),
+        (("serve", "--port", "eighty"), {}),
+        (("migrate",), {"EVENTS_DATABASE_URL": "mysql://nope"}),
+        (("migrate",), {"EVENTS_RATE_LIMITS": "sometimes"}),
+        (("migrate",), {"EVENTS_ENV": "production", "EVENTS_SECRET_KEY": ""}),
+        (("staff", "token", "nobody@example.org"), {}),
+    ]
+    for args, env in cases:
+        result = cli(*args, env=env)
+        assert result.returncode == 2, (args, env, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+
+
+def test_wheel_ships_templates_and_email_templates(tmp_path):
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("events_app-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "events_app/templates/base.html" in names
+    assert "events_app/templates/events/detail.html" in names
+    assert any(n.startswith("events_app/emails/registration_confirmed/") for n in names)
+    assert any(n.startswith("events_app/migrations/events_app_") for n in names)
