@@ -1,0 +1,193 @@
+"""Building the email for one claimed outbox row: what the registrant receives, and nothing else.
+
+The outbox row holds only ids and what changed; the message is rendered at send time from the
+registration and event as they are now, so a retried or late row never carries stale links or
+times. Its Message-ID is derived from the row id, so a retry is the same message to the receiving
+side (and to anyone deduplicating on it).
+
+Messages about a registration that carry a calendar invite are
+  multipart/mixed
+    multipart/alternative: text/plain, text/html, text/calendar; method=REQUEST|CANCEL
+    application/ics attachment (invite.ics): the same calendar, for clients that ignore the part
+and plain multipart/alternative (text, HTML) otherwise.
+
+A row whose registration or event is gone raises `Undeliverable`; a row overtaken by a later
+change (a confirmation for a registration since cancelled, a cancellation for one since renewed)
+raises `Superseded`: sending it would put a wrong entry in the person's calendar, and the message
+about the later change is already queued. The worker marks both failed with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+
+from .. import db, ics
+from ..domain import events, registrations
+from ..domain.errors import NotFound
+from ..settings import Settings
+from . import render
+
+# Kinds this module builds; other kinds (bulletin issues, announcements) are built elsewhere.
+KINDS = {
+    "registration_confirmed",
+    "registration_promoted",
+    "registration_cancelled",
+    "event_changed",
+    "event_cancelled",
+}
+# Kinds that put (or keep) the event in the person's calendar.
+REQUEST_KINDS = {"registration_confirmed", "registration_promoted", "event_changed"}
+
+CHANGE_TEXT = {
+    "starts_at": "The time has changed.",
+    "ends_at": "The time has changed.",
+    "timezone": "The time has changed.",
+    "title": "The title has changed.",
+    "join_url": "The meeting link has changed. Your personal join link stays the same and takes you to the new meeting.",
+}
+TIME_FIELDS = {"starts_at", "ends_at", "timezone"}
+
+
+class Undeliverable(Exception):
+    """The row cannot become a message (its registration or event is gone, or its kind is
+    unknown). Retrying will not help."""
+
+
+class Superseded(Undeliverable):
+    """A later change made this message wrong; the message about that change is queued."""
+
+
+def message_id(row_id: int, settings: Settings) -> str:
+    """The Message-ID of outbox row `row_id`: the same on every attempt."""
+    return f"<outbox-{row_id}@{settings.host}>"
+
+
+async def _load(registration_id) -> tuple[dict, dict]:
+    rows = await db.fetch("SELECT * FROM registration WHERE id = {}", registration_id)
+    if not rows:
+        raise Undeliverable(f"registration {registration_id} no longer exists")
+    registration = rows[0]
+    try:
+        event = await events.get(registration["event"])
+    except NotFound:
+        raise Undeliverable(f"event {registration['event']} no longer exists") from None
+    return registration, event
+
+
+def _plan(kind: str, payload: dict, registration: dict, event: dict) -> tuple[str, str | None, dict]:
+    """(template, invite method or None, extra context) for a row, or raise Superseded."""
+    status = registration["status"]
+    if kind in REQUEST_KINDS:
+        if status == "cancelled":
+            raise Superseded("the registration was cancelled before this message was sent")
+        if event["status"] == "cancelled":
+            raise Superseded("the event was cancelled before this message was sent")
+    if kind == "registration_confirmed":
+        if status == "waitlisted":
+            return "registration_waitlisted", None, {}
+        return kind, "REQUEST", {"resend": bool(payload.get("resend"))}
+    if kind == "registration_promoted":
+        if status != "registered":
+            raise Superseded(f"the registration is {status}, no longer promoted")
+        return kind, "REQUEST", {}
+    if kind == "registration_cancelled":
+        if status != "cancelled":
+            raise Superseded("the person registered again before this message was sent")
+        was = payload.get("was", "registered")
+        return kind, ("CANCEL" if was == "registered" else None), {"was": was}
+    if kind == "event_changed":
+        fields = payload.get("changes") or []
+        changes = list(dict.fromkeys(CHANGE_TEXT[f] for f in fields if f in CHANGE_TEXT))
+        # Only registered people hold an invite to update; the domain notifies no one else.
+        method = "REQUEST" if status == "registered" else None
+        return kind, method, {
+            "changes": changes or ["The details have changed."],
+            "time_changed": bool(TIME_FIELDS & set(fields)),
+        }
+    if kind == "event_cancelled":
+        was = payload.get("status") or status
+        return kind, ("CANCEL" if was == "registered" else None), {"status": was}
+    raise Undeliverable(f"unknown message kind {kind!r}")
+
+
+def _display_name(settings: Settings) -> str:
+    return parseaddr(settings.mail_from)[0] or settings.host
+
+
+async def build(row: dict, settings: Settings) -> EmailMessage:
+    """The email for a claimed outbox row (`id`, `kind`, `recipient`, `payload`).
+
+    Reads the registration and event; raises Undeliverable or Superseded (see the module doc)."""
+    kind = row["kind"]
+    if kind not in KINDS:
+        raise Undeliverable(f"unknown message kind {kind!r}")
+    payload = row["payload"]
+    payload = json.loads(payload) if isinstance(payload, str) else (payload or {})
+    if "registration_id" not in payload:
+        raise Undeliverable("the row names no registration")
+    registration, event = await _load(payload["registration_id"])
+    template, method, extra = _plan(kind, payload, registration, event)
+
+    base = settings.base_url.rstrip("/")
+    organizer_name = _display_name(settings)
+    event_url = f"{base}/events/{event['slug']}"
+    links = {
+        "site": base + "/",
+        "events": f"{base}/events",
+        "event": event_url,
+        "manage": f"{base}/r/{registrations.personal_token(registration)}",
+        "join": f"{base}/j/{registrations.join_token(registration)}",
+    }
+    links.update(ics.calendar_links(event, base_url=base, location=links["join"]))
+    context = {
+        "name": registration["name"],
+        "event": event,
+        "when": render.format_range(event["starts_at"], event["ends_at"], event["timezone"]),
+        "links": links,
+        "organizer_name": organizer_name,
+        "site_host": settings.host,
+        "has_invite": method is not None,
+        "show_join": template in REQUEST_KINDS,
+        "status": registration["status"],
+        "resend": False,
+        **extra,
+    }
+    if template == "registration_waitlisted":
+        context["position"] = await registrations.waitlist_position(event["id"], registration["id"])
+    subject, text, html = render.render(template, context)
+
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = Address(
+        display_name=ics.clean_line(registration["name"]), addr_spec=row["recipient"] or registration["email"]
+    )
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    message["Message-ID"] = message_id(row["id"], settings)
+    # RFC 3834: a machine wrote this; autoresponders should not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    if method is not None:
+        calendar = ics.invite(
+            event,
+            registration,
+            method=method,
+            organizer_name=organizer_name,
+            organizer_email=settings.mail_from_address,
+            manage_url=links["manage"],
+            join_url_personal=links["join"],
+            event_url=event_url,
+            host=settings.host,
+        )
+        # The method parameter must equal METHOD: inside, or Outlook and Gmail ignore the part.
+        message.add_alternative(
+            calendar, maintype="text", subtype="calendar", params={"charset": "UTF-8", "method": method}
+        )
+        message.add_attachment(calendar, maintype="application", subtype="ics", filename="invite.ics")
+    return message

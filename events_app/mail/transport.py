@@ -1,0 +1,227 @@
+"""Getting a built message out of the process: SMTP, .eml files, or a list in memory.
+
+Every transport has `async send(message, *, outbox_id=None)` and `async close()`. `send` raises
+`TemporaryFailure` when trying again later may work (server down, time-out, 4xx) and
+`PermanentFailure` when it will not (5xx for this recipient or this message); the worker turns
+these into a retry with backoff or a failed row.
+
+`SMTPTransport` keeps one connection open and reuses it for message after message (a TCP and TLS
+handshake plus EHLO and AUTH per message would cost more than the message), and reconnects when
+the server has dropped it in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import tempfile
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """A message could not be handed over."""
+
+
+class TemporaryFailure(DeliveryError):
+    """Try again later. `connection` is True when the server could not be reached at all, so
+    other messages would fail the same way right now."""
+
+    def __init__(self, message: str, *, connection: bool = False) -> None:
+        super().__init__(message)
+        self.connection = connection
+
+
+class PermanentFailure(DeliveryError):
+    """The server refused this recipient or this message for good (5xx)."""
+
+
+class SMTPTransport:
+    """SMTP over one reused connection. URL forms: smtp://host:port (plain, port 25),
+    smtp+starttls://user:pass@host:587, smtps://user:pass@host:465 (TLS from the start)."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0, tls_context: ssl.SSLContext | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in {"smtp", "smtp+starttls", "smtps"}:
+            raise ValueError("the SMTP URL must start with smtp://, smtp+starttls:// or smtps://")
+        self.use_tls = parts.scheme == "smtps"
+        self.start_tls = parts.scheme == "smtp+starttls"
+        self.hostname = parts.hostname or "localhost"
+        self.port = parts.port or (465 if self.use_tls else 587 if self.start_tls else 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.timeout = timeout
+        self.tls_context = tls_context
+        self._client: aiosmtplib.SMTP | None = None
+        # One conversation at a time on the one connection.
+        self._lock = asyncio.Lock()
+        self.connections = 0  # how many connections were opened (seen by tests and logs)
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.hostname,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            use_tls=self.use_tls,
+            # Plain smtp:// means plain: no opportunistic STARTTLS that a local relay's
+            # self-signed certificate would turn into a failure.
+            start_tls=self.start_tls,
+            timeout=self.timeout,
+            tls_context=self.tls_context,
+        )
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = self._new_client()
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # Wrong credentials: our configuration, not the recipient. Retry (someone will fix it).
+            raise TemporaryFailure(f"SMTP login refused: {exc.code} {exc.message}", connection=True) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise TemporaryFailure(
+                f"SMTP server {self.hostname}:{self.port} answered {exc.code} {exc.message}", connection=True
+            ) from exc
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            raise TemporaryFailure(
+                f"cannot connect to SMTP server {self.hostname}:{self.port}: {exc}", connection=True
+            ) from exc
+        self.connections += 1
+        log.debug("connected to SMTP server %s:%s", self.hostname, self.port)
+        return client
+
+    async def send(self, message: EmailMessage, *, outbox_id: int | None = None) -> None:
+        async with self._lock:
+            reused = self._client is not None and self._client.is_connected
+            if not reused:
+                await self._drop()
+                self._client = await self._connect()
+            try:
+                await self._client.send_message(message)
+            except aiosmtplib.SMTPServerDisconnected as exc:
+                await self._drop()
+                if not reused:
+                    raise TemporaryFailure(f"SMTP server disconnected: {exc}", connection=True) from exc
+                # The server closed an idle connection since our last message: one fresh try.
+                self._client = await self._connect()
+                await self._send_classified(message)
+            except Exception as exc:
+                await self._classify(exc)
+
+    async def _send_classified(self, message: EmailMessage) -> None:
+        try:
+            await self._client.send_message(message)
+        except Exception as exc:
+            await self._classify(exc)
+
+    async def _classify(self, exc: Exception) -> None:
+        """Raise the TemporaryFailure or PermanentFailure that `exc` means."""
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+            codes = [r.code for r in exc.recipients]
+            detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            if codes and all(500 <= c < 600 for c in codes):
+                raise PermanentFailure(f"recipient refused: {detail}") from exc
+            raise TemporaryFailure(f"recipient deferred: {detail}") from exc
+        if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+            # Our From address was refused: a configuration matter for every message alike.
+            raise TemporaryFailure(f"sender refused: {exc.code} {exc.message}", connection=True) from exc
+        if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(
+            exc, aiosmtplib.SMTPServerDisconnected
+        ):
+            text = f"{exc.code} {exc.message}"
+            if 500 <= exc.code < 600:
+                raise PermanentFailure(f"message refused: {text}") from exc
+            raise TemporaryFailure(f"message deferred: {text}") from exc
+        if isinstance(exc, (ValueError, aiosmtplib.SMTPNotSupported)):
+            # An address this server cannot take (e.g. non-ASCII without SMTPUTF8): no retry helps.
+            raise PermanentFailure(f"cannot send to this address: {exc}") from exc
+        # Connection lost or timed out mid-conversation: its state is unknown, start afresh.
+        await self._drop()
+        if isinstance(exc, (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError)):
+            raise TemporaryFailure(f"SMTP connection failed: {exc}", connection=True) from exc
+        raise exc
+
+    async def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.is_connected:
+            try:
+                await client.quit()
+            except Exception:  # already broken; closing is all that is left
+                client.close()
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._drop()
+
+
+class FileTransport:
+    """Writes each message to `<directory>/<UTC timestamp>-<outbox id>.eml` (development, and
+    installations without SMTP). The file appears whole or not at all: written to a temporary
+    name in the same directory, then renamed."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+
+    async def send(self, message: EmailMessage, *, outbox_id: int | None = None) -> None:
+        try:
+            self._write(message, outbox_id)
+        except OSError as exc:  # a full or read-only disk may be fixed; keep the row
+            raise TemporaryFailure(f"cannot write to {self.directory}: {exc}", connection=True) from exc
+
+    def _write(self, message: EmailMessage, outbox_id: int | None) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        target = self.directory / f"{stamp}-{outbox_id if outbox_id is not None else 'message'}.eml"
+        data = message.as_bytes(policy=SMTP_POLICY)
+        fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return target
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryTransport:
+    """Keeps messages in `self.messages` (unit tests). Exceptions put in `self.fail_next` are
+    raised by the next sends, one each, to rehearse failures."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.outbox_ids: list[int | None] = []
+        self.fail_next: list[Exception] = []
+
+    async def send(self, message: EmailMessage, *, outbox_id: int | None = None) -> None:
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        self.messages.append(message)
+        self.outbox_ids.append(outbox_id)
+
+    async def close(self) -> None:
+        return None
+
+
+Transport = SMTPTransport | FileTransport | MemoryTransport
+
+
+def make_transport(settings: Settings) -> Transport:
+    """SMTP when `EVENTS_SMTP_URL` is set, else .eml files in the mail directory."""
+    if settings.smtp_url:
+        return SMTPTransport(settings.smtp_url)
+    return FileTransport(settings.mail_dir)
