@@ -33,11 +33,13 @@ PRODID = "-//events-app//Events and invites//EN"
 # C0 and C1 controls and Unicode line/paragraph separators. Newlines are kept in multi-line text.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _ANY_BREAK = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_SPACE_RUNS = re.compile(r" {2,}")
 
 
 def clean_line(value: str | None) -> str:
-    """One line of text: every control character (newlines included) becomes one space."""
-    return _ANY_BREAK.sub(" ", value or "").strip()
+    """One line of text: control characters (newlines included) become spaces, runs of spaces
+    one space."""
+    return _SPACE_RUNS.sub(" ", _ANY_BREAK.sub(" ", value or "")).strip()
 
 
 def clean_text(value: str | None) -> str:
