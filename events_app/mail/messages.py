@@ -11,10 +11,12 @@ Messages about a registration that carry a calendar invite are
     application/ics attachment (invite.ics): the same calendar, for clients that ignore the part
 and plain multipart/alternative (text, HTML) otherwise.
 
-A row whose registration or event is gone raises `Undeliverable`; a row overtaken by a later
+A row whose registration or event is gone raises `Undeliverable`, one of a kind not built here
+`UnknownKind`; a row overtaken by a later
 change (a confirmation for a registration since cancelled, a cancellation for one since renewed)
 raises `Superseded`: sending it would put a wrong entry in the person's calendar, and the message
-about the later change is already queued. The worker marks both failed with the reason.
+about the later change is already queued. The worker marks the first two failed with the reason
+and retries the last (a newer process may have queued it during an upgrade).
 """
 
 from __future__ import annotations
@@ -61,9 +63,38 @@ class Superseded(Undeliverable):
     """A later change made this message wrong; the message about that change is queued."""
 
 
-def message_id(row_id: int, settings: Settings) -> str:
-    """The Message-ID of outbox row `row_id`: the same on every attempt."""
-    return f"<outbox-{row_id}@{settings.host}>"
+class UnknownKind(Exception):
+    """No builder for this kind here, perhaps a newer process queued it during a rolling
+    upgrade: the worker retries it later rather than failing it."""
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if not number:
+            return out
+
+
+def message_id(row_id: int, settings: Settings, created_at: datetime | None = None) -> str:
+    """The Message-ID of outbox row `row_id`: the same on every attempt. The row's creation time
+    is part of it because ids restart with a new database, and Gmail silently drops a message
+    whose Message-ID it has seen before."""
+    if created_at is None:
+        return f"<outbox-{row_id}@{settings.host}>"
+    stamp = _base36(int(created_at.timestamp() * 1_000_000))
+    return f"<outbox-{row_id}.{stamp}@{settings.host}>"
+
+
+async def _created_at(row: dict) -> datetime:
+    if row.get("created_at") is not None:
+        return row["created_at"]
+    rows = await db.fetch("SELECT created_at FROM outbox WHERE id = {}", row["id"])
+    if not rows:
+        raise Undeliverable(f"outbox row {row['id']} no longer exists")
+    return rows[0]["created_at"]
 
 
 async def _load(registration_id) -> tuple[dict, dict]:
@@ -111,7 +142,7 @@ def _plan(kind: str, payload: dict, registration: dict, event: dict) -> tuple[st
     if kind == "event_cancelled":
         was = payload.get("status") or status
         return kind, ("CANCEL" if was == "registered" else None), {"status": was}
-    raise Undeliverable(f"unknown message kind {kind!r}")
+    raise UnknownKind(f"no message is defined for kind {kind!r}")
 
 
 def _display_name(settings: Settings) -> str:
@@ -124,7 +155,7 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
     Reads the registration and event; raises Undeliverable or Superseded (see the module doc)."""
     kind = row["kind"]
     if kind not in KINDS:
-        raise Undeliverable(f"unknown message kind {kind!r}")
+        raise UnknownKind(f"no message is defined for kind {kind!r}")
     payload = row["payload"]
     payload = json.loads(payload) if isinstance(payload, str) else (payload or {})
     if "registration_id" not in payload:
@@ -167,7 +198,7 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
     )
     message["Subject"] = subject
     message["Date"] = format_datetime(datetime.now(timezone.utc))
-    message["Message-ID"] = message_id(row["id"], settings)
+    message["Message-ID"] = message_id(row["id"], settings, await _created_at(row))
     # RFC 3834: a machine wrote this; autoresponders should not answer it.
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "OOF, AutoReply"

@@ -56,6 +56,10 @@ class Worker:
         row_id = row["id"]
         try:
             message = await messages.build(row, self.settings)
+        except messages.UnknownKind as exc:
+            log.warning("outbox row %s: %s; retrying later", row_id, exc)
+            await self._retry(row, str(exc))
+            return None
         except messages.Undeliverable as exc:
             log.warning("outbox row %s (%s) not sent: %s", row_id, row["kind"], exc)
             await outbox.mark_failed(row_id, f"not sent: {exc}")
@@ -67,11 +71,11 @@ class Worker:
         try:
             await self.transport.send(message, outbox_id=row_id)
         except TemporaryFailure as exc:
-            log.warning("outbox row %s to %s deferred: %s", row_id, row["recipient"], exc)
+            log.warning("outbox row %s (%s) deferred: %s", row_id, row["kind"], exc)
             await self._retry(row, str(exc))
             return str(exc) if exc.connection else None
         except PermanentFailure as exc:
-            log.warning("outbox row %s to %s failed: %s", row_id, row["recipient"], exc)
+            log.warning("outbox row %s (%s) failed: %s", row_id, row["kind"], exc)
             await outbox.mark_failed(row_id, str(exc))
             return None
         except Exception as exc:
@@ -79,7 +83,8 @@ class Worker:
             await self._retry(row, f"{type(exc).__name__}: {exc}")
             return None
         await outbox.mark_sent(row_id)
-        log.info("outbox row %s (%s) sent to %s", row_id, row["kind"], row["recipient"])
+        # Row ids, not addresses, in the log: it outlives the personal data it would copy.
+        log.info("outbox row %s (%s) sent", row_id, row["kind"])
         return None
 
     async def _retry(self, row: dict, error: str) -> None:

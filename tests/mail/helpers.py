@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from events_app import db
+from events_app import db, settings
 from events_app.domain import events, registrations
+from events_app.mail.messages import message_id
 
 TORONTO = ZoneInfo("America/Toronto")
 TITLE = "Non-Academic Careers with Impact: Implementation Positions You Never Knew Existed"
@@ -85,3 +86,10 @@ def invite_of(message: EmailMessage) -> tuple[str, icalendar.Calendar, icalendar
     vevents = calendar.walk("VEVENT")
     assert len(vevents) == 1
     return part.get_param("method"), calendar, vevents[0]
+
+
+def row_message_id(row: dict) -> str:
+    """The Message-ID outbox row `row` must carry on every attempt: `<outbox-ID.STAMP@host>`."""
+    expected = message_id(row["id"], settings.get(), row["created_at"])
+    assert expected.startswith(f"<outbox-{row['id']}.") and expected.endswith("@testserver>")
+    return expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from .helpers import make_all_due, outbox_rows, published_webinar, register
+from .helpers import make_all_due, outbox_rows, published_webinar, register, row_message_id
 
 
 async def test_a_confirmation_survives_an_smtp_outage_and_arrives_exactly_once(worker, smtp_server):
@@ -30,7 +30,7 @@ async def test_a_confirmation_survives_an_smtp_outage_and_arrives_exactly_once(w
     assert await worker.run_once() == 2
 
     [ada] = smtp_server.to("ada@example.com")
-    assert ada["Message-ID"] == f"<outbox-{rows[0]['id']}@testserver>"
+    assert ada["Message-ID"] == row_message_id(rows[0])
     assert len(smtp_server.to("bob@example.com")) == 1
     for row in await outbox_rows():
         assert row["status"] == "sent" and row["attempts"] == 2 and row["last_error"] == ""
@@ -57,8 +57,8 @@ async def test_a_message_claimed_by_a_worker_that_died_is_sent_once_later(worker
     assert await worker.run_once() == 1
 
     [message] = smtp_server.to("ada@example.com")
-    assert message["Message-ID"] == f"<outbox-{claimed['id']}@testserver>"
     [row] = await outbox_rows()
+    assert message["Message-ID"] == row_message_id(row)
     assert row["status"] == "sent"
 
 

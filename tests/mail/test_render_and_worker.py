@@ -149,6 +149,23 @@ async def test_the_loop_survives_errors_and_stops_when_asked(monkeypatch):
     assert row["status"] == "sent" and row["attempts"] == 2
 
 
-def test_message_ids_are_derived_from_the_row():
+def test_message_ids_are_derived_from_the_row_and_differ_across_databases():
     config = settings.get()
-    assert messages.message_id(12, config) == messages.message_id(12, config) == "<outbox-12@testserver>"
+    first = datetime(2026, 1, 5, 10, 0, 0, 123456, tzinfo=UTC)
+    assert messages.message_id(12, config, first) == messages.message_id(12, config, first)
+    # Row 12 of a fresh database is another message: it must not look like a duplicate.
+    assert messages.message_id(12, config, first) != messages.message_id(12, config, datetime(2026, 2, 1, tzinfo=UTC))
+    assert messages.message_id(12, config, first).startswith("<outbox-12.")
+
+
+async def test_a_kind_this_worker_does_not_know_is_kept_for_a_newer_one():
+    transport = MemoryTransport()
+    worker = Worker(settings.get(), transport)
+    await outbox.enqueue("issue_released", "ada@example.com", {"issue_id": 1})
+
+    assert await worker.run_once() == 1
+
+    [row] = await outbox_rows()
+    assert row["status"] == "queued" and row["attempts"] == 1
+    assert "issue_released" in row["last_error"]
+    assert transport.messages == []
