@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
@@ -20,6 +19,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
 from . import db, settings
+from .resources import resource_dir
 from .web.api import EventsApi
 from .web.errors import HANDLERS
 from .web.public import PublicPages
@@ -28,24 +28,14 @@ from .web.registrant import RegistrantPages
 log = logging.getLogger("events_app")
 
 
-def resource_dir(name: str) -> Path:
-    """`templates` or `emails`: inside the package when installed from a wheel, beside it in a
-    checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / name, here.parent / name):
-        if candidate.is_dir():
-            return candidate
-    raise RuntimeError(f"the {name}/ folder is missing from the installation")
-
-
 def _template_engine() -> TemplateConfig:
     def configure(engine: JinjaTemplateEngine) -> None:
-        from .timefmt import format_moment, format_range
+        from .timefmt import format_range, format_time
 
         engine.engine.globals.update(
             base_url=settings.get().base_url,
             format_range=format_range,
-            format_moment=format_moment,
+            format_time=format_time,
         )
         engine.engine.trim_blocks = True
         engine.engine.lstrip_blocks = True

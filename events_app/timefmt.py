@@ -1,4 +1,5 @@
-"""Human time formatting in an event's zone: "Tuesday 29 November 2022, 12:00–1:00 PM EST"."""
+"""Human time formatting in an event's zone: "Tuesday 29 November 2022, 12:00–1:00 PM EST".
+Pages, emails and the API all use these, so a time reads the same everywhere."""
 
 from __future__ import annotations
 
@@ -6,32 +7,54 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 
+def _zone(tz: str | ZoneInfo) -> ZoneInfo:
+    return tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+
+
+def zone_abbreviation(moment: datetime) -> str:
+    """'EST', 'CET'...; zones without a letter abbreviation (tzdata writes '+03') get 'UTC+03'."""
+    name = moment.tzname() or ""
+    return f"UTC{name}" if name[:1] in "+-" else name
+
+
 def _clock(moment: datetime) -> str:
     return f"{moment.hour % 12 or 12}:{moment.minute:02d}"
+
+
+def _meridiem(moment: datetime) -> str:
+    return "AM" if moment.hour < 12 else "PM"
 
 
 def _day(moment: datetime) -> str:
     return f"{moment:%A} {moment.day} {moment:%B %Y}"
 
 
-def format_range(starts_at: datetime, ends_at: datetime, tz: str) -> str:
-    """The span in zone `tz`, with the zone's abbreviation, the way people write it."""
-    zone = ZoneInfo(tz)
+def format_time(moment: datetime, tz: str | ZoneInfo) -> str:
+    """One moment in zone `tz`: 'Tuesday 29 November 2022, 12:00 PM EST'."""
+    local = moment.astimezone(_zone(tz))
+    return f"{_day(local)}, {_clock(local)} {_meridiem(local)} {zone_abbreviation(local)}"
+
+
+def format_range(starts_at: datetime, ends_at: datetime, tz: str | ZoneInfo) -> str:
+    """An event's time in its zone, saying each thing once:
+    'Tuesday 29 November 2022, 12:00–1:00 PM EST', '11:30 AM–12:30 PM EST' across noon,
+    and both days in full when it ends on another day (or in another abbreviation, across a
+    daylight-saving change)."""
+    zone = _zone(tz)
     start, end = starts_at.astimezone(zone), ends_at.astimezone(zone)
-    start_ampm, end_ampm = f"{start:%p}", f"{end:%p}"
-    if start.date() == end.date():
-        if start_ampm == end_ampm:
-            return f"{_day(start)}, {_clock(start)}–{_clock(end)} {end_ampm} {end:%Z}"
-        return f"{_day(start)}, {_clock(start)} {start_ampm}–{_clock(end)} {end_ampm} {end:%Z}"
-    return (
-        f"{_day(start)}, {_clock(start)} {start_ampm} {start:%Z} – "
-        f"{_day(end)}, {_clock(end)} {end_ampm} {end:%Z}"
-    )
-
-
-def format_moment(moment: datetime, tz: str) -> str:
-    local = moment.astimezone(ZoneInfo(tz))
-    return f"{_day(local)}, {_clock(local)} {local:%p} {local:%Z}"
+    start_abbr, end_abbr = zone_abbreviation(start), zone_abbreviation(end)
+    if start.date() != end.date():
+        return f"{format_time(start, zone)} – {format_time(end, zone)}"
+    if start_abbr != end_abbr:
+        return (
+            f"{_day(start)}, {_clock(start)} {_meridiem(start)} {start_abbr}–"
+            f"{_clock(end)} {_meridiem(end)} {end_abbr}"
+        )
+    if _meridiem(start) == _meridiem(end):
+        hours = f"{_clock(start)}–{_clock(end)} {_meridiem(end)}"
+    else:
+        hours = f"{_clock(start)} {_meridiem(start)}–{_clock(end)} {_meridiem(end)}"
+    return f"{_day(start)}, {hours} {start_abbr}"
 
 
 def iso(moment: datetime | None) -> str | None:

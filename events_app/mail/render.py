@@ -20,64 +20,13 @@ from zoneinfo import ZoneInfo
 import css_inline
 import jinja2
 
-import events_app
+from ..resources import resource_dir
+from ..timefmt import format_range, format_time  # noqa: F401 (re-exported for templates)
 
 
 def emails_dir() -> Path:
     """The email templates: inside the package when installed, else next to it in the repo."""
-    package = Path(events_app.__file__).resolve().parent
-    inside = package / "emails"
-    return inside if inside.is_dir() else package.parent / "emails"
-
-
-def _zone(tz: str | ZoneInfo) -> ZoneInfo:
-    return tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
-
-
-def zone_abbreviation(moment: datetime) -> str:
-    """'EST', 'CET'...; zones without a letter abbreviation (tzdata writes '+03') get 'UTC+03'."""
-    name = moment.tzname() or ""
-    return f"UTC{name}" if name[:1] in "+-" else name
-
-
-def _clock(moment: datetime) -> str:
-    return f"{moment.hour % 12 or 12}:{moment.minute:02d}"
-
-
-def _meridiem(moment: datetime) -> str:
-    return "AM" if moment.hour < 12 else "PM"
-
-
-def _day(moment: datetime) -> str:
-    return f"{moment:%A} {moment.day} {moment:%B %Y}"
-
-
-def format_time(moment: datetime, tz: str | ZoneInfo) -> str:
-    """One moment in zone `tz`: 'Tuesday 29 November 2022, 12:00 PM EST'."""
-    local = moment.astimezone(_zone(tz))
-    return f"{_day(local)}, {_clock(local)} {_meridiem(local)} {zone_abbreviation(local)}"
-
-
-def format_range(starts_at: datetime, ends_at: datetime, tz: str | ZoneInfo) -> str:
-    """An event's time in its zone, saying each thing once:
-    'Tuesday 29 November 2022, 12:00–1:00 PM EST', '11:30 AM–12:30 PM EST' across noon,
-    and both days in full when it ends on another day (or in another abbreviation, across a
-    daylight-saving change)."""
-    zone = _zone(tz)
-    start, end = starts_at.astimezone(zone), ends_at.astimezone(zone)
-    start_abbr, end_abbr = zone_abbreviation(start), zone_abbreviation(end)
-    if start.date() != end.date():
-        return f"{format_time(start, zone)} – {format_time(end, zone)}"
-    if start_abbr != end_abbr:
-        return (
-            f"{_day(start)}, {_clock(start)} {_meridiem(start)} {start_abbr}–"
-            f"{_clock(end)} {_meridiem(end)} {end_abbr}"
-        )
-    if _meridiem(start) == _meridiem(end):
-        hours = f"{_clock(start)}–{_clock(end)} {_meridiem(end)}"
-    else:
-        hours = f"{_clock(start)} {_meridiem(start)}–{_clock(end)} {_meridiem(end)}"
-    return f"{_day(start)}, {hours} {start_abbr}"
+    return resource_dir("emails")
 
 
 @lru_cache(maxsize=1)

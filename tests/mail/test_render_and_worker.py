@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import events_app
-from events_app import db, settings
+from events_app import db, resources, settings
 from events_app.domain import registrations
 from events_app.mail import messages, outbox, render
 from events_app.mail.transport import MemoryTransport
@@ -37,13 +37,15 @@ def test_format_range_says_the_time_as_people_read_it(start, end, zone, expected
     assert render.format_range(datetime(*start, tzinfo=UTC), datetime(*end, tzinfo=UTC), zone) == expected
 
 
-def test_templates_are_found_in_the_repo_and_in_an_installed_package(tmp_path, monkeypatch):
+def test_templates_are_found_in_the_repo_and_in_an_installed_package(tmp_path):
     assert render.emails_dir() == Path(events_app.__file__).resolve().parent.parent / "emails"
     assert (render.emails_dir() / "registration_confirmed" / "body.html").is_file()
     package = tmp_path / "site-packages" / "events_app"
     (package / "emails").mkdir(parents=True)
-    monkeypatch.setattr(events_app, "__file__", str(package / "__init__.py"))
-    assert render.emails_dir() == package / "emails"
+    assert resources.find("emails", package) == package / "emails"
+    checkout = tmp_path / "checkout"
+    (checkout / "templates").mkdir(parents=True)
+    assert resources.find("templates", checkout / "events_app") == checkout / "templates"
 
 
 def test_every_message_renders_with_escaped_html_and_a_one_line_subject():
