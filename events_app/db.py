@@ -19,6 +19,7 @@ import asyncio
 import sqlite3
 import threading
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import unquote, urlsplit
@@ -224,10 +225,38 @@ async def stop() -> None:
         await eng.close_connection_pool()
 
 
+@lru_cache(maxsize=1024)
+def _compile(sql: str, postgres: bool) -> str:
+    """`{}` placeholders to `?` (sqlite3) or `$1, $2...` (asyncpg), once per statement text."""
+    if not postgres:
+        return sql.replace("{}", "?")
+    parts = sql.split("{}")
+    return "".join(part + (f"${i + 1}" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
+
+
 async def fetch(sql: str, *args: Any) -> list[dict]:
-    """Run one statement with `{}` placeholders on whichever engine is configured."""
-    rows = await engine().run_querystring(QueryString(sql, *args))
-    return rows if not rows or isinstance(rows[0], dict) else [dict(row) for row in rows]
+    """Run one statement with `{}` placeholders on whichever engine is configured, inside the
+    current Piccolo transaction when there is one. The SQL text is compiled once and reused:
+    building a Piccolo QueryString per call cost more than running the statement (the hot
+    paths issue several per request). Values are plain Python (str, int, bool, None, aware
+    datetime); Piccolo's sqlite3 adapters store datetimes in UTC, asyncpg binds them natively."""
+    eng = engine()
+    current = eng.current_transaction.get()
+    if isinstance(eng, FastSQLiteEngine):
+        query = _compile(sql, False)
+        if current is not None:
+            return current.connection.run(query, args)
+        conn = eng.loop_connection()
+        async with conn.lock:
+            return conn.run(query, args)
+    query = _compile(sql, True)
+    if current is not None:
+        rows = await current.connection.fetch(query, *args)
+    elif eng.pool is not None:
+        rows = await eng.pool.fetch(query, *args)
+    else:
+        rows = await eng.run_querystring(QueryString(sql, *args))
+    return [dict(row) for row in rows]
 
 
 @asynccontextmanager

@@ -75,7 +75,7 @@ class Event(Table):
 
 class Registration(Table):
     id = Serial(primary_key=True)
-    event = ForeignKey(Event, null=False, index=True)
+    event = ForeignKey(Event, null=False)
     email = Varchar(length=320)  # lower-cased
     name = Varchar(length=200)
     answers = Text(default="{}")  # JSON object keyed by question key
@@ -103,7 +103,7 @@ class Outbox(Table):
     kind = Varchar(length=64)
     recipient = Varchar(length=320)
     payload = Text(default="{}")  # JSON: ids and what changed; rendered by the worker
-    status = Varchar(length=16, default="queued", index=True)
+    status = Varchar(length=16, default="queued")
     attempts = Integer(default=0)
     next_attempt_at = Timestamptz(default=TimestamptzNow())
     claimed_at = Timestamptz(null=True, default=None)

@@ -36,8 +36,8 @@ INSERT_SQL = (
     "VALUES ({}, {}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}) RETURNING id"
 )
 EXISTING_SQL = (
-    "SELECT id, status, name, email, created_at, confirmation_sent_at FROM registration "
-    "WHERE event = {} AND email = {}"
+    "SELECT id, event, status, name, email, answers, created_at, confirmation_sent_at "
+    "FROM registration WHERE event = {} AND email = {}"
 )
 
 
@@ -183,7 +183,7 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
                     "UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", moment, row["id"]
                 )
                 await outbox.enqueue("registration_confirmed", email, {"registration_id": row["id"], "resend": True})
-            return await view(row["id"])
+            return await _shown(row)
         claimed = await db.fetch(CLAIM_SQL, event["id"])
         status = "registered" if claimed else "waitlisted"
         if existing:  # came back after cancelling: same row, same calendar UID, newer SEQUENCE
@@ -204,7 +204,12 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
             )
             reg_id = rows[0]["id"]
         await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
-    return await view(reg_id)
+        # Built from what was just written (no re-read); the waitlist place is counted inside the
+        # transaction so that it is exact.
+        return await _shown(
+            {"id": reg_id, "event": event["id"], "name": name, "email": email, "status": status,
+             "answers": answers, "created_at": moment}
+        )
 
 
 async def view(reg_id: int) -> dict:
@@ -216,14 +221,18 @@ async def view(reg_id: int) -> dict:
     )
     if not rows:
         raise NotFound("No such registration")
-    row = rows[0]
+    return await _shown(rows[0])
+
+
+async def _shown(row: dict) -> dict:
+    answers = row["answers"]
     result = {
         "id": row["id"],
         "event_id": row["event"],
         "name": row["name"],
         "email": row["email"],
         "status": row["status"],
-        "answers": json.loads(row["answers"]),
+        "answers": json.loads(answers) if isinstance(answers, str) else answers,
         "created_at": row["created_at"],
         "waitlist_position": None,
     }
