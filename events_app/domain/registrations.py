@@ -30,6 +30,7 @@ CLAIM_SQL = (
     "UPDATE event SET taken = taken + 1 WHERE id = {} "
     "AND (capacity IS NULL OR taken < capacity) RETURNING taken"
 )
+LOCK_EVENT_SQL = "UPDATE event SET taken = taken WHERE id = {}"
 INSERT_SQL = (
     "INSERT INTO registration (event, email, name, answers, status, token_salt, token_hash, "
     "join_token_hash, sequence, subscribe, created_at, updated_at, confirmation_sent_at) "
@@ -186,6 +187,11 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
             return await _shown(row)
         claimed = await db.fetch(CLAIM_SQL, event["id"])
         status = "registered" if claimed else "waitlisted"
+        if not claimed and db.is_postgres():
+            # A failed claim locks nothing on PostgreSQL; take the event row's lock so that people
+            # join the waitlist one at a time and each counts an exact place. (On SQLite the
+            # transaction is already exclusive.)
+            await db.fetch(LOCK_EVENT_SQL, event["id"])
         if existing:  # came back after cancelling: same row, same calendar UID, newer SEQUENCE
             reg_id = existing[0]["id"]
             await db.fetch(
