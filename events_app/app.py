@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from litestar import Litestar
-from litestar.config.compression import CompressionConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -71,7 +70,6 @@ def create_app(run_worker: bool = False) -> Litestar:
         template_config=_template_engine(),
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         openapi_config=OpenAPIConfig(
             title="events-app",
             version="1.0.0",

@@ -94,7 +94,13 @@ def _serve(host: str, port: int, worker: bool) -> None:
     from .app import create_app
 
     app = create_app(run_worker=worker)
-    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("EVENTS_LOG_LEVEL", "info"))
+    level = os.environ.get("EVENTS_LOG_LEVEL", "info").lower()
+    uvicorn.run(
+        app, host=host, port=port, log_level=level,
+        # Access lines are info-level; skip building them at all when they would be dropped.
+        access_log=level in ("debug", "info", "trace"),
+        proxy_headers=True, server_header=False,
+    )
 
 
 def _worker() -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from email.utils import parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from .errors import ValidationFailed
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# One address, no display name or comments: local@domain.tld, without spaces, angle brackets,
+# quotes, commas or semicolons (which would let a value smuggle a second recipient into headers).
+EMAIL_RE = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 
 
 def fail(field: str, reason: str) -> ValidationFailed:
@@ -37,8 +38,7 @@ def email(value: Any, field: str = "email") -> str:
     if not isinstance(value, str) or not value.strip():
         raise fail(field, "is required")
     value = value.strip()
-    address = parseaddr(value)[1]
-    if len(value) > 320 or address != value or not EMAIL_RE.match(value):
+    if len(value) > 320 or not EMAIL_RE.match(value):
         raise fail(field, "must be an email address like name@example.org")
     local, _, domain = value.rpartition("@")
     # Domains are case-insensitive; local parts practically are too, and one seat per person

@@ -105,7 +105,7 @@ class EventsApi(Controller):
         summary="Register: a seat, or a waitlist place when full",
     )
     async def register(self, request: Request, event_id: FromPath[int], data: JSONBody[Any]) -> dict:
-        event = await events.get(_check_id(event_id))
+        event = await events.current(_check_id(event_id))
         if event["status"] == "draft" and await optional_staff(request) is None:
             raise NotFound("No such event")
         return registration_json(await registrations.register(event, _object(data)))
