@@ -163,7 +163,7 @@ async def register(event: dict, data: dict) -> dict:
     check_open(event, moment)
     for attempt in range(3):
         try:
-            return await _register_once(event, name, email, answers, subscribe, moment)
+            return await db.atomic(lambda: _register_once(event, name, email, answers, subscribe, moment))
         except Exception as exc:
             # Two requests for one address at once (PostgreSQL): the loser's transaction was rolled
             # back, seat included; the next attempt finds the winner's row and answers like it.
@@ -173,49 +173,49 @@ async def register(event: dict, data: dict) -> dict:
 
 
 async def _register_once(event, name, email, answers, subscribe, moment) -> dict:
+    """One attempt, run atomically by the caller (db.atomic)."""
     interval = timedelta(seconds=settings.get().resend_interval_seconds)
-    async with db.transaction():
-        existing = await db.fetch(EXISTING_SQL, event["id"], email)
-        if existing and existing[0]["status"] != "cancelled":
-            row = existing[0]
-            sent = row["confirmation_sent_at"]
-            if sent is None or moment - sent >= interval:
-                await db.fetch(
-                    "UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", moment, row["id"]
-                )
-                await outbox.enqueue("registration_confirmed", email, {"registration_id": row["id"], "resend": True})
-            return await _shown(row)
-        claimed = await db.fetch(CLAIM_SQL, event["id"])
-        status = "registered" if claimed else "waitlisted"
-        if not claimed and db.is_postgres():
-            # A failed claim locks nothing on PostgreSQL; take the event row's lock so that people
-            # join the waitlist one at a time and each counts an exact place. (On SQLite the
-            # transaction is already exclusive.)
-            await db.fetch(LOCK_EVENT_SQL, event["id"])
-        if existing:  # came back after cancelling: same row, same calendar UID, newer SEQUENCE
-            reg_id = existing[0]["id"]
+    existing = await db.fetch(EXISTING_SQL, event["id"], email)
+    if existing and existing[0]["status"] != "cancelled":
+        row = existing[0]
+        sent = row["confirmation_sent_at"]
+        if sent is None or moment - sent >= interval:
             await db.fetch(
-                "UPDATE registration SET status = {}, name = {}, answers = {}, subscribe = {}, "
-                "sequence = sequence + 1, cancelled_at = NULL, created_at = {}, updated_at = {}, "
-                "confirmation_sent_at = {} WHERE id = {}",
-                status, name, json.dumps(answers), subscribe, moment, moment, moment, reg_id,
+                "UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", moment, row["id"]
             )
-        else:
-            salt = tokens.new_salt()
-            row = {"token_salt": salt}
-            rows = await db.fetch(
-                INSERT_SQL, event["id"], email, name, json.dumps(answers), status, salt,
-                tokens.digest(personal_token(row)), tokens.digest(join_token(row)), subscribe,
-                moment, moment, moment,
-            )
-            reg_id = rows[0]["id"]
-        await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
-        # Built from what was just written (no re-read); the waitlist place is counted inside the
-        # transaction so that it is exact.
-        return await _shown(
-            {"id": reg_id, "event": event["id"], "name": name, "email": email, "status": status,
-             "answers": answers, "created_at": moment}
+            await outbox.enqueue("registration_confirmed", email, {"registration_id": row["id"], "resend": True})
+        return await _shown(row)
+    claimed = await db.fetch(CLAIM_SQL, event["id"])
+    status = "registered" if claimed else "waitlisted"
+    if not claimed and db.is_postgres():
+        # A failed claim locks nothing on PostgreSQL; take the event row's lock so that people
+        # join the waitlist one at a time and each counts an exact place. (On SQLite the
+        # transaction is already exclusive.)
+        await db.fetch(LOCK_EVENT_SQL, event["id"])
+    if existing:  # came back after cancelling: same row, same calendar UID, newer SEQUENCE
+        reg_id = existing[0]["id"]
+        await db.fetch(
+            "UPDATE registration SET status = {}, name = {}, answers = {}, subscribe = {}, "
+            "sequence = sequence + 1, cancelled_at = NULL, created_at = {}, updated_at = {}, "
+            "confirmation_sent_at = {} WHERE id = {}",
+            status, name, json.dumps(answers), subscribe, moment, moment, moment, reg_id,
         )
+    else:
+        salt = tokens.new_salt()
+        row = {"token_salt": salt}
+        rows = await db.fetch(
+            INSERT_SQL, event["id"], email, name, json.dumps(answers), status, salt,
+            tokens.digest(personal_token(row)), tokens.digest(join_token(row)), subscribe,
+            moment, moment, moment,
+        )
+        reg_id = rows[0]["id"]
+    await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
+    # Built from what was just written (no re-read); the waitlist place is counted inside the
+    # transaction so that it is exact.
+    return await _shown(
+        {"id": reg_id, "event": event["id"], "name": name, "email": email, "status": status,
+         "answers": answers, "created_at": moment}
+    )
 
 
 async def view(reg_id: int) -> dict:
