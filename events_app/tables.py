@@ -80,9 +80,7 @@ class Registration(Table):
     name = Varchar(length=200)
     answers = Text(default="{}")  # JSON object keyed by question key
     status = Varchar(length=16)  # registered | waitlisted | cancelled
-    token_salt = Varchar(length=32)
-    token_hash = Varchar(length=64, unique=True)  # of the /r/ token
-    join_token_hash = Varchar(length=64, unique=True)  # of the /j/ token
+    token_salt = Varchar(length=32)  # link tokens are derived from it (events_app/tokens.py)
     sequence = Integer(default=0)  # iCalendar SEQUENCE: only grows
     subscribe = Boolean(default=False)
     created_at = Timestamptz(default=TimestamptzNow())

@@ -1,10 +1,12 @@
-"""Tokens in links: random, one purpose each, stored only as hashes.
+"""Tokens in links: unguessable, one purpose each, never stored.
 
-A link token is HMAC-SHA256(secret key, purpose + row id + a random per-row salt), 256 bits that
-nobody can compute without both the secret key and the database. The database keeps only the
-SHA-256 of the token (for lookup) and the salt, so a leaked database gives no working link, while
-the worker can put the same link into a re-sent confirmation. Rotating the secret key retires
-every link already sent.
+A registration's link token is `<row id>.<MAC>`, the MAC being HMAC-SHA256(secret key, purpose +
+row id + a random 128-bit per-row salt): 256 bits nobody can compute without both the secret key
+and the database. The database keeps only the salt, so a leaked database opens no link, while the
+worker can put the same link into a re-sent confirmation. Verifying finds the row by its primary
+key and recomputes the MAC (constant-time compare): no index on random keys, which would cost a
+WAL page per registration on every commit. Rotating the secret key retires every link already
+sent. API tokens are random and kept as SHA-256 hashes (`digest`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ def derive(secret_key: str, purpose: str, row_id: int | str, salt: str) -> str:
     mac = _keyed(secret_key).copy()
     mac.update(f"{purpose}:{row_id}:{salt}".encode())
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def link(secret_key: str, purpose: str, row_id: int, salt: str) -> str:
+    """The token for a row's link of one purpose."""
+    return f"{row_id}.{derive(secret_key, purpose, row_id, salt)}"
+
+
+def link_row_id(token: str) -> int | None:
+    """The row id a link token claims, or None for a malformed token (check with `link_matches`)."""
+    head, dot, mac = token.partition(".")
+    if not dot or not head.isascii() or not head.isdigit() or len(head) > 10 or len(mac) != 43:
+        return None
+    row_id = int(head)
+    return row_id if 0 < row_id < 2**31 else None
+
+
+def link_matches(token: str, secret_key: str, purpose: str, row_id: int, salt: str) -> bool:
+    return hmac.compare_digest(token.encode(), link(secret_key, purpose, row_id, salt).encode())
 
 
 def digest(token: str) -> str:

@@ -53,10 +53,11 @@ async def database():
 @pytest.fixture(autouse=True)
 async def clean_tables(database):
     """Every test starts from empty tables plus the seeded topics."""
-    from events_app.domain import seed
+    from events_app.domain import events, seed
 
     for table in reversed(ALL_TABLES):
         await db.fetch(f"DELETE FROM {table._meta.tablename}")
+    events.forget()  # ids are reused once the rows are gone
     await seed.topics()
     yield
 

@@ -184,17 +184,26 @@ async def current(event_id: int) -> dict:
     """The event for taking a registration: re-read only when its `version` moved, since every
     change that matters to registering (status, times, questions, closing) raises it. The
     returned dict is shared: do not modify it, and do not rely on its `taken`."""
-    rows = await db.fetch("SELECT version, created_at FROM event WHERE id = {}", event_id)
+    rows = await db.fetch("SELECT version FROM event WHERE id = {}", event_id)
     if not rows:
         raise NotFound("No such event")
     cached = _CACHE.get(event_id)
-    # created_at too: SQLite may hand a deleted event's id to a new one.
-    if cached is not None and (cached["version"], cached["created_at"]) == (rows[0]["version"], rows[0]["created_at"]):
+    # Events are never deleted, so an id always names the same event. (Whatever deletes one
+    # must call forget().)
+    if cached is not None and cached["version"] == rows[0]["version"]:
         return cached
     if len(_CACHE) > 1000:
         _CACHE.clear()
     event = _CACHE[event_id] = await get(event_id)
     return event
+
+
+def forget(event_id: int | None = None) -> None:
+    """Drop cached events (one, or all when None)."""
+    if event_id is None:
+        _CACHE.clear()
+    else:
+        _CACHE.pop(event_id, None)
 
 
 async def get_by_slug(slug: str) -> dict:

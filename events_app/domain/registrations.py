@@ -32,9 +32,9 @@ CLAIM_SQL = (
 )
 LOCK_EVENT_SQL = "UPDATE event SET taken = taken WHERE id = {}"
 INSERT_SQL = (
-    "INSERT INTO registration (event, email, name, answers, status, token_salt, token_hash, "
-    "join_token_hash, sequence, subscribe, created_at, updated_at, confirmation_sent_at) "
-    "VALUES ({}, {}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}) RETURNING id"
+    "INSERT INTO registration (event, email, name, answers, status, token_salt, "
+    "sequence, subscribe, created_at, updated_at, confirmation_sent_at) "
+    "VALUES ({}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}) RETURNING id"
 )
 EXISTING_SQL = (
     "SELECT id, event, status, name, email, answers, created_at, confirmation_sent_at "
@@ -48,12 +48,12 @@ def now() -> datetime:
 
 def personal_token(row: dict) -> str:
     """The token in the registrant's `/r/` link (derived, never stored)."""
-    return tokens.derive(settings.get().secret_key, PURPOSE, "r", row["token_salt"])
+    return tokens.link(settings.get().secret_key, PURPOSE, row["id"], row["token_salt"])
 
 
 def join_token(row: dict) -> str:
     """The token in the registrant's `/j/` join link: another purpose, another token."""
-    return tokens.derive(settings.get().secret_key, JOIN_PURPOSE, "j", row["token_salt"])
+    return tokens.link(settings.get().secret_key, JOIN_PURPOSE, row["id"], row["token_salt"])
 
 
 def clean_answers(event: dict, raw: Any) -> dict:
@@ -201,12 +201,9 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
             status, name, json.dumps(answers), subscribe, moment, moment, moment, reg_id,
         )
     else:
-        salt = tokens.new_salt()
-        row = {"token_salt": salt}
         rows = await db.fetch(
-            INSERT_SQL, event["id"], email, name, json.dumps(answers), status, salt,
-            tokens.digest(personal_token(row)), tokens.digest(join_token(row)), subscribe,
-            moment, moment, moment,
+            INSERT_SQL, event["id"], email, name, json.dumps(answers), status, tokens.new_salt(),
+            subscribe, moment, moment, moment,
         )
         reg_id = rows[0]["id"]
     await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
@@ -256,19 +253,26 @@ async def waitlist_position(event_id: int, reg_id: int) -> int:
     return rows[0]["n"]
 
 
-async def by_token(token: str) -> dict:
-    """The full registration row for a personal token, or NotFound."""
-    rows = await db.fetch("SELECT * FROM registration WHERE token_hash = {}", tokens.digest(token))
-    if not rows:
-        raise NotFound("This link is not valid. It may have been mistyped or the event removed.")
+async def _by_link(token: str, purpose: str, message: str) -> dict:
+    row_id = tokens.link_row_id(token)
+    rows = await db.fetch("SELECT * FROM registration WHERE id = {}", row_id) if row_id else []
+    if not rows or not tokens.link_matches(
+        token, settings.get().secret_key, purpose, row_id, rows[0]["token_salt"]
+    ):
+        raise NotFound(message)
     return rows[0]
+
+
+async def by_token(token: str) -> dict:
+    """The full registration row for a personal (/r/) token, or NotFound."""
+    return await _by_link(
+        token, PURPOSE, "This link is not valid. It may have been mistyped or the event removed."
+    )
 
 
 async def by_join_token(token: str) -> dict:
-    rows = await db.fetch("SELECT * FROM registration WHERE join_token_hash = {}", tokens.digest(token))
-    if not rows:
-        raise NotFound("This join link is not valid.")
-    return rows[0]
+    """The full registration row for a join (/j/) token, or NotFound."""
+    return await _by_link(token, JOIN_PURPOSE, "This join link is not valid.")
 
 
 async def cancel(token: str) -> dict:
