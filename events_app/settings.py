@@ -36,6 +36,8 @@ class Settings:
     outbox_claim_timeout_seconds: int = 300
     outbox_max_attempts: int = 8
     worker_poll_seconds: float = 0.5
+    # How often a worker looks for due reminders and follow-ups.
+    schedule_interval_seconds: float = 30.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -126,6 +128,7 @@ def load() -> Settings:
         var_dir=var_dir,
         resend_interval_seconds=int(os.environ.get("EVENTS_RESEND_INTERVAL_SECONDS", "300")),
         worker_poll_seconds=float(os.environ.get("EVENTS_WORKER_POLL_SECONDS", "0.5")),
+        schedule_interval_seconds=float(os.environ.get("EVENTS_SCHEDULE_INTERVAL_SECONDS", "30")),
     )
 
 

@@ -66,7 +66,9 @@ class Event(Table):
     registration_closes_at = Timestamptz(null=True, default=None)
     questions = Text(default="[]")  # JSON list of question objects
     reminders = Text(default="[1440, 60]")  # JSON list of minutes before the start
-    recording_url = Text(default="")
+    recording_url = Text(default="")  # recording or resources, sent in the follow-up
+    doors_open_minutes = Integer(default=15)  # the join link opens this long before the start
+    follow_up_minutes = Integer(default=120)  # the follow-up goes this long after the end
     status = Varchar(length=16, default="draft")  # draft | published | cancelled
     version = Integer(default=1)  # grows on every change; caches and invites key on it
     created_at = Timestamptz(default=TimestamptzNow())
@@ -93,6 +95,20 @@ class Registration(Table):
     # (event, email) is unique: a unique index made by the first migration.
 
 
+class ScheduledSend(Table):
+    """Ledger of time-triggered messages already queued (reminders, follow-ups): one row per
+    (registration, kind, key), unique, so that however many workers look, each is queued once.
+    A reminder's key holds the start time it was for: after a reschedule it is due again."""
+
+    id = Serial(primary_key=True)
+    registration = ForeignKey(Registration, null=False)
+    kind = Varchar(length=32)
+    key = Varchar(length=80)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+    # (registration, kind, key) is unique: a unique index made by the index migration.
+
+
 class Outbox(Table):
     """One message to send. Written in the transaction of the change that causes it; the worker
     renders and sends it. queued -> sending -> sent | failed."""
@@ -110,4 +126,4 @@ class Outbox(Table):
     sent_at = Timestamptz(null=True, default=None)
 
 
-ALL_TABLES: list[type[Table]] = [Topic, StaffUser, ApiToken, Event, Registration, Outbox]
+ALL_TABLES: list[type[Table]] = [Topic, StaffUser, ApiToken, Event, Registration, ScheduledSend, Outbox]

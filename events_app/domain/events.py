@@ -89,7 +89,7 @@ def clean_fields(data: dict, current: dict | None = None) -> dict:
     known = {
         "title", "slug", "summary", "description", "audience", "tags", "starts_at", "ends_at",
         "timezone", "capacity", "join_url", "registration_closes_at", "questions", "reminders",
-        "recording_url", "status",
+        "recording_url", "status", "doors_open_minutes", "follow_up_minutes",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -128,6 +128,10 @@ def clean_fields(data: dict, current: dict | None = None) -> dict:
         out["questions"] = json.dumps(_questions(data["questions"]))
     if creating or "reminders" in data:
         out["reminders"] = json.dumps(_reminders(data.get("reminders")))
+    if "doors_open_minutes" in data:
+        out["doors_open_minutes"] = v.optional_int(data["doors_open_minutes"], "doors_open_minutes", maximum=24 * 60) or 0
+    if "follow_up_minutes" in data:
+        out["follow_up_minutes"] = v.optional_int(data["follow_up_minutes"], "follow_up_minutes", maximum=14 * 24 * 60) or 0
     if "status" in data:
         if data["status"] not in STATUSES:
             raise v.fail("status", "must be 'draft' or 'published' (cancel with /cancel)")

@@ -17,6 +17,7 @@ import signal
 from .. import db
 from .. import settings as settings_module
 from ..settings import Settings
+from ..domain import schedule
 from . import messages, outbox
 from .transport import PermanentFailure, TemporaryFailure, Transport, make_transport
 
@@ -91,12 +92,21 @@ class Worker:
         await outbox.mark_retry(row["id"], row["attempts"], error, self.settings.outbox_max_attempts)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send until `stop` is set. Sleeps `worker_poll_seconds` when nothing was due; an error
+        """Send until `stop` is set; every `schedule_interval_seconds` first queue the reminders
+        and follow-ups that fell due (domain/schedule.py). Sleeps `worker_poll_seconds` when nothing was due; an error
         of its own (database unreachable) is logged and retried with a growing pause, never
         fatal. Closes the transport on the way out."""
         errors = 0
         try:
+            next_schedule = 0.0
+            loop = asyncio.get_running_loop()
             while not stop.is_set():
+                if loop.time() >= next_schedule:
+                    next_schedule = loop.time() + self.settings.schedule_interval_seconds
+                    try:
+                        await schedule.enqueue_due()
+                    except Exception:
+                        log.exception("mail worker: queuing reminders and follow-ups failed")
                 try:
                     handled = await self.run_once()
                     errors = 0

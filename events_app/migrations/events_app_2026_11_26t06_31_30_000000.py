@@ -8,12 +8,13 @@ from piccolo.table import Table
 
 ID = "2026-11-26T06:31:30:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "registration uniqueness and hot-path indexes"
+DESCRIPTION = "registration and scheduled-send uniqueness, hot-path indexes"
 
 INDEXES = [
     'CREATE UNIQUE INDEX IF NOT EXISTS registration_event_email ON registration ("event", email)',
     'CREATE INDEX IF NOT EXISTS registration_event_status ON registration ("event", status, id)',
     "CREATE INDEX IF NOT EXISTS outbox_claim ON outbox (status, next_attempt_at)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS scheduled_send_once ON scheduled_send (registration, kind, key)",
 ]
 
 
@@ -25,7 +26,7 @@ async def forwards():
             await Table.raw(statement)
 
     async def drop():
-        for name in ("registration_event_email", "registration_event_status", "outbox_claim"):
+        for name in ("registration_event_email", "registration_event_status", "outbox_claim", "scheduled_send_once"):
             await Table.raw(f"DROP INDEX IF EXISTS {name}")
 
     manager.add_raw(create)

@@ -11,7 +11,8 @@ from ..timefmt import format_range, iso
 
 PUBLIC_FIELDS = (
     "id", "slug", "title", "summary", "description", "audience", "tags", "timezone", "capacity",
-    "questions", "reminders", "recording_url", "status", "version",
+    "questions", "reminders", "recording_url", "status", "version", "doors_open_minutes",
+    "follow_up_minutes",
 )
 
 

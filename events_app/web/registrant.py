@@ -16,9 +16,6 @@ from .. import db, settings
 from ..domain import events, registrations
 from .present import event_page
 
-DOORS_OPEN = timedelta(minutes=15)
-
-
 class RegistrantPages(Controller):
     include_in_schema = False
 
@@ -70,9 +67,9 @@ class RegistrantPages(Controller):
         context = {**event_page(event), "registration": reg}
         if reg["status"] != "registered" or event["status"] == "cancelled":
             return Template("registrant/join.html", context={**context, "phase": "inactive"}, status_code=410)
-        if now < event["starts_at"] - DOORS_OPEN:
-            return Template("registrant/join.html", context={**context, "phase": "early",
-                                                             "opens_iso": (event["starts_at"] - DOORS_OPEN).isoformat()})
+        doors = event["starts_at"] - timedelta(minutes=event["doors_open_minutes"])
+        if now < doors:
+            return Template("registrant/join.html", context={**context, "phase": "early", "opens_iso": doors.isoformat()})
         if now > event["ends_at"]:
             return Template("registrant/join.html", context={**context, "phase": "over"})
         if not event["join_url"]:
