@@ -168,3 +168,28 @@ async def test_health_and_openapi(client):
     assert (await client.get("/health")).json() == {"status": "ok"}
     schema = (await client.get("/schema/openapi.json")).json()
     assert "/api/v1/events/{event_id}/registrations" in schema["paths"]
+
+
+async def test_staff_see_how_many_a_change_will_email_before_saving(client, auth):
+    event = (await client.post("/api/v1/events", json=event_data(capacity=2), headers=auth)).json()
+    for who in ("ada", "grace", "alan"):  # alan is waitlisted: holds no invite
+        await client.post(f"/api/v1/events/{event['id']}/registrations", json={"name": who, "email": f"{who}@example.org"})
+    path = f"/api/v1/events/{event['id']}"
+    preview = await client.post(path + "/change-preview", json={"join_url": "https://meet.example.org/new"}, headers=auth)
+    assert preview.json() == {"would_email": 2}
+    assert (await client.post(path + "/change-preview", json={"summary": "Words only"}, headers=auth)).json() == {"would_email": 0}
+    assert (await client.get(path, headers=auth)).json()["join_url"] == "https://meet.example.org/room", "preview saves nothing"
+    assert (await db.fetch("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'event_changed'"))[0]["n"] == 0
+    changed = await client.patch(path, json={"join_url": "https://meet.example.org/new"}, headers=auth)
+    assert changed.json()["notified"] == 2 and changed.json()["join_url"] == "https://meet.example.org/new"
+    rows = await db.fetch("SELECT recipient FROM outbox WHERE kind = 'event_changed' ORDER BY recipient")
+    assert [r["recipient"] for r in rows] == ["ada@example.org", "grace@example.org"]
+    bad = await client.post(path + "/change-preview", json={"starts_at": "soon"}, headers=auth)
+    assert bad.status_code == 400 and "starts_at" in bad.json()["errors"]
+
+
+async def test_doors_and_follow_up_settings(client, auth):
+    created = await client.post("/api/v1/events", json=event_data(doors_open_minutes=30, follow_up_minutes=60), headers=auth)
+    assert created.json()["doors_open_minutes"] == 30 and created.json()["follow_up_minutes"] == 60
+    bad = await client.post("/api/v1/events", json=event_data(doors_open_minutes=-5), headers=auth)
+    assert bad.status_code == 400 and "doors_open_minutes" in bad.json()["errors"]
