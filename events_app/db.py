@@ -98,7 +98,8 @@ class FastSQLiteTransaction(SQLiteTransaction):
             return exception is None
         try:
             if exception:
-                if not self._rolled_back:
+                # SQLite has already rolled back after some errors (a full disk, an interrupt).
+                if not self._rolled_back and self.connection.raw.in_transaction:
                     self.connection.run("ROLLBACK")
                     self._rolled_back = True
             elif not self._committed and not self._rolled_back:
@@ -106,7 +107,8 @@ class FastSQLiteTransaction(SQLiteTransaction):
                     self.connection.run("COMMIT")
                     self._committed = True
                 except BaseException:
-                    self.connection.run("ROLLBACK")
+                    if self.connection.raw.in_transaction:
+                        self.connection.run("ROLLBACK")
                     raise
         finally:
             self.engine.current_transaction.reset(self.context)
@@ -137,20 +139,26 @@ class FastSQLiteEngine(SQLiteEngine):
         state["pending"].append((work, future))
         if not state["scheduled"]:
             state["scheduled"] = True
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush(state)))
+            asyncio.get_running_loop().call_soon(self._start_flush, state)
         return await future
+
+    def _start_flush(self, state: dict) -> None:
+        # The loop keeps only weak references to tasks: hold the flush until it is done.
+        task = asyncio.ensure_future(self._flush(state))
+        state["tasks"].add(task)
+        task.add_done_callback(state["tasks"].discard)
 
     def _batch_state(self) -> dict:
         conn = self.loop_connection()
         if getattr(conn, "batch", None) is None or conn.batch["loop"] is not conn.loop:
-            conn.batch = {"pending": [], "scheduled": False, "loop": conn.loop}
+            conn.batch = {"pending": [], "scheduled": False, "loop": conn.loop, "tasks": set()}
         return conn.batch
 
     async def _flush(self, state: dict) -> None:
         batch = state["pending"][: self.BATCH_LIMIT]
         del state["pending"][: self.BATCH_LIMIT]
         if state["pending"]:
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush(state)))
+            asyncio.get_running_loop().call_soon(self._start_flush, state)
         else:
             state["scheduled"] = False
         outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
