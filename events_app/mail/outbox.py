@@ -44,11 +44,15 @@ async def claim(limit: int, claim_timeout: float) -> list[dict]:
         "UPDATE outbox SET status = 'queued' WHERE status = 'sending' AND claimed_at < {}",
         moment - timedelta(seconds=claim_timeout),
     )
-    skip = " FOR UPDATE SKIP LOCKED" if db.is_postgres() else ""
+    # On PostgreSQL `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may be planned as a
+    # nested-loop semi join that re-runs the subquery for every row, each run skipping the rows
+    # this statement already updated: the LIMIT was ignored and one worker claimed everything due.
+    # `= ANY(ARRAY(...))` makes the subquery an InitPlan, run once.
+    pick, skip = ("= ANY(ARRAY(", " FOR UPDATE SKIP LOCKED))") if db.is_postgres() else ("IN (", ")")
     return await db.fetch(
         "UPDATE outbox SET status = 'sending', claimed_at = {}, attempts = attempts + 1 "
-        "WHERE status = 'queued' AND id IN (SELECT id FROM outbox WHERE status = 'queued' "
-        f"AND next_attempt_at <= {{}} ORDER BY id LIMIT {{}}{skip}) "
+        f"WHERE status = 'queued' AND id {pick}SELECT id FROM outbox WHERE status = 'queued' "
+        f"AND next_attempt_at <= {{}} ORDER BY id LIMIT {{}}{skip} "
         "RETURNING id, kind, recipient, payload, attempts",
         moment,
         moment,
