@@ -9,14 +9,19 @@ Messages about a registration that carry a calendar invite are
   multipart/mixed
     multipart/alternative: text/plain, text/html, text/calendar; method=REQUEST|CANCEL
     application/ics attachment (invite.ics): the same calendar, for clients that ignore the part
-and plain multipart/alternative (text, HTML) otherwise.
+and plain multipart/alternative (text, HTML) otherwise. Reminders and follow-ups (queued by
+domain/schedule.py) never carry a calendar part: the invite is already in the calendar, and a
+REQUEST that changes nothing would only make clients show the event as "updated".
 
 A row whose registration or event is gone raises `Undeliverable`, one of a kind not built here
-`UnknownKind`; a row overtaken by a later
-change (a confirmation for a registration since cancelled, a cancellation for one since renewed)
-raises `Superseded`: sending it would put a wrong entry in the person's calendar, and the message
-about the later change is already queued. The worker marks the first two failed with the reason
-and retries the last (a newer process may have queued it during an upgrade).
+`UnknownKind`; a row overtaken by a later change raises `Superseded`: a confirmation for a
+registration since cancelled, a cancellation for one since renewed (sending it would put a wrong
+entry in the person's calendar, and the message about the later change is already queued); a
+reminder for a registration no longer registered, an event no longer published, a start time
+that has since moved (schedule.py queues the one for the new time) or an event already over; a
+follow-up for a cancelled registration or event, or once the recording link is removed. The
+worker marks Undeliverable and Superseded rows failed with the reason, and retries UnknownKind
+ones later (a newer process may have queued them during an upgrade).
 """
 
 from __future__ import annotations
@@ -40,9 +45,15 @@ KINDS = {
     "registration_cancelled",
     "event_changed",
     "event_cancelled",
+    "reminder",
+    "follow_up_attended",
+    "follow_up_missed",
 }
 # Kinds that put (or keep) the event in the person's calendar.
 REQUEST_KINDS = {"registration_confirmed", "registration_promoted", "event_changed"}
+# Kinds whose email shows the personal join link.
+JOIN_KINDS = REQUEST_KINDS | {"reminder"}
+FOLLOW_UP_KINDS = {"follow_up_attended", "follow_up_missed"}
 
 CHANGE_TEXT = {
     "starts_at": "The time has changed.",
@@ -109,8 +120,55 @@ async def _load(registration_id) -> tuple[dict, dict]:
     return registration, event
 
 
+def in_words(minutes: int) -> str:
+    """How far ahead a reminder is, as its subject says it: '30 minutes', '1 hour', '24 hours',
+    '2 days'. A day is said as 24 hours (people read "tomorrow at this time"); whole days from
+    two on; anything else in the largest unit that divides it."""
+    def unit(n: int, word: str) -> str:
+        return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+    if minutes >= 2 * 1440 and minutes % 1440 == 0:
+        return unit(minutes // 1440, "day")
+    if minutes >= 60 and minutes % 60 == 0:
+        return unit(minutes // 60, "hour")
+    return unit(minutes, "minute")
+
+
+def _same_moment(iso: str | None, moment: datetime) -> bool:
+    try:
+        return iso is not None and datetime.fromisoformat(iso) == moment
+    except (TypeError, ValueError):
+        return False
+
+
+def _plan_scheduled(kind: str, payload: dict, registration: dict, event: dict) -> tuple[str, str | None, dict]:
+    """Reminders and follow-ups: what domain/schedule.py queued, checked against now."""
+    status = registration["status"]
+    if status != "registered":
+        raise Superseded(f"the registration is {status}")
+    if event["status"] != "published":
+        raise Superseded(f"the event is {event['status']}")
+    if kind == "reminder":
+        if not _same_moment(payload.get("starts_at"), event["starts_at"]):
+            # The event moved: schedule.py queues the reminder for the new time by itself.
+            raise Superseded("the event was rescheduled; this reminder was for the old time")
+        offset = payload.get("offset")
+        if offset not in (event.get("reminders") or []):
+            raise Superseded(f"the event no longer has a reminder {offset} minutes before")
+        if event["ends_at"] <= datetime.now(timezone.utc):
+            raise Superseded("the event is over")  # e.g. held back by a long SMTP outage
+        return kind, None, {"starts_in": in_words(int(offset))}
+    if not event.get("recording_url"):
+        raise Superseded("the event no longer has a recording or resources link")
+    # The row's kind was decided when it was queued; the message says what is true when it goes.
+    template = "follow_up_attended" if registration.get("attended_at") else "follow_up_missed"
+    return template, None, {"recording_url": event["recording_url"]}
+
+
 def _plan(kind: str, payload: dict, registration: dict, event: dict) -> tuple[str, str | None, dict]:
     """(template, invite method or None, extra context) for a row, or raise Superseded."""
+    if kind == "reminder" or kind in FOLLOW_UP_KINDS:
+        return _plan_scheduled(kind, payload, registration, event)
     status = registration["status"]
     if kind in REQUEST_KINDS:
         if status == "cancelled":
@@ -182,7 +240,7 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
         "organizer_name": organizer_name,
         "site_host": settings.host,
         "has_invite": method is not None,
-        "show_join": template in REQUEST_KINDS,
+        "show_join": template in JOIN_KINDS,
         "status": registration["status"],
         "resend": False,
         **extra,
