@@ -77,3 +77,18 @@ async def test_a_follow_up_says_what_is_true_when_it_goes():
     assert message["Subject"] == f"Thank you for joining: {TITLE}"
     assert "https://v.example/rec" in text_of(message) and "text/calendar" not in parts(message)
     assert row["status"] == "sent"
+
+
+async def test_a_reminder_queued_before_the_registrant_cancelled_is_dropped():
+    event = await published_webinar()
+    reg = await register(event, "Ada Lovelace", "ada@example.com")
+    await db.fetch("DELETE FROM outbox")
+    await outbox.enqueue("reminder", "ada@example.com",
+                         {"registration_id": reg["id"], "offset": 60, "starts_at": event["starts_at"].isoformat()})
+    await db.fetch("UPDATE registration SET status = 'cancelled' WHERE id = {}", reg["id"])
+    transport = MemoryTransport()
+
+    await Worker(settings.get(), transport).run_once()
+
+    [row] = await outbox_rows()
+    assert transport.messages == [] and row["status"] == "failed" and "registration is cancelled" in row["last_error"]
