@@ -5,7 +5,8 @@ row per (registration, kind, key) with a unique index, inserted with ON CONFLICT
 the transaction that queues the message, so any number of workers may call it at once.
 
 - Reminder: for each offset of the event's `reminders` (minutes before the start), at
-  `starts_at - offset` and until the start, to everyone *registered* who held their seat before
+  `starts_at - offset` and until the start (only the closest one due, so that workers back
+  from an outage do not send "starts in 24 hours" next to "starts in 1 hour"), to everyone *registered* who held their seat before
   that moment (registered or promoted earlier): nobody gets a "starts in 24 hours" reminder for an
   event they signed up to an hour ago. The key holds the start time, so moving the event makes
   its reminders due again for the new time, including one already sent for the old time.
@@ -51,13 +52,17 @@ async def enqueue_due(now: datetime | None = None) -> int:
         now, now + LONGEST_REMINDER,
     )
     for event in candidates:
-        for offset in json.loads(event["reminders"] or "[]"):
+        # Only the closest reminder that is due: after an outage, "starts in 24 hours" must not
+        # go out an hour before the start next to "starts in 1 hour".
+        due = [m for m in json.loads(event["reminders"] or "[]")
+               if event["starts_at"] - timedelta(minutes=m) <= now]
+        if due:
+            offset = min(due)
             moment = event["starts_at"] - timedelta(minutes=offset)
-            if moment <= now:
-                queued += await _queue(
-                    event, "reminder", reminder_key(offset, event["starts_at"]), moment, now,
-                    {"offset": offset, "starts_at": event["starts_at"].isoformat()},
-                )
+            queued += await _queue(
+                event, "reminder", reminder_key(offset, event["starts_at"]), moment, now,
+                {"offset": offset, "starts_at": event["starts_at"].isoformat()},
+            )
     finished = await db.fetch(
         "SELECT id, starts_at, ends_at, recording_url, follow_up_minutes FROM event "
         "WHERE status = 'published' AND ends_at <= {} AND ends_at > {} AND recording_url != ''",

@@ -283,3 +283,17 @@ async def test_a_follow_up_waits_for_the_recording_link_and_is_dropped_if_it_is_
     assert await schedule.enqueue_due(other["ends_at"] + timedelta(days=1)) == 0
     await drain(worker)
     assert tally(smtp_server, ("Thank you", "Sorry")) == Counter()
+
+
+async def test_workers_back_from_an_outage_send_only_the_closest_reminder(clock, worker, smtp_server):
+    event = await published_webinar()
+    start = start_of(event)
+    clock.set(start - timedelta(days=3))
+    await register(event, "Ada Lovelace", "ada@example.com")
+    await drain(worker)
+    # No worker ran between the 24 h moment and 30 minutes before the start.
+    clock.set(start - timedelta(minutes=30))
+    assert await schedule.enqueue_due(clock.now) == 1
+    assert await schedule.enqueue_due(clock.now) == 0
+    await drain(worker)
+    assert tally(smtp_server, REMINDERS) == Counter({("ada@example.com", IN_1): 1})

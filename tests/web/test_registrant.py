@@ -110,3 +110,7 @@ async def test_join_link_windows(client):
                    now - timedelta(hours=2), now - timedelta(hours=1), live["id"])
     over = await client.get(f"/j/{live_join}", follow_redirects=False)
     assert over.status_code == 200 and "This event is over" in over.text
+    assert "Watch the recording" not in over.text
+    await db.fetch("UPDATE event SET recording_url = 'https://videos.example.org/rec' WHERE id = {}", live["id"])
+    with_recording = await client.get(f"/j/{live_join}", follow_redirects=False)
+    assert 'href="https://videos.example.org/rec"' in with_recording.text and "Watch the recording" in with_recording.text
