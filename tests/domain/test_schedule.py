@@ -297,3 +297,23 @@ async def test_workers_back_from_an_outage_send_only_the_closest_reminder(clock,
     assert await schedule.enqueue_due(clock.now) == 0
     await drain(worker)
     assert tally(smtp_server, REMINDERS) == Counter({("ada@example.com", IN_1): 1})
+
+
+async def test_control_without_the_ledger_reminders_repeat(clock, monkeypatch):
+    """The same look twice with the ledger switched off queues everyone twice: the once-only
+    assertions above are known to bite."""
+    event = await published_webinar()
+    start = start_of(event)
+    clock.set(start - timedelta(days=3))
+    await register(event, "Ada Lovelace", "ada@example.com")
+    monkeypatch.setattr(
+        schedule, "CLAIM_SQL",
+        # The same selection, with the ledger insert taken out (the first three values unused).
+        "SELECT id AS registration, CAST({} AS TEXT) AS kind, CAST({} AS TEXT) AS key, "
+        "CAST({} AS TIMESTAMPTZ) AS at FROM registration WHERE event = {} AND status = 'registered' "
+        "AND COALESCE(promoted_at, created_at) <= {}",
+    )
+    clock.set(start - timedelta(hours=23))
+    assert await schedule.enqueue_due(clock.now) == 1
+    assert await schedule.enqueue_due(clock.now) == 1
+    assert len(await outbox_rows("reminder")) == 2
