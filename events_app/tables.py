@@ -109,6 +109,35 @@ class ScheduledSend(Table):
     # (registration, kind, key) is unique: a unique index made by the index migration.
 
 
+class Subscriber(Table):
+    """A person on the mailing list. Erasure blanks the personal data and keeps `email_hash`
+    (SHA-256 of the address) so that an import cannot quietly add the address again."""
+
+    id = Serial(primary_key=True)
+    email = Varchar(length=320, null=True, unique=True)  # lower-cased; null once erased
+    email_hash = Varchar(length=64, unique=True)
+    name = Varchar(length=200, default="")
+    status = Varchar(length=16, default="pending")  # pending | confirmed | unsubscribed | erased
+    token_salt = Varchar(length=32)  # link tokens are derived from it (events_app/tokens.py)
+    source = Varchar(length=32, default="form")  # form | api | registration | import
+    created_at = Timestamptz(default=TimestamptzNow())
+    confirm_sent_at = Timestamptz(null=True, default=None)
+    confirmed_at = Timestamptz(null=True, default=None)
+    paused_until = Timestamptz(null=True, default=None)
+    unsubscribed_at = Timestamptz(null=True, default=None)
+    erased_at = Timestamptz(null=True, default=None)
+    link_sent_at = Timestamptz(null=True, default=None)  # last "email me my link"
+
+
+class Subscription(Table):
+    """Which topics a subscriber receives; (subscriber, topic) unique via the index migration."""
+
+    id = Serial(primary_key=True)
+    subscriber = ForeignKey(Subscriber, null=False)
+    topic = ForeignKey(Topic, null=False)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 class Outbox(Table):
     """One message to send. Written in the transaction of the change that causes it; the worker
     renders and sends it. queued -> sending -> sent | failed."""
@@ -126,4 +155,6 @@ class Outbox(Table):
     sent_at = Timestamptz(null=True, default=None)
 
 
-ALL_TABLES: list[type[Table]] = [Topic, StaffUser, ApiToken, Event, Registration, ScheduledSend, Outbox]
+ALL_TABLES: list[type[Table]] = [
+    Topic, StaffUser, ApiToken, Event, Registration, ScheduledSend, Subscriber, Subscription, Outbox,
+]

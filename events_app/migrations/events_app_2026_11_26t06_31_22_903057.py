@@ -52,6 +52,32 @@ class StaffUser(Table, tablename="staff_user", schema=None):
     )
 
 
+class Subscriber(Table, tablename="subscriber", schema=None):
+    id = Serial(
+        null=False,
+        primary_key=True,
+        unique=False,
+        index=False,
+        index_method=IndexMethod.btree,
+        choices=None,
+        db_column_name=None,
+        secret=False,
+    )
+
+
+class Topic(Table, tablename="topic", schema=None):
+    id = Serial(
+        null=False,
+        primary_key=True,
+        unique=False,
+        index=False,
+        index_method=IndexMethod.btree,
+        choices=None,
+        db_column_name=None,
+        secret=False,
+    )
+
+
 ID = "2026-11-26T06:31:22:903057"
 VERSION = "1.38.0"
 DESCRIPTION = "initial schema"
@@ -63,19 +89,18 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="StaffUser", tablename="staff_user", schema=None, columns=None
-    )
-
-    manager.add_table(
-        class_name="ApiToken", tablename="api_token", schema=None, columns=None
-    )
-
-    manager.add_table(
-        class_name="Topic", tablename="topic", schema=None, columns=None
+        class_name="Outbox", tablename="outbox", schema=None, columns=None
     )
 
     manager.add_table(
         class_name="Event", tablename="event", schema=None, columns=None
+    )
+
+    manager.add_table(
+        class_name="ScheduledSend",
+        tablename="scheduled_send",
+        schema=None,
+        columns=None,
     )
 
     manager.add_table(
@@ -86,19 +111,31 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="Outbox", tablename="outbox", schema=None, columns=None
+        class_name="Topic", tablename="topic", schema=None, columns=None
     )
 
     manager.add_table(
-        class_name="ScheduledSend",
-        tablename="scheduled_send",
+        class_name="StaffUser", tablename="staff_user", schema=None, columns=None
+    )
+
+    manager.add_table(
+        class_name="Subscription",
+        tablename="subscription",
         schema=None,
         columns=None,
     )
 
+    manager.add_table(
+        class_name="Subscriber", tablename="subscriber", schema=None, columns=None
+    )
+
+    manager.add_table(
+        class_name="ApiToken", tablename="api_token", schema=None, columns=None
+    )
+
     manager.add_column(
-        table_class_name="StaffUser",
-        tablename="staff_user",
+        table_class_name="Outbox",
+        tablename="outbox",
         column_name="id",
         db_column_name="id",
         column_class_name="Serial",
@@ -117,10 +154,32 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="StaffUser",
-        tablename="staff_user",
-        column_name="email",
-        db_column_name="email",
+        table_class_name="Outbox",
+        tablename="outbox",
+        column_name="kind",
+        db_column_name="kind",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 64,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Outbox",
+        tablename="outbox",
+        column_name="recipient",
+        db_column_name="recipient",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
@@ -128,7 +187,7 @@ async def forwards():
             "default": "",
             "null": False,
             "primary_key": False,
-            "unique": True,
+            "unique": False,
             "index": False,
             "index_method": IndexMethod.btree,
             "choices": None,
@@ -139,15 +198,14 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="StaffUser",
-        tablename="staff_user",
-        column_name="name",
-        db_column_name="name",
-        column_class_name="Varchar",
-        column_class=Varchar,
+        table_class_name="Outbox",
+        tablename="outbox",
+        column_name="payload",
+        db_column_name="payload",
+        column_class_name="Text",
+        column_class=Text,
         params={
-            "length": 200,
-            "default": "",
+            "default": "{}",
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -161,10 +219,95 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="StaffUser",
-        tablename="staff_user",
-        column_name="password_hash",
-        db_column_name="password_hash",
+        table_class_name="Outbox",
+        tablename="outbox",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 16,
+            "default": "queued",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Outbox",
+        tablename="outbox",
+        column_name="attempts",
+        db_column_name="attempts",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Outbox",
+        tablename="outbox",
+        column_name="next_attempt_at",
+        db_column_name="next_attempt_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Outbox",
+        tablename="outbox",
+        column_name="claimed_at",
+        db_column_name="claimed_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Outbox",
+        tablename="outbox",
+        column_name="last_error",
+        db_column_name="last_error",
         column_class_name="Text",
         column_class=Text,
         params={
@@ -182,8 +325,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="StaffUser",
-        tablename="staff_user",
+        table_class_name="Outbox",
+        tablename="outbox",
         column_name="created_at",
         db_column_name="created_at",
         column_class_name="Timestamptz",
@@ -203,230 +346,15 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="ApiToken",
-        tablename="api_token",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="Serial",
-        column_class=Serial,
-        params={
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ApiToken",
-        tablename="api_token",
-        column_name="staff",
-        db_column_name="staff",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": StaffUser,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ApiToken",
-        tablename="api_token",
-        column_name="label",
-        db_column_name="label",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 200,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ApiToken",
-        tablename="api_token",
-        column_name="token_hash",
-        db_column_name="token_hash",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 64,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ApiToken",
-        tablename="api_token",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ApiToken",
-        tablename="api_token",
-        column_name="last_used_at",
-        db_column_name="last_used_at",
+        table_class_name="Outbox",
+        tablename="outbox",
+        column_name="sent_at",
+        db_column_name="sent_at",
         column_class_name="Timestamptz",
         column_class=Timestamptz,
         params={
             "default": None,
             "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ApiToken",
-        tablename="api_token",
-        column_name="revoked_at",
-        db_column_name="revoked_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Topic",
-        tablename="topic",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="Serial",
-        column_class=Serial,
-        params={
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Topic",
-        tablename="topic",
-        column_name="slug",
-        db_column_name="slug",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 64,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Topic",
-        tablename="topic",
-        column_name="name",
-        db_column_name="name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 200,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Topic",
-        tablename="topic",
-        column_name="description",
-        db_column_name="description",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "",
-            "null": False,
             "primary_key": False,
             "unique": False,
             "index": False,
@@ -925,6 +853,115 @@ async def forwards():
     )
 
     manager.add_column(
+        table_class_name="ScheduledSend",
+        tablename="scheduled_send",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="Serial",
+        column_class=Serial,
+        params={
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ScheduledSend",
+        tablename="scheduled_send",
+        column_name="registration",
+        db_column_name="registration",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Registration,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ScheduledSend",
+        tablename="scheduled_send",
+        column_name="kind",
+        db_column_name="kind",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 32,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ScheduledSend",
+        tablename="scheduled_send",
+        column_name="key",
+        db_column_name="key",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 80,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ScheduledSend",
+        tablename="scheduled_send",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
         table_class_name="Registration",
         tablename="registration",
         column_name="id",
@@ -1246,8 +1283,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
+        table_class_name="Topic",
+        tablename="topic",
         column_name="id",
         db_column_name="id",
         column_class_name="Serial",
@@ -1266,10 +1303,10 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
-        column_name="kind",
-        db_column_name="kind",
+        table_class_name="Topic",
+        tablename="topic",
+        column_name="slug",
+        db_column_name="slug",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
@@ -1277,6 +1314,28 @@ async def forwards():
             "default": "",
             "null": False,
             "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Topic",
+        tablename="topic",
+        column_name="name",
+        db_column_name="name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 200,
+            "default": "",
+            "null": False,
+            "primary_key": False,
             "unique": False,
             "index": False,
             "index_method": IndexMethod.btree,
@@ -1288,10 +1347,51 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
-        column_name="recipient",
-        db_column_name="recipient",
+        table_class_name="Topic",
+        tablename="topic",
+        column_name="description",
+        db_column_name="description",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="StaffUser",
+        tablename="staff_user",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="Serial",
+        column_class=Serial,
+        params={
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="StaffUser",
+        tablename="staff_user",
+        column_name="email",
+        db_column_name="email",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
@@ -1299,7 +1399,7 @@ async def forwards():
             "default": "",
             "null": False,
             "primary_key": False,
-            "unique": False,
+            "unique": True,
             "index": False,
             "index_method": IndexMethod.btree,
             "choices": None,
@@ -1310,36 +1410,15 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
-        column_name="payload",
-        db_column_name="payload",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
-        column_name="status",
-        db_column_name="status",
+        table_class_name="StaffUser",
+        tablename="staff_user",
+        column_name="name",
+        db_column_name="name",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
-            "length": 16,
-            "default": "queued",
+            "length": 200,
+            "default": "",
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -1353,73 +1432,10 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
-        column_name="attempts",
-        db_column_name="attempts",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
-        column_name="next_attempt_at",
-        db_column_name="next_attempt_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
-        column_name="claimed_at",
-        db_column_name="claimed_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
-        column_name="last_error",
-        db_column_name="last_error",
+        table_class_name="StaffUser",
+        tablename="staff_user",
+        column_name="password_hash",
+        db_column_name="password_hash",
         column_class_name="Text",
         column_class=Text,
         params={
@@ -1437,8 +1453,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
+        table_class_name="StaffUser",
+        tablename="staff_user",
         column_name="created_at",
         db_column_name="created_at",
         column_class_name="Timestamptz",
@@ -1458,29 +1474,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Outbox",
-        tablename="outbox",
-        column_name="sent_at",
-        db_column_name="sent_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ScheduledSend",
-        tablename="scheduled_send",
+        table_class_name="Subscription",
+        tablename="subscription",
         column_name="id",
         db_column_name="id",
         column_class_name="Serial",
@@ -1499,14 +1494,14 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="ScheduledSend",
-        tablename="scheduled_send",
-        column_name="registration",
-        db_column_name="registration",
+        table_class_name="Subscription",
+        tablename="subscription",
+        column_name="subscriber",
+        db_column_name="subscriber",
         column_class_name="ForeignKey",
         column_class=ForeignKey,
         params={
-            "references": Registration,
+            "references": Subscriber,
             "on_delete": OnDelete.cascade,
             "on_update": OnUpdate.cascade,
             "target_column": None,
@@ -1523,10 +1518,163 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="ScheduledSend",
-        tablename="scheduled_send",
-        column_name="kind",
-        db_column_name="kind",
+        table_class_name="Subscription",
+        tablename="subscription",
+        column_name="topic",
+        db_column_name="topic",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Topic,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscription",
+        tablename="subscription",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="Serial",
+        column_class=Serial,
+        params={
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="email",
+        db_column_name="email",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 320,
+            "default": "",
+            "null": True,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="email_hash",
+        db_column_name="email_hash",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 64,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="name",
+        db_column_name="name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 200,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 16,
+            "default": "pending",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="token_salt",
+        db_column_name="token_salt",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
@@ -1545,14 +1693,227 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="ScheduledSend",
-        tablename="scheduled_send",
-        column_name="key",
-        db_column_name="key",
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="source",
+        db_column_name="source",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
-            "length": 80,
+            "length": 32,
+            "default": "form",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="confirm_sent_at",
+        db_column_name="confirm_sent_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="confirmed_at",
+        db_column_name="confirmed_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="paused_until",
+        db_column_name="paused_until",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="unsubscribed_at",
+        db_column_name="unsubscribed_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="erased_at",
+        db_column_name="erased_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Subscriber",
+        tablename="subscriber",
+        column_name="link_sent_at",
+        db_column_name="link_sent_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ApiToken",
+        tablename="api_token",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="Serial",
+        column_class=Serial,
+        params={
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ApiToken",
+        tablename="api_token",
+        column_name="staff",
+        db_column_name="staff",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": StaffUser,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ApiToken",
+        tablename="api_token",
+        column_name="label",
+        db_column_name="label",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 200,
             "default": "",
             "null": False,
             "primary_key": False,
@@ -1567,8 +1928,30 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="ScheduledSend",
-        tablename="scheduled_send",
+        table_class_name="ApiToken",
+        tablename="api_token",
+        column_name="token_hash",
+        db_column_name="token_hash",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 64,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ApiToken",
+        tablename="api_token",
         column_name="created_at",
         db_column_name="created_at",
         column_class_name="Timestamptz",
@@ -1576,6 +1959,48 @@ async def forwards():
         params={
             "default": TimestamptzNow(),
             "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ApiToken",
+        tablename="api_token",
+        column_name="last_used_at",
+        db_column_name="last_used_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ApiToken",
+        tablename="api_token",
+        column_name="revoked_at",
+        db_column_name="revoked_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
             "primary_key": False,
             "unique": False,
             "index": False,

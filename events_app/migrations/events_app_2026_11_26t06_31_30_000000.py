@@ -15,6 +15,9 @@ INDEXES = [
     'CREATE INDEX IF NOT EXISTS registration_event_status ON registration ("event", status, id)',
     "CREATE INDEX IF NOT EXISTS outbox_claim ON outbox (status, next_attempt_at)",
     "CREATE UNIQUE INDEX IF NOT EXISTS scheduled_send_once ON scheduled_send (registration, kind, key)",
+    # Recipients of a topic are read by topic then subscriber id (keyset pagination).
+    "CREATE UNIQUE INDEX IF NOT EXISTS subscription_topic_subscriber ON subscription (topic, subscriber)",
+    "CREATE INDEX IF NOT EXISTS subscription_subscriber ON subscription (subscriber)",
 ]
 
 
@@ -26,7 +29,8 @@ async def forwards():
             await Table.raw(statement)
 
     async def drop():
-        for name in ("registration_event_email", "registration_event_status", "outbox_claim", "scheduled_send_once"):
+        for name in ("registration_event_email", "registration_event_status", "outbox_claim", "scheduled_send_once",
+                     "subscription_topic_subscriber", "subscription_subscriber"):
             await Table.raw(f"DROP INDEX IF EXISTS {name}")
 
     manager.add_raw(create)
