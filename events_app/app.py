@@ -23,6 +23,7 @@ from .web.api import EventsApi
 from .web.errors import HANDLERS
 from .web.public import PublicPages
 from .web.registrant import RegistrantPages
+from .web.subscriber import SubscriberApi, SubscriberPages
 
 log = logging.getLogger("events_app")
 
@@ -42,6 +43,34 @@ def _template_engine() -> TemplateConfig:
     return TemplateConfig(
         directory=resource_dir("templates"), engine=JinjaTemplateEngine, engine_callback=configure
     )
+
+
+# Attempts from one client on the forms that send email to an address: enough for a person,
+# too few to flood someone's inbox or to probe addresses.
+FORM_LIMIT = ("minute", 10)
+LIMITED_PATHS = {"/bulletin/subscribe", "/api/v1/subscribers", "/s/link"}
+
+
+def _stores(cfg: settings.Settings) -> dict:
+    """Rate-limit counters: in this process, or in Redis so that several processes share them."""
+    if cfg.redis_url:
+        from litestar.stores.redis import RedisStore
+
+        return {"rate_limit": RedisStore.with_client(url=cfg.redis_url, namespace="events_rate_limit")}
+    from litestar.stores.memory import MemoryStore
+
+    return {"rate_limit": MemoryStore()}
+
+
+def _rate_limits(cfg: settings.Settings) -> list:
+    if not cfg.rate_limits:
+        return []
+    from litestar.middleware.rate_limit import RateLimitConfig
+
+    def limited(request) -> bool:
+        return request.method == "POST" and request.url.path.rstrip("/") in LIMITED_PATHS
+
+    return [RateLimitConfig(rate_limit=FORM_LIMIT, check_throttle_handler=limited).middleware]
 
 
 def create_app(run_worker: bool = False) -> Litestar:
@@ -66,7 +95,9 @@ def create_app(run_worker: bool = False) -> Litestar:
             await db.stop()
 
     return Litestar(
-        route_handlers=[PublicPages, RegistrantPages, EventsApi],
+        route_handlers=[PublicPages, RegistrantPages, EventsApi, SubscriberApi, SubscriberPages],
+        middleware=_rate_limits(cfg),
+        stores=_stores(cfg),
         template_config=_template_engine(),
         exception_handlers=HANDLERS,
         lifespan=[lifespan],

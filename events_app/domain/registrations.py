@@ -163,7 +163,15 @@ async def register(event: dict, data: dict) -> dict:
     check_open(event, moment)
     for attempt in range(3):
         try:
-            return await db.atomic(lambda: _register_once(event, name, email, answers, subscribe, moment))
+            result = await db.atomic(lambda: _register_once(event, name, email, answers, subscribe, moment))
+            if subscribe:
+                # The bulletin opt-in starts the same double opt-in as the subscribe form.
+                from . import subscriptions
+
+                await subscriptions.subscribe(
+                    email, name, await subscriptions.topic_ids(["bulletin"]), source="registration"
+                )
+            return result
         except Exception as exc:
             # Two requests for one address at once (PostgreSQL): the loser's transaction was rolled
             # back, seat included; the next attempt finds the winner's row and answers like it.

@@ -93,3 +93,13 @@ async def test_cancelling_the_event_tells_registered_and_waitlisted():
     assert again[1] == 0, "cancelling twice tells nobody twice"
     rows = await db.fetch("SELECT recipient FROM outbox WHERE kind = 'event_cancelled' ORDER BY recipient")
     assert [r["recipient"] for r in rows] == ["a@example.org", "b@example.org"]
+
+
+async def test_ticking_the_bulletin_box_starts_the_double_opt_in():
+    event = await published_event()
+    await registrations.register(event, {"name": "Ada", "email": "ada@example.org", "subscribe": True})
+    await registrations.register(event, {"name": "Bob", "email": "bob@example.org", "subscribe": False})
+    subscribers = await db.fetch("SELECT email, status, source FROM subscriber")
+    assert [(s["email"], s["status"], s["source"]) for s in subscribers] == [("ada@example.org", "pending", "registration")]
+    kinds = await db.fetch("SELECT recipient FROM outbox WHERE kind = 'subscription_confirm'")
+    assert [k["recipient"] for k in kinds] == ["ada@example.org"]

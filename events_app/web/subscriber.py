@@ -1,0 +1,179 @@
+"""Subscribing and the subscriber's own pages, reached by the links in their emails.
+
+The subscribe and "email me my link" answers are the same whatever the address: the work (and
+any email) happens in a background task after the response is sent, so neither the content nor
+the time of the answer says whether an address is known. GET never changes anything (mail
+scanners follow links): confirming, changing preferences and unsubscribing are POSTs from the
+page the link opens, except the RFC 8058 one-click POST that mail clients send themselves.
+The tokens are capabilities only their owner received, so these forms need no session.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from ..domain import subscriptions, validation
+from ..domain.errors import ValidationFailed
+
+ACCEPTED = (
+    "If this address can be subscribed, a confirmation email is on its way. "
+    "Please click the link in it to confirm."
+)
+LINK_SENT = "If this address is subscribed, we've emailed it a link to your preferences."
+
+
+async def _subscribe_later(email: str, name: str, topics: list[str] | None, source: str) -> None:
+    try:
+        ids = await subscriptions.topic_ids(topics)
+    except ValidationFailed:
+        return
+    await subscriptions.subscribe(email, name, ids, source=source)
+
+
+def _form_topics(form: Any) -> list[str]:
+    return [t for t in (form.getall("topics") if hasattr(form, "getall") else []) if t]
+
+
+class SubscriberApi(Controller):
+    path = "/api/v1/subscribers"
+    tags = ["subscribers"]
+
+    @post("/", status_code=HTTP_202_ACCEPTED, summary="Subscribe (double opt-in); same answer for any address")
+    async def subscribe(self, data: JSONBody[Any]) -> Response:
+        email, name, topics = subscriptions.clean_request(data)
+        await subscriptions.topic_ids(topics)  # an unknown topic is the caller's mistake: say so
+        body = {"email": email, "name": name, "topics": topics or ["bulletin"], "detail": ACCEPTED}
+        return Response(
+            body, status_code=HTTP_202_ACCEPTED,
+            background=BackgroundTask(_subscribe_later, email, name, topics, "api"),
+        )
+
+
+class SubscriberPages(Controller):
+    include_in_schema = False
+
+    @get("/bulletin/subscribe")
+    async def form(self) -> Template:
+        return await self._form()
+
+    async def _form(self, *, errors: dict | None = None, values: dict | None = None, status: int = 200) -> Template:
+        return Template(
+            "subscriber/subscribe.html",
+            context={"topics": await subscriptions.all_topics(), "errors": errors or {},
+                     "values": values or {"topics": ["bulletin"]}},
+            status_code=status,
+        )
+
+    @post("/bulletin/subscribe")
+    async def submit(self, request: Request) -> Template:
+        form = await request.form()
+        values = {"email": form.get("email"), "name": form.get("name"), "topics": _form_topics(form)}
+        try:
+            email, name, _ = subscriptions.clean_request({"email": values["email"], "name": values["name"]})
+            if not values["topics"]:
+                raise ValidationFailed({"topics": "choose at least one"})
+            await subscriptions.topic_ids(values["topics"])
+        except ValidationFailed as exc:
+            return await self._form(errors=exc.fields, values=values, status=400)
+        return Template(
+            "subscriber/message.html",
+            context={"title": "Check your inbox", "message": ACCEPTED},
+            background=BackgroundTask(_subscribe_later, email, name, values["topics"], "form"),
+        )
+
+    @get("/s/confirm/{token:str}")
+    async def confirm_page(self, token: FromPath[str]) -> Template:
+        row = await subscriptions.get((await subscriptions.by_confirm_token(token))["id"])
+        return Template("subscriber/confirm.html", context={"subscriber": row, "token": token,
+                                                             "topics": await subscriptions.all_topics()})
+
+    @post("/s/confirm/{token:str}", status_code=200)
+    async def confirm(self, token: FromPath[str]) -> Template:
+        row = await subscriptions.confirm(token)
+        return Template("subscriber/confirmed.html", context={
+            "subscriber": row, "manage": subscriptions.manage_token(row),
+            "topics": await subscriptions.all_topics(),
+        })
+
+    @get("/s/link")
+    async def link_form(self) -> Template:
+        return Template("subscriber/link.html", context={"errors": {}, "values": {}})
+
+    @post("/s/link")
+    async def link_submit(self, request: Request) -> Template:
+        form = await request.form()
+        try:
+            email = validation.email(form.get("email"))
+        except ValidationFailed as exc:
+            return Template("subscriber/link.html", context={"errors": exc.fields, "values": dict(form)},
+                            status_code=400)
+        return Template(
+            "subscriber/message.html",
+            context={"title": "Check your inbox", "message": LINK_SENT},
+            background=BackgroundTask(subscriptions.send_link, email),
+        )
+
+    @get("/s/{token:str}")
+    async def preferences(self, token: FromPath[str], saved: FromQuery[str | None] = None) -> Template:
+        row = await subscriptions.get((await subscriptions.by_manage_token(token))["id"])
+        return self._preferences(row, token, await subscriptions.all_topics(), notice=saved)
+
+    def _preferences(self, row: dict, token: str, topics: list[dict], notice: str | None = None,
+                     errors: dict | None = None, status: int = 200) -> Template:
+        return Template("subscriber/preferences.html", status_code=status, context={
+            "subscriber": row, "token": token, "topics": topics, "notice": notice, "errors": errors or {},
+        })
+
+    @post("/s/{token:str}", status_code=200)
+    async def change(self, request: Request, token: FromPath[str]) -> Response | Template | Redirect:
+        form = await request.form()
+        action = form.get("action") or "save"
+        try:
+            if action == "save":
+                await subscriptions.update_preferences(token, topics=_form_topics(form), name=form.get("name"))
+            elif action == "leave":
+                await subscriptions.leave_topic(token, form.get("topic") or "")
+            elif action == "pause":
+                await subscriptions.pause(token, form.get("weeks"))
+            elif action == "resume":
+                await subscriptions.pause(token, 0)
+            elif action == "export":
+                data = await subscriptions.export(token)
+                return Response(
+                    json.dumps(data, indent=2, ensure_ascii=False), media_type="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="my-data.json"'},
+                )
+            elif action == "erase":
+                await subscriptions.erase(token)
+                return Template("subscriber/message.html", context={
+                    "title": "Your data is deleted",
+                    "message": "We removed your name, your address and your choices. You will get no more email from us.",
+                })
+            else:
+                raise ValidationFailed({"action": "must be save, leave, pause, resume, export or erase"})
+        except ValidationFailed as exc:
+            row = await subscriptions.get((await subscriptions.by_manage_token(token))["id"])
+            return self._preferences(row, token, await subscriptions.all_topics(), errors=exc.fields, status=400)
+        return Redirect(f"/s/{token}?saved={action}", status_code=303)
+
+    @get("/s/{token:str}/unsubscribe")
+    async def unsubscribe_page(self, token: FromPath[str]) -> Template:
+        row = await subscriptions.get((await subscriptions.by_manage_token(token))["id"])
+        return Template("subscriber/unsubscribe.html", context={"subscriber": row, "token": token})
+
+    @post("/s/{token:str}/unsubscribe", status_code=200)
+    async def unsubscribe(self, token: FromPath[str]) -> Template:
+        """RFC 8058 one-click: no cookie or CSRF token needed, 200 without a redirect, repeatable."""
+        await subscriptions.unsubscribe(token)
+        return Template("subscriber/message.html", context={
+            "title": "You are unsubscribed",
+            "message": "You will get no more bulletins or announcements from us.",
+            "manage": token,
+        })
