@@ -1,4 +1,4 @@
-"""Building the email for one claimed outbox row: what the registrant receives, and nothing else.
+"""Building the email for one claimed outbox row: what the registrant or subscriber receives.
 
 The outbox row holds only ids and what changed; the message is rendered at send time from the
 registration and event as they are now, so a retried or late row never carries stale links or
@@ -12,6 +12,13 @@ Messages about a registration that carry a calendar invite are
 and plain multipart/alternative (text, HTML) otherwise. Reminders and follow-ups (queued by
 domain/schedule.py) never carry a calendar part: the invite is already in the calendar, and a
 REQUEST that changes nothing would only make clients show the event as "updated".
+
+Subscription messages (`subscription_confirm`, `subscription_known`, `subscription_link`,
+queued by domain/subscriptions.py with payload {"subscriber_id"}) are transactional: plain
+text and HTML, no List-Unsubscribe (they are answers to a request, not list mail), built from the
+subscriber row as it is at send time. One for an erased or deleted subscriber is dropped, and so
+is a confirmation request once the subscription is no longer pending (confirmed, or unsubscribed
+since) and an "already subscribed" note once it is no longer confirmed.
 
 A row whose registration or event is gone raises `Undeliverable`, one of a kind not built here
 `UnknownKind`; a row overtaken by a later change raises `Superseded`: a confirmation for a
@@ -33,13 +40,15 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from .. import db, ics
-from ..domain import events, registrations
+from ..domain import events, registrations, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
 from . import render
 
+# Answers to a subscriber's own request (domain/subscriptions.py), built from the subscriber row.
+SUBSCRIPTION_KINDS = {"subscription_confirm", "subscription_known", "subscription_link"}
 # Kinds this module builds; other kinds (bulletin issues, announcements) are built elsewhere.
-KINDS = {
+KINDS = SUBSCRIPTION_KINDS | {
     "registration_confirmed",
     "registration_promoted",
     "registration_cancelled",
@@ -207,15 +216,101 @@ def _display_name(settings: Settings) -> str:
     return parseaddr(settings.mail_from)[0] or settings.host
 
 
+async def _message(
+    row: dict, settings: Settings, rendered: tuple[str, str, str], name: str | None, address: str
+) -> EmailMessage:
+    """The headers every message has and its text and HTML parts (multipart/alternative)."""
+    subject, text, html = rendered
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = Address(display_name=ics.clean_line(name), addr_spec=address)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    message["Message-ID"] = message_id(row["id"], settings, await _created_at(row))
+    # RFC 3834: a machine wrote this; autoresponders should not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+async def _subscriber(row: dict, payload: dict) -> dict:
+    """The subscriber a subscription row is about, with `topics`; Undeliverable or Superseded
+    when there is no one to write to any more."""
+    if "subscriber_id" not in payload:
+        raise Undeliverable("the row names no subscriber")
+    try:
+        subscriber = await subscriptions.get(payload["subscriber_id"])
+    except NotFound:
+        raise Undeliverable(f"subscriber {payload['subscriber_id']} no longer exists") from None
+    if subscriber["status"] == "erased" or not subscriber["email"]:
+        raise Superseded("the subscriber erased their data")
+    if row["recipient"] and row["recipient"].lower() != subscriber["email"].lower():
+        raise Undeliverable("the row's recipient is not the subscriber's address")
+    return subscriber
+
+
+def _plan_subscription(kind: str, subscriber: dict) -> None:
+    """Raise Superseded when the subscriber's status makes the message wrong by now."""
+    status = subscriber["status"]
+    if kind == "subscription_confirm" and status != "pending":
+        # Confirmed: nothing left to confirm. Unsubscribed since: asking again would be wrong.
+        raise Superseded(f"the subscription is {status}; there is nothing to confirm")
+    if kind == "subscription_known" and status != "confirmed":
+        raise Superseded(f"the subscription is {status}, no longer confirmed")
+
+
+def _day(moment: datetime) -> str:
+    moment = moment.astimezone(timezone.utc)
+    return f"{moment.day} {moment:%B %Y}"
+
+
+async def _build_subscription(row: dict, payload: dict, settings: Settings) -> EmailMessage:
+    """A subscription message (see the module doc) for the subscriber as they are now."""
+    kind = row["kind"]
+    subscriber = await _subscriber(row, payload)
+    _plan_subscription(kind, subscriber)
+    base = settings.base_url.rstrip("/")
+    links = {"site": base + "/", "bulletin": f"{base}/bulletin", "lost": f"{base}/s/link"}
+    if kind == "subscription_confirm":
+        # Only the confirmation link: until the address is confirmed its owner may not be the
+        # person who typed it, and needs nothing else from us.
+        links["confirm"] = f"{base}/s/confirm/{subscriptions.confirm_token(subscriber)}"
+    else:
+        token = subscriptions.manage_token(subscriber)
+        links["manage"] = f"{base}/s/{token}"
+        links["unsubscribe"] = f"{base}/s/{token}/unsubscribe"
+    chosen = set(subscriber["topics"])
+    paused = subscriber["paused_until"]
+    context = {
+        "name": ics.clean_line(subscriber["name"]),
+        "status": subscriber["status"],
+        "topics": [t for t in await subscriptions.all_topics() if t["slug"] in chosen],
+        "paused_until": _day(paused) if paused and paused > datetime.now(timezone.utc) else None,
+        "valid_days": subscriptions.CONFIRM_VALID.days,
+        "links": links,
+        "organizer_name": _display_name(settings),
+        "site_host": settings.host,
+    }
+    return await _message(
+        # To the address as stored (the one confirmed), however the request spelled it.
+        row, settings, render.render(kind, context), subscriber["name"], subscriber["email"]
+    )
+
+
 async def build(row: dict, settings: Settings) -> EmailMessage:
     """The email for a claimed outbox row (`id`, `kind`, `recipient`, `payload`).
 
-    Reads the registration and event; raises Undeliverable or Superseded (see the module doc)."""
+    Reads the registration and event, or the subscriber; raises Undeliverable or Superseded (see
+    the module doc)."""
     kind = row["kind"]
     if kind not in KINDS:
         raise UnknownKind(f"no message is defined for kind {kind!r}")
     payload = row["payload"]
     payload = json.loads(payload) if isinstance(payload, str) else (payload or {})
+    if kind in SUBSCRIPTION_KINDS:
+        return await _build_subscription(row, payload, settings)
     if "registration_id" not in payload:
         raise Undeliverable("the row names no registration")
     registration, event = await _load(payload["registration_id"])
@@ -247,21 +342,9 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
     }
     if template == "registration_waitlisted":
         context["position"] = await registrations.waitlist_position(event["id"], registration["id"])
-    subject, text, html = render.render(template, context)
-
-    message = EmailMessage()
-    message["From"] = settings.mail_from
-    message["To"] = Address(
-        display_name=ics.clean_line(registration["name"]), addr_spec=row["recipient"] or registration["email"]
+    message = await _message(
+        row, settings, render.render(template, context), registration["name"], row["recipient"] or registration["email"]
     )
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(timezone.utc))
-    message["Message-ID"] = message_id(row["id"], settings, await _created_at(row))
-    # RFC 3834: a machine wrote this; autoresponders should not answer it.
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
     if method is not None:
         calendar = ics.invite(
             event,
