@@ -272,7 +272,7 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
     subscriber = await _subscriber(row, payload)
     _plan_subscription(kind, subscriber)
     base = settings.base_url.rstrip("/")
-    links = {"site": base + "/", "bulletin": f"{base}/bulletin", "lost": f"{base}/s/link"}
+    links = {"site": base + "/"}
     if kind == "subscription_confirm":
         # Only the confirmation link: until the address is confirmed its owner may not be the
         # person who typed it, and needs nothing else from us.
