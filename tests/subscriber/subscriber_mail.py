@@ -86,3 +86,27 @@ def site_links(message: EmailMessage) -> set[str]:
     """The links in `message` that point at this site (EVENTS_BASE_URL)."""
     base = settings.get().base_url.rstrip("/")
     return {u for u in links_in(message) if u == base or u.startswith(base + "/")}
+
+
+async def snapshot() -> dict[str, list[dict]]:
+    """Every row that a subscriber's or registrant's action could change, in full."""
+    from events_app.tables import ALL_TABLES
+
+    return {
+        table._meta.tablename: await db.fetch(f"SELECT * FROM {table._meta.tablename} ORDER BY id")
+        for table in ALL_TABLES
+    }
+
+
+def one_link(message: EmailMessage, path_pattern: str) -> str:
+    """The one distinct site link in `message` whose path matches `path_pattern` in full."""
+    found = {u for u in site_links(message) if re.fullmatch(path_pattern, path_of(u))}
+    assert len(found) == 1, f"expected one link like {path_pattern}, found {sorted(found)}"
+    return found.pop()
+
+
+def path_of(url: str) -> str:
+    """The path (and query) of a link on this site, for the in-process client."""
+    base = settings.get().base_url.rstrip("/")
+    assert url.startswith(base), url
+    return url[len(base):] or "/"

@@ -6,7 +6,6 @@ moved on (confirmed, unsubscribed, erased, gone)."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
 
 import pytest
 
