@@ -164,20 +164,18 @@ async def register(event: dict, data: dict) -> dict:
     for attempt in range(3):
         try:
             result = await db.atomic(lambda: _register_once(event, name, email, answers, subscribe, moment))
-            if subscribe:
-                # The bulletin opt-in starts the same double opt-in as the subscribe form.
-                from . import subscriptions
-
-                await subscriptions.subscribe(
-                    email, name, await subscriptions.topic_ids(["bulletin"]), source="registration"
-                )
-            return result
+            break
         except Exception as exc:
             # Two requests for one address at once (PostgreSQL): the loser's transaction was rolled
             # back, seat included; the next attempt finds the winner's row and answers like it.
             if not db.is_unique_violation(exc) or attempt == 2:
                 raise
-    raise AssertionError("unreachable")
+    if subscribe:
+        # The bulletin opt-in starts the same double opt-in as the subscribe form.
+        from . import subscriptions
+
+        await subscriptions.subscribe(email, name, await subscriptions.topic_ids(["bulletin"]), source="registration")
+    return result
 
 
 async def _register_once(event, name, email, answers, subscribe, moment) -> dict:

@@ -20,7 +20,7 @@ from typing import Any
 from .. import db, settings, tokens
 from ..mail import outbox
 from . import validation as v
-from .errors import NotFound, ValidationFailed
+from .errors import Conflict, NotFound, ValidationFailed
 
 CONFIRM = "confirm"
 MANAGE = "manage"
@@ -165,6 +165,12 @@ async def by_manage_token(token: str) -> dict:
 async def confirm(token: str) -> dict:
     """Confirm a pending subscription (POST only). Repeating it changes nothing."""
     row = await by_confirm_token(token)
+    if row["status"] == "unsubscribed":
+        raise Conflict(
+            "This address was unsubscribed after this link was sent. To receive our emails again, "
+            "subscribe again or choose topics on your preference page.",
+            "unsubscribed",
+        )
     if row["status"] == "pending":
         await db.fetch(
             "UPDATE subscriber SET status = 'confirmed', confirmed_at = {} WHERE id = {} AND status = 'pending'",

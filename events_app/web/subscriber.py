@@ -11,6 +11,7 @@ The tokens are capabilities only their owner received, so these forms need no se
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -38,7 +39,7 @@ async def _subscribe_later(email: str, name: str, topics: list[str] | None, sour
 
 
 def _form_topics(form: Any) -> list[str]:
-    return [t for t in (form.getall("topics") if hasattr(form, "getall") else []) if t]
+    return [t for t in form.getall("topics", []) if t]
 
 
 class SubscriberApi(Controller):
@@ -75,13 +76,19 @@ class SubscriberPages(Controller):
     async def submit(self, request: Request) -> Template:
         form = await request.form()
         values = {"email": form.get("email"), "name": form.get("name"), "topics": _form_topics(form)}
+        errors: dict[str, str] = {}
         try:
             email, name, _ = subscriptions.clean_request({"email": values["email"], "name": values["name"]})
+        except ValidationFailed as exc:
+            errors.update(exc.fields)
+        try:
             if not values["topics"]:
                 raise ValidationFailed({"topics": "choose at least one"})
             await subscriptions.topic_ids(values["topics"])
         except ValidationFailed as exc:
-            return await self._form(errors=exc.fields, values=values, status=400)
+            errors.update(exc.fields)
+        if errors:
+            return await self._form(errors=errors, values=values, status=400)
         return Template(
             "subscriber/message.html",
             context={"title": "Check your inbox", "message": ACCEPTED},
@@ -127,8 +134,10 @@ class SubscriberPages(Controller):
 
     def _preferences(self, row: dict, token: str, topics: list[dict], notice: str | None = None,
                      errors: dict | None = None, status: int = 200) -> Template:
+        paused = row["paused_until"] is not None and row["paused_until"] > datetime.now(timezone.utc)
         return Template("subscriber/preferences.html", status_code=status, context={
             "subscriber": row, "token": token, "topics": topics, "notice": notice, "errors": errors or {},
+            "paused": paused,
         })
 
     @post("/s/{token:str}", status_code=200)

@@ -146,10 +146,6 @@ async def test_subscribe_by_the_form_with_topic_boxes(client, smtp_server, worke
 # events_app/web/subscriber.py `_form_topics` calls `form.getall("topics")`, which raises KeyError
 # when no box is ticked (Litestar's FormMultiDict.getall has no default): a 500 instead of the
 # form with its errors, and on the preference page instead of "leave every topic".
-NO_BOX_BUG = pytest.mark.xfail(strict=True, reason="web/subscriber.py: form.getall('topics') without a default: 500")
-
-
-@NO_BOX_BUG
 async def test_the_form_names_what_is_missing_and_subscribes_no_one(client, smtp_server, worker):
     answer = await client.post("/bulletin/subscribe", data={"email": "not-an-address", "name": "X"})
     assert answer.status_code == 400
@@ -190,7 +186,6 @@ async def test_choosing_topics_again_after_unsubscribing_resubscribes(client, sm
     assert (back["status"], back["topics"]) == ("confirmed", ["bulletin"])
 
 
-@NO_BOX_BUG
 async def test_unticking_every_topic_leaves_them_all_and_the_address_stays_confirmed(client, smtp_server, worker):
     await client.post("/api/v1/subscribers", json={"email": "ada@example.org", "topics": ["bulletin", "events"]})
     subscriber = await _confirm_from_email(client, smtp_server, worker, "ada@example.org", "Please confirm your subscription")
@@ -201,11 +196,6 @@ async def test_unticking_every_topic_leaves_them_all_and_the_address_stays_confi
     assert (after["status"], after["topics"], after["name"]) == ("confirmed", [], "Ada")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "web/subscriber.py + templates/subscriber/confirm.html: an unsubscribed subscriber's old "
-    "confirmation link shows the 'Yes, subscribe me' button, and the POST answers 'You're "
-    "subscribed' while domain confirm() leaves the status unsubscribed"
-))
 async def test_an_old_confirmation_link_after_unsubscribing_says_what_is_true(client, smtp_server, worker):
     await client.post("/api/v1/subscribers", json={"email": "ada@example.org"})
     subscriber = await _confirm_from_email(client, smtp_server, worker, "ada@example.org",
