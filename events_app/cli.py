@@ -1,4 +1,4 @@
-"""The `events-app` command: migrate, serve, worker, demo, staff.
+"""The `events-app` command: migrate, serve, worker, demo, staff, subscribers.
 
 Bad arguments or a bad environment end with exit status 2 and a one-line reason on stderr,
 never a traceback.
@@ -88,6 +88,40 @@ async def _staff_token(email: str, label: str) -> None:
         raise CliError(exc.message) from None
 
 
+async def _subscribers_import(path: str, topics: list[str] | None) -> None:
+    """events_app/domain/importer.py does the work; this shows a progress bar (on a terminal),
+    then each skipped row on stderr and the summary on stdout."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    from . import db
+    from .domain import importer
+    from .domain.errors import ValidationFailed
+
+    try:
+        await db.fetch("SELECT 1 FROM subscriber LIMIT 1")
+    except Exception:  # no such table: an unmigrated database
+        raise CliError("events-app subscribers import: the database is not migrated; run `events-app migrate` first") from None
+    console = Console(stderr=True)
+    columns = (TextColumn("Importing"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[rows]:,} rows"), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task("import", total=None, rows=0)
+
+        def progress(done: int, total: int, rows: int) -> None:
+            bar.update(task, completed=done, total=total or None, rows=rows)
+
+        try:
+            report = await importer.import_csv(path, topics, progress)
+        except ValidationFailed as exc:
+            raise CliError(f"events-app subscribers import: {'; '.join(exc.fields.values())}") from None
+    for line, reason in report.problems:
+        print(f"line {line}: {reason}", file=sys.stderr)
+    if report.problems_not_listed:
+        print(f"... and {report.problems_not_listed:,} more skipped rows not listed", file=sys.stderr)
+    print(f"Done: {report.summary()}.")
+
+
 def _serve(host: str, port: int, worker: bool) -> None:
     import uvicorn
 
@@ -126,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     token = staff.add_parser("token", help="print a new API token")
     token.add_argument("email")
     token.add_argument("--label", default="")
+    subscribers = sub.add_parser("subscribers", help="mailing-list subscribers").add_subparsers(
+        dest="subscribers_command", required=True, parser_class=_Parser
+    )
+    imports = subscribers.add_parser("import", help="import already-consented subscribers from a CSV file")
+    imports.add_argument("file", metavar="FILE.csv", help="header row with 'email' and optionally 'name'")
+    imports.add_argument("--topic", action="append", dest="topics", metavar="SLUG",
+                         help="a topic to subscribe them to; repeatable (default: bulletin)")
     return parser
 
 
@@ -145,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_with_db(_staff_create, args.email, args.name))
         elif args.command == "staff" and args.staff_command == "token":
             asyncio.run(_with_db(_staff_token, args.email, args.label))
+        elif args.command == "subscribers" and args.subscribers_command == "import":
+            asyncio.run(_with_db(_subscribers_import, args.file, args.topics))
         return 0
     except CliError as exc:
         print(str(exc), file=sys.stderr)
