@@ -23,6 +23,7 @@ from .web.api import EventsApi
 from .web.errors import HANDLERS
 from .web.public import PublicPages
 from .web.registrant import RegistrantPages
+from .web.staff_subscribers import STAFF_SUBSCRIBER_HANDLERS
 from .web.subscriber import SubscriberApi, SubscriberPages
 
 log = logging.getLogger("events_app")
@@ -95,7 +96,7 @@ def create_app(run_worker: bool = False) -> Litestar:
             await db.stop()
 
     return Litestar(
-        route_handlers=[PublicPages, RegistrantPages, EventsApi, SubscriberApi, SubscriberPages],
+        route_handlers=[PublicPages, RegistrantPages, EventsApi, SubscriberApi, SubscriberPages, *STAFF_SUBSCRIBER_HANDLERS],
         middleware=_rate_limits(cfg),
         stores=_stores(cfg),
         template_config=_template_engine(),
