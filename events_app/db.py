@@ -366,3 +366,15 @@ def is_unique_violation(exc: BaseException) -> bool:
 
 def is_postgres() -> bool:
     return isinstance(engine(), PostgresEngine)
+
+
+def sql_in(column: str, values: list) -> tuple[str, list]:
+    """`column IN (...)` as (SQL, arguments). On PostgreSQL it is `column = ANY({})` with one
+    array parameter. With a thousand separate parameters (asyncpg prepares every statement), the
+    lookup of known hashes went from about 5 ms to 2 s per batch once a fresh test database held
+    some 70,000 subscribers (the server changed plan on the way, as statistics caught up), which
+    made a 100,000-row import take 90 s instead of 10; with one array it stays an index lookup."""
+    if is_postgres():
+        return f"{column} = ANY({{}})", [list(values)]
+    marks = ", ".join(["{}"] * len(values))
+    return f"{column} IN ({marks})", list(values)

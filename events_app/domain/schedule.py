@@ -83,9 +83,9 @@ async def _queue(event: dict, kind: str, key: str, held_before: datetime, now: d
         ids = sorted(row["registration"] for row in claimed)
         for start in range(0, len(ids), 500):  # stay far below both engines' parameter limits
             chunk = ids[start : start + 500]
-            marks = ", ".join("{}" for _ in chunk)
+            ids_sql, args = db.sql_in("id", chunk)
             people = await db.fetch(
-                f"SELECT id, email, attended_at FROM registration WHERE id IN ({marks}) ORDER BY id", *chunk
+                f"SELECT id, email, attended_at FROM registration WHERE {ids_sql} ORDER BY id", *args
             )
             for person in people:
                 message_kind = kind

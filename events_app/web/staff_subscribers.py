@@ -20,7 +20,6 @@ from litestar.response import Stream
 from .. import db
 from ..domain import validation as v
 from ..domain.errors import ValidationFailed
-from ..domain.importer import sql_in
 from ..domain.subscriptions import topic_ids
 from ..timefmt import iso
 from .api import _cell
@@ -103,7 +102,7 @@ async def _page(flt: _Filter, after: int, limit: int) -> list[dict]:
         moment, *args, after, limit,
     )
     if rows:
-        ids_sql, ids = sql_in("x.subscriber", [r["id"] for r in rows])
+        ids_sql, ids = db.sql_in("x.subscriber", [r["id"] for r in rows])
         pairs = await db.fetch(
             f"SELECT x.subscriber, t.slug FROM subscription x JOIN topic t ON t.id = x.topic WHERE {ids_sql} "
             "ORDER BY t.id",
