@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -38,7 +38,6 @@ class Settings:
     worker_poll_seconds: float = 0.5
     # How often a worker looks for due reminders and follow-ups.
     schedule_interval_seconds: float = 30.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def is_sqlite(self) -> bool:
@@ -59,10 +58,6 @@ class Settings:
     @property
     def host(self) -> str:
         return urlsplit(self.base_url).hostname or "localhost"
-
-    @property
-    def secure_cookies(self) -> bool:
-        return self.base_url.startswith("https://")
 
 
 def _flag(name: str, default: str) -> bool:

@@ -241,7 +241,7 @@ async def update(event_id: int, data: dict) -> tuple[dict, int]:
         changed = {k: val for k, val in fields.items() if _differs(current.get(k), val)}
         if not changed:
             return current, 0
-        invite_changes = [k for k in INVITE_FIELDS if k in changed]
+        invite_changes = _invite_changes(current, fields)
         changed["updated_at"] = datetime.now(timezone.utc)
         sets = ", ".join(f"{k} = {{}}" for k in changed)
         await db.fetch(
@@ -253,6 +253,11 @@ async def update(event_id: int, data: dict) -> tuple[dict, int]:
         if invite_changes and current["status"] == "published":
             notified = await _notify_registered(event_id, "event_changed", {"changes": invite_changes})
         return await get(event_id), notified
+
+
+def _invite_changes(current: dict, fields: dict) -> list[str]:
+    """The fields of a change that reach people's calendars (update and its preview agree)."""
+    return [k for k in INVITE_FIELDS if k in fields and _differs(current.get(k), fields[k])]
 
 
 def _differs(old: Any, new: Any) -> bool:
@@ -280,10 +285,7 @@ async def _notify_registered(event_id: int, kind: str, extra: dict, statuses=("r
 async def count_affected(event_id: int, data: dict) -> int:
     """How many people a change would email (shown to staff before they save)."""
     current = await get(event_id)
-    fields = clean_fields(data, current)
-    if current["status"] != "published" or not any(
-        k in fields and _differs(current.get(k), fields[k]) for k in INVITE_FIELDS
-    ):
+    if current["status"] != "published" or not _invite_changes(current, clean_fields(data, current)):
         return 0
     rows = await db.fetch(
         "SELECT COUNT(*) AS n FROM registration WHERE event = {} AND status = 'registered'", event_id
@@ -324,7 +326,8 @@ async def cancel(event_id: int) -> tuple[dict, int]:
         return await get(event_id), notified
 
 
-async def seats_left(event: dict) -> int | None:
+def seats_left(event: dict) -> int | None:
+    """Free seats, or None for unlimited capacity."""
     if event["capacity"] is None:
         return None
     return max(event["capacity"] - event["taken"], 0)

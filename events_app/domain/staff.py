@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from .. import db, tokens
 from . import validation as v
@@ -42,22 +41,6 @@ async def get_by_email(email: str) -> dict:
     if not rows:
         raise NotFound(f"No staff account for {email}")
     return rows[0]
-
-
-async def authenticate(email: str, password: str) -> dict:
-    """The staff member for these credentials, or Unauthorized (same answer for both causes)."""
-    rows = await db.fetch(
-        "SELECT id, email, name, password_hash FROM staff_user WHERE email = {}",
-        (email or "").strip().lower(),
-    )
-    if not rows:
-        _hasher.hash(password or "x")  # spend the same time as a real check
-        raise Unauthorized("Wrong email or password")
-    try:
-        _hasher.verify(rows[0]["password_hash"], password or "")
-    except (VerificationError, InvalidHashError):
-        raise Unauthorized("Wrong email or password") from None
-    return {k: rows[0][k] for k in ("id", "email", "name")}
 
 
 async def new_token(email: str, label: str = "") -> str:

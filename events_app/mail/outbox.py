@@ -87,8 +87,3 @@ async def mark_failed(row_id: int, error: str) -> None:
     await db.fetch(
         "UPDATE outbox SET status = 'failed', last_error = {} WHERE id = {}", error[:2000], row_id
     )
-
-
-async def counts() -> dict[str, int]:
-    rows = await db.fetch("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
-    return {row["status"]: row["n"] for row in rows}

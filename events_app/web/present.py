@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import settings
+from ..domain.events import seats_left
 from ..markdown import to_html
 from ..timefmt import format_range, iso
 
@@ -21,7 +22,7 @@ def event_json(event: dict, *, staff: bool = False, counts: dict | None = None) 
     out: dict[str, Any] = {k: event[k] for k in PUBLIC_FIELDS}
     for k in ("starts_at", "ends_at", "registration_closes_at", "created_at", "updated_at"):
         out[k] = iso(event.get(k))
-    out["seats_left"] = None if event["capacity"] is None else max(event["capacity"] - event["taken"], 0)
+    out["seats_left"] = seats_left(event)
     out["registered"] = event["taken"]
     out["url"] = f"{settings.get().base_url}/events/{event['slug']}"
     out["when"] = format_range(event["starts_at"], event["ends_at"], event["timezone"])
@@ -54,7 +55,7 @@ def event_page(event: dict) -> dict[str, Any]:
         state = "draft"
     else:
         state = "open"
-    seats_left = None if event["capacity"] is None else max(event["capacity"] - event["taken"], 0)
+    seats = seats_left(event)
     return {
         "event": event,
         "when": format_range(event["starts_at"], event["ends_at"], event["timezone"]),
@@ -63,6 +64,6 @@ def event_page(event: dict) -> dict[str, Any]:
         "utc_when": format_range(event["starts_at"], event["ends_at"], "UTC"),
         "description_html": to_html(event["description"]),
         "state": state,
-        "seats_left": seats_left,
-        "full": seats_left == 0,
+        "seats_left": seats,
+        "full": seats == 0,
     }
