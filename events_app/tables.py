@@ -35,6 +35,9 @@ class StaffUser(Table):
     name = Varchar(length=200, default="")
     password_hash = Text()
     created_at = Timestamptz(default=TimestamptzNow())
+    failed_logins = Integer(default=0)  # failed logins in a row; slows the next attempts
+    last_failed_login_at = Timestamptz(null=True, default=None)
+    password_changed_at = Timestamptz(null=True, default=None)  # ends older sessions
 
 
 class ApiToken(Table):
@@ -47,6 +50,30 @@ class ApiToken(Table):
     created_at = Timestamptz(default=TimestamptzNow())
     last_used_at = Timestamptz(null=True, default=None)
     revoked_at = Timestamptz(null=True, default=None)
+
+
+class StaffSession(Table):
+    """A signed-in browser: only the SHA-256 of the session cookie's value is kept."""
+
+    id = Serial(primary_key=True)
+    staff = ForeignKey(StaffUser, null=False)
+    token_hash = Varchar(length=64, unique=True)
+    user_agent = Varchar(length=300, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_seen_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz()
+
+
+class AuditEntry(Table):
+    """Who did what to which object, and when: one row per staff action that changes something."""
+
+    id = Serial(primary_key=True)
+    staff = ForeignKey(StaffUser, null=True, default=None)  # null: the system or the CLI
+    action = Varchar(length=64)  # e.g. event.create, event.publish, issue.release
+    subject_type = Varchar(length=32, default="")  # event | issue | registration | staff | ...
+    subject_id = Integer(null=True, default=None)
+    summary = Text(default="")
+    created_at = Timestamptz(default=TimestamptzNow())
 
 
 class Event(Table):
@@ -126,6 +153,8 @@ class Subscriber(Table):
     paused_until = Timestamptz(null=True, default=None)
     unsubscribed_at = Timestamptz(null=True, default=None)
     erased_at = Timestamptz(null=True, default=None)
+    bounced_at = Timestamptz(null=True, default=None)  # a 5xx refusal: no more bulk mail
+    bounce_reason = Text(default="")
     link_sent_at = Timestamptz(null=True, default=None)  # last "email me my link"
 
 
@@ -136,6 +165,46 @@ class Subscription(Table):
     subscriber = ForeignKey(Subscriber, null=False)
     topic = ForeignKey(Topic, null=False)
     created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Issue(Table):
+    """One issue of a bulletin ("October 2019"): Markdown body, released to a topic's subscribers.
+    draft -> scheduled (release_at in the future) -> released."""
+
+    id = Serial(primary_key=True)
+    slug = Varchar(length=120, unique=True)
+    title = Varchar(length=300)
+    issue_date = Varchar(length=10)  # ISO date, YYYY-MM-DD
+    summary = Text(default="")
+    body = Text(default="")  # Markdown, sanitised when rendered
+    topic = ForeignKey(Topic, null=False)
+    status = Varchar(length=16, default="draft")  # draft | scheduled | released
+    release_at = Timestamptz(null=True, default=None)
+    released_at = Timestamptz(null=True, default=None)
+    version = Integer(default=1)
+    created_by = ForeignKey(StaffUser, null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Mailing(Table):
+    """One bulk send (an issue's release or an event announcement) to the subscribers of some
+    topics as they were at `release_at`. Its ledger is the outbox: one row per (mailing,
+    subscriber), unique. scheduled -> sending -> done; `paused_until` holds it back."""
+
+    id = Serial(primary_key=True)
+    kind = Varchar(length=16)  # issue | announcement
+    issue = ForeignKey(Issue, null=True, default=None)
+    event = ForeignKey(Event, null=True, default=None)
+    topics = Text(default="[]")  # JSON list of topic ids
+    status = Varchar(length=16, default="scheduled")  # scheduled | sending | done
+    release_at = Timestamptz()
+    expanded_at = Timestamptz(null=True, default=None)  # every recipient has a ledger row
+    paused_until = Timestamptz(null=True, default=None)
+    pause_reason = Text(default="")
+    created_by = ForeignKey(StaffUser, null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    finished_at = Timestamptz(null=True, default=None)
 
 
 class Outbox(Table):
@@ -153,8 +222,12 @@ class Outbox(Table):
     last_error = Text(default="")
     created_at = Timestamptz(default=TimestamptzNow())
     sent_at = Timestamptz(null=True, default=None)
+    # Bulk mail only: the ledger key. (mailing, subscriber) is unique (index migration).
+    mailing = Integer(null=True, default=None)
+    subscriber = Integer(null=True, default=None)
 
 
 ALL_TABLES: list[type[Table]] = [
-    Topic, StaffUser, ApiToken, Event, Registration, ScheduledSend, Subscriber, Subscription, Outbox,
+    Topic, StaffUser, ApiToken, StaffSession, AuditEntry, Event, Registration, ScheduledSend,
+    Subscriber, Subscription, Issue, Mailing, Outbox,
 ]
