@@ -1,0 +1,11 @@
+"""The staff workspace under /staff: server-rendered pages behind a session with CSRF checks.
+
+`STAFF_HANDLERS` is what `app.py` registers. Each module owns one area: `session` (sign-in state
+and CSRF), `access` (sign-in, account, tokens), `dashboard`, `events` (editor, registrants),
+`subscribers`, `mail` (outbox and audit log) and `bulletin`.
+"""
+
+from .access import Account, SignIn
+from .dashboard import Dashboard
+
+STAFF_HANDLERS = [SignIn, Account, Dashboard]

@@ -1,0 +1,116 @@
+"""Signing in and out, the account page: password, API tokens, colleagues' accounts.
+
+The sign-in form posts `email` and `password` to /staff/login (the contract). It carries no CSRF
+token: there is no session yet to bind one to, and the SameSite=Lax cookie set on success is
+never sent by another site's form posts anyway.
+"""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect, Template
+
+from ...domain import audit, staff
+from ...domain.errors import Unauthorized, ValidationFailed
+from .session import COOKIE, LoginRequired, StaffController, me, page, require_session, safe_next, session_cookie, to_login
+
+
+class SignIn(Controller):
+    path = "/staff"
+    include_in_schema = False
+    exception_handlers = {LoginRequired: to_login}
+
+    @get("/login")
+    async def login_form(self, request: Request, next: FromQuery[str | None] = None) -> Template:
+        return Template(
+            "staff/login.html", context={"next": safe_next(next), "email": "", "error": None, "me": None}
+        )
+
+    @post("/login")
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        email, password = form.get("email") or "", form.get("password") or ""
+        target = safe_next(form.get("next"))
+        context = {"next": target, "email": email if isinstance(email, str) else "", "me": None}
+        try:
+            member = await staff.authenticate(email, password)
+        except staff.Throttled as exc:
+            return Template(
+                "staff/login.html", context={**context, "error": exc.message}, status_code=429,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
+        except Unauthorized as exc:
+            return Template("staff/login.html", context={**context, "error": exc.message}, status_code=401)
+        token = await staff.start_session(member["id"], request.headers.get("user-agent", ""))
+        await audit.record(member["id"], "staff.login", "staff", member["id"], "signed in")
+        return Redirect(target, status_code=303, cookies=[session_cookie(token)])
+
+    @post("/logout", guards=[require_session])
+    async def logout(self, request: Request) -> Response:
+        await staff.end_session(request.cookies.get(COOKIE, ""))
+        return Redirect("/staff/login", status_code=303, cookies=[session_cookie("", clear=True)])
+
+
+class Account(StaffController):
+    path = "/staff/account"
+
+    async def _page(self, request: Request, status: int = 200, **extra) -> Template:
+        member = me(request)
+        return page(
+            request, "staff/account.html", status,
+            tokens=await staff.token_list(), members=await staff.members(),
+            sessions=await staff.sessions(member["id"]), errors=extra.pop("errors", {}), **extra,
+        )
+
+    @get("/")
+    async def show(self, request: Request, done: FromQuery[str | None] = None) -> Template:
+        messages = {"password": "Your password is changed. Every other session has been signed out.",
+                    "revoked": "The token is revoked: requests carrying it now answer 401."}
+        return await self._page(request, flash=messages.get(done or ""))
+
+    @post("/password")
+    async def change_password(self, request: Request) -> Response:
+        form = await request.form()
+        member = me(request)
+        if form.get("new_password") != form.get("new_password_again"):
+            return await self._page(request, 400, errors={"new_password_again": "does not match the new password"})
+        try:
+            await staff.change_password(
+                member["id"], form.get("current_password") or "", form.get("new_password") or "",
+                keep_session_hash=member["session_hash"],
+            )
+        except ValidationFailed as exc:
+            return await self._page(request, 400, errors=exc.fields)
+        await audit.record(member["id"], "staff.password", "staff", member["id"], "changed their password")
+        return Redirect("/staff/account?done=password", status_code=303)
+
+    @post("/tokens")
+    async def new_token(self, request: Request) -> Template:
+        form = await request.form()
+        label = (form.get("label") or "").strip()
+        if not label:
+            return await self._page(request, 400, errors={"label": "is required: say where the token will be used"})
+        member = me(request)
+        token = await staff.create_token(member["id"], label)
+        await audit.record(member["id"], "token.create", "api_token", None, f"API token {label!r}")
+        return await self._page(request, 201, new_token=token, new_label=label)
+
+    @post("/tokens/{token_id:int}/revoke")
+    async def revoke(self, request: Request, token_id: FromPath[int]) -> Response:
+        row = await staff.revoke_token(token_id)
+        await audit.record(me(request)["id"], "token.revoke", "api_token", token_id, f"API token {row['label']!r}")
+        return Redirect("/staff/account?done=revoked", status_code=303)
+
+    @post("/members")
+    async def add_member(self, request: Request) -> Template:
+        form = await request.form()
+        try:
+            created = await staff.create(form.get("email") or "", form.get("password") or "", form.get("name") or "")
+        except ValidationFailed as exc:
+            return await self._page(request, 400, member_errors=exc.fields, member_values=dict(form))
+        await audit.record(me(request)["id"], "staff.create", "staff", created["id"], f"account {created['email']}")
+        return await self._page(
+            request, 201, flash=f"Account {created['email']} created. Give them the password in person or by phone; "
+            "they can change it under Account.",
+        )
