@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from ..domain import events, registrations
+from ..domain import audit, events, registrations
 from ..domain.errors import NotFound, ValidationFailed
 from .auth import optional_staff, require_staff
 from .present import event_json, registration_json
@@ -55,8 +55,9 @@ class EventsApi(Controller):
     tags = ["events"]
 
     @post("/", guards=[require_staff], status_code=HTTP_201_CREATED, summary="Create an event (staff)")
-    async def create(self, data: JSONBody[Any]) -> dict:
+    async def create(self, request: Request, data: JSONBody[Any]) -> dict:
         event = await events.create(_object(data))
+        await audit.record(request.state.staff["id"], "event.create", "event", event["id"], f"{event['title']} ({event['status']}, API)")
         return event_json(event, staff=True)
 
     @get("/", summary="Published events, upcoming first; staff also see drafts")
@@ -72,8 +73,10 @@ class EventsApi(Controller):
         return event_json(event, staff=member is not None, counts=counts)
 
     @patch("/{event_id:int}", guards=[require_staff], summary="Change any field (staff)")
-    async def change(self, event_id: FromPath[int], data: JSONBody[Any]) -> dict:
+    async def change(self, request: Request, event_id: FromPath[int], data: JSONBody[Any]) -> dict:
         event, notified = await events.update(_check_id(event_id), _object(data))
+        await audit.record(request.state.staff["id"], "event.update", "event", event_id,
+                           f"{event['title']}: changed {', '.join(sorted(_object(data)))}; emailed {notified} (API)")
         return {**event_json(event, staff=True), "notified": notified}
 
     @post(
@@ -86,8 +89,10 @@ class EventsApi(Controller):
         return {"would_email": await events.count_affected(_check_id(event_id), _object(data))}
 
     @post("/{event_id:int}/publish", guards=[require_staff], status_code=HTTP_200_OK, summary="Publish (staff)")
-    async def publish(self, event_id: FromPath[int]) -> dict:
-        return event_json(await events.publish(_check_id(event_id)), staff=True)
+    async def publish(self, request: Request, event_id: FromPath[int]) -> dict:
+        event = await events.publish(_check_id(event_id))
+        await audit.record(request.state.staff["id"], "event.publish", "event", event_id, f"{event['title']} (API)")
+        return event_json(event, staff=True)
 
     @post(
         "/{event_id:int}/cancel",
@@ -95,8 +100,9 @@ class EventsApi(Controller):
         status_code=HTTP_200_OK,
         summary="Cancel; every registrant is told, with a calendar CANCEL (staff)",
     )
-    async def cancel(self, event_id: FromPath[int]) -> dict:
+    async def cancel(self, request: Request, event_id: FromPath[int]) -> dict:
         event, notified = await events.cancel(_check_id(event_id))
+        await audit.record(request.state.staff["id"], "event.cancel", "event", event_id, f"{event['title']}; told {notified} (API)")
         return {**event_json(event, staff=True), "notified": notified}
 
     @post(

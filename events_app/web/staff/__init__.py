@@ -7,5 +7,6 @@ and CSRF), `access` (sign-in, account, tokens), `dashboard`, `events` (editor, r
 
 from .access import Account, SignIn
 from .dashboard import Dashboard
+from .event_pages import EventPages
 
-STAFF_HANDLERS = [SignIn, Account, Dashboard]
+STAFF_HANDLERS = [SignIn, Account, Dashboard, EventPages]

@@ -90,13 +90,13 @@ def safe_next(value: Any) -> str:
     return "/staff"
 
 
-def page(request: Request, template: str, status: int = 200, **context: Any) -> Template:
+def page(request: Request, template: str, status_code: int = 200, **context: Any) -> Template:
     """A workspace page: the template gets the signed-in member, the CSRF token and the section."""
     member = getattr(request.state, "staff", None)
     return Template(
         template,
         context={"me": member, "csrf": member["csrf"] if member else "", "path": request.url.path, **context},
-        status_code=status,
+        status_code=status_code,
     )
 
 

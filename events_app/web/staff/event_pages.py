@@ -1,0 +1,201 @@
+"""Event editor and registrants: list, create, edit (with the count of people a change will
+email shown before saving), publish, cancel (count shown first), preview of the public page,
+and the registrants of an event with search, CSV export, cancel, promote and resend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect, Template
+
+from ...domain import audit, events, registrations
+from ...domain.errors import Conflict, ValidationFailed
+from ...timefmt import format_range
+from ..api import EventsApi
+from ..present import event_page
+from . import event_form
+from .dashboard import counts_by_event
+from .session import StaffController, me, page
+
+REGISTRANT_STATUSES = ("registered", "waitlisted", "cancelled")
+
+
+def _form_page(request: Request, *, event: dict | None, values: dict, errors: dict | None = None,
+               status: int = 200, flash: str | None = None) -> Template:
+    return page(
+        request, "staff/event_edit.html", status, event=event, values=values, errors=errors or {}, flash=flash,
+        zones=event_form.all_zones(), common_zones=event_form.COMMON_ZONES,
+        question_types=event_form.QUESTION_TYPES, reminder_choices=event_form.REMINDER_CHOICES,
+    )
+
+
+def _changed_fields(current: dict, data: dict) -> list[str]:
+    """Names of the fields a save would change (for the audit log)."""
+    clean = events.clean_fields(data, current)
+    return [k for k, value in clean.items() if events._differs(current.get(k), value)]
+
+
+class EventPages(StaffController):
+    path = "/staff/events"
+
+    @get("/")
+    async def index(self, request: Request) -> Template:
+        found = await events.listing(include_drafts=True)
+        counts = await counts_by_event([e["id"] for e in found])
+        rows = [{"event": e, "counts": counts[e["id"]], "when": format_range(e["starts_at"], e["ends_at"], e["timezone"]),
+                 "state": event_page(e)["state"]} for e in found]
+        return page(request, "staff/events.html", rows=rows)
+
+    @get("/new")
+    async def new(self, request: Request) -> Template:
+        return _form_page(request, event=None, values=event_form.blank_values())
+
+    @post("/")
+    async def create(self, request: Request) -> Response:
+        form = await request.form()
+        if form.get("add_question"):
+            return _form_page(request, event=None, values=event_form.posted_values(form, keep_blank=True))
+        data = event_form.to_data(form)
+        if form.get("publish_now") == "yes":
+            data["status"] = "published"
+        try:
+            event = await events.create(data)
+        except ValidationFailed as exc:
+            return _form_page(request, event=None, values=event_form.posted_values(form), errors=exc.fields, status=400)
+        await audit.record(me(request)["id"], "event.create", "event", event["id"],
+                           f"{event['title']} ({event['status']})")
+        return Redirect(f"/staff/events/{event['id']}?done=created", status_code=303)
+
+    @get("/{event_id:int}")
+    async def edit(self, request: Request, event_id: FromPath[int], done: FromQuery[str | None] = None,
+                   notified: FromQuery[int | None] = None) -> Template:
+        event = await events.get(event_id)
+        messages = {
+            "created": "Event created." + (" It is a draft: publish it when it is ready." if event["status"] == "draft" else ""),
+            "saved": f"Saved. {notified or 0} {'person was' if notified == 1 else 'people were'} emailed an updated invite.",
+            "published": "Published: the event page is public and takes registrations.",
+            "cancelled": f"Cancelled. {notified or 0} {'person was' if notified == 1 else 'people were'} told.",
+        }
+        return _form_page(request, event=event, values=event_form.values_of(event), flash=messages.get(done or ""))
+
+    @post("/{event_id:int}")
+    async def save(self, request: Request, event_id: FromPath[int]) -> Response:
+        event = await events.get(event_id)
+        form = await request.form()
+        if form.get("add_question"):
+            return _form_page(request, event=event, values=event_form.posted_values(form, keep_blank=True))
+        data = event_form.to_data(form)
+        try:
+            would_email = await events.count_affected(event_id, data)
+            changed = _changed_fields(event, data)
+        except ValidationFailed as exc:
+            return _form_page(request, event=event, values=event_form.posted_values(form), errors=exc.fields, status=400)
+        except Conflict as exc:
+            return _form_page(request, event=event, values=event_form.posted_values(form), errors={"event": exc.message}, status=409)
+        if would_email and form.get("confirmed") != "yes":
+            # Saving would email people: say how many, and save only when confirmed.
+            fields = [(k, v) for k, v in form.multi_items() if k not in ("csrf_token", "confirmed")]
+            return page(request, "staff/event_confirm.html", event=event, would_email=would_email,
+                        fields=fields, changes=[c for c in changed if c in events.INVITE_FIELDS])
+        try:
+            updated, notified = await events.update(event_id, data)
+        except ValidationFailed as exc:
+            return _form_page(request, event=event, values=event_form.posted_values(form), errors=exc.fields, status=400)
+        except Conflict as exc:
+            return _form_page(request, event=event, values=event_form.posted_values(form), errors={"event": exc.message}, status=409)
+        if changed:
+            await audit.record(me(request)["id"], "event.update", "event", event_id,
+                               f"{updated['title']}: changed {', '.join(changed)}; emailed {notified}")
+        return Redirect(f"/staff/events/{event_id}?done=saved&notified={notified}", status_code=303)
+
+    @post("/{event_id:int}/publish")
+    async def publish(self, request: Request, event_id: FromPath[int]) -> Response:
+        before = await events.get(event_id)
+        event = await events.publish(event_id)
+        if before["status"] != "published":
+            await audit.record(me(request)["id"], "event.publish", "event", event_id, event["title"])
+        return Redirect(f"/staff/events/{event_id}?done=published", status_code=303)
+
+    @get("/{event_id:int}/cancel")
+    async def cancel_confirm(self, request: Request, event_id: FromPath[int]) -> Template:
+        event = await events.get(event_id)
+        counts = (await counts_by_event([event_id]))[event_id]
+        would = counts["registered"] + counts["waitlisted"] if event["status"] == "published" else 0
+        return page(request, "staff/event_cancel.html", event=event, would_email=would, counts=counts)
+
+    @post("/{event_id:int}/cancel")
+    async def cancel(self, request: Request, event_id: FromPath[int]) -> Response:
+        before = await events.get(event_id)
+        event, notified = await events.cancel(event_id)
+        if before["status"] != "cancelled":
+            await audit.record(me(request)["id"], "event.cancel", "event", event_id,
+                               f"{event['title']}; told {notified}")
+        return Redirect(f"/staff/events/{event_id}?done=cancelled&notified={notified}", status_code=303)
+
+    @get("/{event_id:int}/preview")
+    async def preview(self, request: Request, event_id: FromPath[int]) -> Template:
+        """The public page as registrants will see it (drafts too), marked as a preview."""
+        from ... import settings
+        from ...ics import calendar_links
+
+        event = await events.get(event_id)
+        context = event_page(event)
+        if context["state"] == "draft":
+            context["state"] = "open"  # show the form a published event would have
+        context.update(errors={}, values={"answers": {}}, links=calendar_links(event, base_url=settings.get().base_url),
+                       notice="Preview: this form does not register anyone.", preview=True)
+        return Template("staff/event_preview.html", context=context)
+
+    @get("/{event_id:int}/registrants")
+    async def registrants(self, request: Request, event_id: FromPath[int], q: FromQuery[str | None] = None,
+                          status: FromQuery[str | None] = None, done: FromQuery[str | None] = None) -> Template:
+        event = await events.get(event_id)
+        rows = await registrations.for_event(event_id)
+        counts = {s: sum(1 for r in rows if r["status"] == s) for s in REGISTRANT_STATUSES}
+        counts["attended"] = sum(1 for r in rows if r["attended_at"])
+        if status in REGISTRANT_STATUSES:
+            rows = [r for r in rows if r["status"] == status]
+        needle = (q or "").strip().lower()[:200]
+        if needle:
+            rows = [r for r in rows if needle in r["email"] or needle in r["name"].lower()
+                    or any(needle in str(a).lower() for a in r["answers"].values())]
+        return page(request, "staff/registrants.html", event=event, rows=rows, counts=counts, q=q or "",
+                    status=status or "", statuses=REGISTRANT_STATUSES, flash=_REG_DONE.get(done or ""),
+                    when=format_range(event["starts_at"], event["ends_at"], event["timezone"]))
+
+    @get("/{event_id:int}/registrants.csv")
+    async def registrants_csv(self, event_id: FromPath[int]) -> Response:
+        # The same file as GET /api/v1/events/{id}/registrations.csv: one definition of the export.
+        return await EventsApi.registrants_csv.fn(None, event_id)
+
+    @post("/{event_id:int}/registrants/{reg_id:int}/{action:str}")
+    async def registrant_action(self, request: Request, event_id: FromPath[int], reg_id: FromPath[int],
+                                action: FromPath[str]) -> Response:
+        actions: dict[str, Any] = {
+            "cancel": registrations.cancel_by_staff, "promote": registrations.promote,
+            "resend": registrations.resend_confirmation,
+        }
+        if action not in actions:
+            return Redirect(f"/staff/events/{event_id}/registrants", status_code=303)
+        reg = await registrations.view(reg_id)
+        if reg["event_id"] != event_id:
+            return Redirect(f"/staff/events/{event_id}/registrants", status_code=303)
+        try:
+            await actions[action](reg_id)
+        except Conflict as exc:
+            event = await events.get(event_id)
+            return page(request, "staff/message.html", 409, title="Not done", message=exc.message,
+                        back=f"/staff/events/{event_id}/registrants", back_label=f"Back to the registrants of {event['title']}")
+        await audit.record(me(request)["id"], f"registration.{action}", "registration", reg_id,
+                           f"{reg['name']} <{reg['email']}>")
+        return Redirect(f"/staff/events/{event_id}/registrants?done={action}", status_code=303)
+
+
+_REG_DONE = {
+    "cancel": "Cancelled: they get an email with a calendar cancellation, and their seat went to the first person waiting.",
+    "promote": "Promoted: they have a seat now and get an email with the calendar invite.",
+    "resend": "The confirmation is on its way again, with the same personal links.",
+}
+
