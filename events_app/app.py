@@ -22,6 +22,7 @@ from . import db, settings
 from .resources import resource_dir
 from .web.api import EventsApi
 from .web.errors import HANDLERS
+from .web.issues import BulletinPages, IssuesApi, announce, mailing_delivery
 from .web.public import PublicPages
 from .web.registrant import RegistrantPages
 from .web.staff import STAFF_HANDLERS
@@ -33,7 +34,9 @@ log = logging.getLogger("events_app")
 
 def _template_engine() -> TemplateConfig:
     def configure(engine: JinjaTemplateEngine) -> None:
-        from .timefmt import format_range, format_time
+        from .timefmt import format_range, format_time, issue_day, issue_month
+
+        engine.engine.filters.update(issue_day=issue_day, issue_month=issue_month)
 
         engine.engine.globals.update(
             base_url=settings.get().base_url,
@@ -103,7 +106,8 @@ def create_app(run_worker: bool = False) -> Litestar:
             await db.stop()
 
     return Litestar(
-        route_handlers=[PublicPages, RegistrantPages, EventsApi, SubscriberApi, SubscriberPages, *STAFF_SUBSCRIBER_HANDLERS, *STAFF_HANDLERS],
+        route_handlers=[PublicPages, RegistrantPages, EventsApi, SubscriberApi, SubscriberPages, *STAFF_SUBSCRIBER_HANDLERS, *STAFF_HANDLERS,
+                        IssuesApi, announce, mailing_delivery, BulletinPages],
         middleware=_rate_limits(cfg),
         stores=_stores(cfg),
         template_config=_template_engine(),

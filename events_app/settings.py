@@ -38,6 +38,15 @@ class Settings:
     worker_poll_seconds: float = 0.5
     # How often a worker looks for due reminders and follow-ups.
     schedule_interval_seconds: float = 30.0
+    # Throttling per SMTP server, per worker process: parallel connections, and messages per
+    # second over all of them (0: as fast as the server takes them).
+    smtp_connections: int = 2
+    smtp_rate: float = 0.0
+    # First retry after a temporary failure (4xx, server away); doubles per attempt, up to an hour.
+    retry_base_seconds: float = 30.0
+    # Bulk mail pauses itself after this many temporary failures in a row, for this long.
+    bulk_pause_after: int = 50
+    bulk_pause_minutes: float = 10.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -67,6 +76,17 @@ def _flag(name: str, default: str) -> bool:
     if value in {"off", "false", "0", "no"}:
         return False
     raise SettingsError(f"{name} must be 'on' or 'off', not {value!r}")
+
+
+def _number(name: str, default: str, kind: type, minimum: float):
+    raw = os.environ.get(name, default).strip()
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a {'whole ' if kind is int else ''}number, not {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, not {raw!r}")
+    return value
 
 
 def _secret_key(env: str, var_dir: Path) -> str:
@@ -124,6 +144,12 @@ def load() -> Settings:
         resend_interval_seconds=int(os.environ.get("EVENTS_RESEND_INTERVAL_SECONDS", "300")),
         worker_poll_seconds=float(os.environ.get("EVENTS_WORKER_POLL_SECONDS", "0.5")),
         schedule_interval_seconds=float(os.environ.get("EVENTS_SCHEDULE_INTERVAL_SECONDS", "30")),
+        outbox_claim_timeout_seconds=_number("EVENTS_OUTBOX_CLAIM_TIMEOUT_SECONDS", "300", int, 1),
+        smtp_connections=_number("EVENTS_SMTP_CONNECTIONS", "2", int, 1),
+        smtp_rate=_number("EVENTS_SMTP_RATE", "0", float, 0),
+        retry_base_seconds=_number("EVENTS_RETRY_BASE_SECONDS", "30", float, 0),
+        bulk_pause_after=_number("EVENTS_BULK_PAUSE_AFTER", "50", int, 1),
+        bulk_pause_minutes=_number("EVENTS_BULK_PAUSE_MINUTES", "10", float, 0),
     )
 
 

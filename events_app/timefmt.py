@@ -60,3 +60,24 @@ def format_range(starts_at: datetime, ends_at: datetime, tz: str | ZoneInfo) -> 
 def iso(moment: datetime | None) -> str | None:
     """ISO 8601 with an explicit offset, as the API promises."""
     return moment.isoformat() if moment is not None else None
+
+
+def issue_day(iso_date: str) -> str:
+    """A bulletin issue's date as people write it: '15 October 2019'."""
+    from datetime import date
+
+    try:
+        day = date.fromisoformat(iso_date)
+    except (TypeError, ValueError):
+        return str(iso_date)
+    return f"{day.day} {day:%B %Y}"
+
+
+def issue_month(iso_date: str) -> str:
+    """'October 2019', as in "originally appeared in the October 2019 issue"."""
+    from datetime import date
+
+    try:
+        return f"{date.fromisoformat(iso_date):%B %Y}"
+    except (TypeError, ValueError):
+        return str(iso_date)

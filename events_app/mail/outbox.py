@@ -37,24 +37,41 @@ async def enqueue(kind: str, recipient: str, payload: dict[str, Any], at: dateti
     return rows[0]["id"]
 
 
+RETURNING = "RETURNING id, kind, recipient, payload, attempts, created_at, mailing, subscriber"
+
+
 async def claim(limit: int, claim_timeout: float) -> list[dict]:
-    """Take up to `limit` due rows for sending, first releasing rows stuck in `sending`."""
+    """Take up to `limit` due rows for sending, first releasing rows stuck in `sending`.
+    Transactional rows (confirmations, changes, reminders) come first, so that a registration's
+    confirmation never waits behind a bulk release; then the rows of mailings that are sending
+    (not scheduled or paused), oldest mailing first."""
     moment = now()
     await db.fetch(
         "UPDATE outbox SET status = 'queued' WHERE status = 'sending' AND claimed_at < {}",
         moment - timedelta(seconds=claim_timeout),
     )
+    rows = await _claim("mailing IS NULL", (), moment, limit)
+    if len(rows) < limit:
+        for mailing in await db.fetch("SELECT id FROM mailing WHERE status = 'sending' ORDER BY id"):
+            rows += await _claim("mailing = {}", (mailing["id"],), moment, limit - len(rows))
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+async def _claim(which: str, args: tuple, moment: datetime, limit: int) -> list[dict]:
     # On PostgreSQL `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may be planned as a
     # nested-loop semi join that re-runs the subquery for every row, each run skipping the rows
     # this statement already updated: the LIMIT was ignored and one worker claimed everything due.
-    # `= ANY(ARRAY(...))` makes the subquery an InitPlan, run once.
+    # `= ANY(ARRAY(...))` makes the subquery an InitPlan, run once. The index outbox_due
+    # (status, mailing, next_attempt_at) hands the subquery its rows in order, without a sort.
     pick, skip = ("= ANY(ARRAY(", " FOR UPDATE SKIP LOCKED))") if db.is_postgres() else ("IN (", ")")
     return await db.fetch(
         "UPDATE outbox SET status = 'sending', claimed_at = {}, attempts = attempts + 1 "
-        f"WHERE status = 'queued' AND id {pick}SELECT id FROM outbox WHERE status = 'queued' "
-        f"AND next_attempt_at <= {{}} ORDER BY id LIMIT {{}}{skip} "
-        "RETURNING id, kind, recipient, payload, attempts",
+        f"WHERE status = 'queued' AND id {pick}SELECT id FROM outbox WHERE status = 'queued' AND {which} "
+        f"AND next_attempt_at <= {{}} ORDER BY next_attempt_at, id LIMIT {{}}{skip} {RETURNING}",
         moment,
+        *args,
         moment,
         limit,
     )
@@ -68,13 +85,36 @@ async def mark_sent(row_id: int) -> None:
     )
 
 
-async def mark_retry(row_id: int, attempts: int, error: str, max_attempts: int) -> None:
-    """A temporary failure: back to `queued` with exponential backoff, or `failed` when the
-    attempts are used up."""
+async def mark_sent_many(row_ids: list[int]) -> None:
+    """Record a batch of bulk messages as handed over in one statement. Until it runs they stay
+    `sending`: a crash in between re-sends at most them (the messages in flight)."""
+    if row_ids:
+        where, args = db.sql_in("id", row_ids)
+        await db.fetch(f"UPDATE outbox SET status = 'sent', sent_at = {{}}, last_error = '' WHERE {where}", now(), *args)
+
+
+async def mark_skipped(row_id: int, reason: str) -> None:
+    """Not sent, on purpose: the recipient left (unsubscribed, paused, erased) after the release."""
+    await db.fetch("UPDATE outbox SET status = 'skipped', last_error = {} WHERE id = {}", reason[:2000], row_id)
+
+
+async def suppress(address: str, reason: str) -> None:
+    """The server refused this address for good (5xx): no more bulk mail to it. A subscriber is
+    marked, not removed; staff see the reason and a new subscription confirmation clears it."""
+    if address:
+        await db.fetch(
+            "UPDATE subscriber SET bounced_at = {}, bounce_reason = {} WHERE email = {} AND bounced_at IS NULL",
+            now(), reason[:2000], address.lower(),
+        )
+
+
+async def mark_retry(row_id: int, attempts: int, error: str, max_attempts: int, base: float = 30.0) -> None:
+    """A temporary failure: back to `queued` with exponential backoff from `base` seconds (up to
+    an hour), or `failed` when the attempts are used up."""
     if attempts >= max_attempts:
         await mark_failed(row_id, error)
         return
-    delay = min(30 * 2 ** (attempts - 1), 3600)
+    delay = min(base * 2 ** (attempts - 1), 3600)
     await db.fetch(
         "UPDATE outbox SET status = 'queued', next_attempt_at = {}, last_error = {} WHERE id = {}",
         now() + timedelta(seconds=delay),

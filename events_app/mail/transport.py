@@ -44,7 +44,12 @@ class TemporaryFailure(DeliveryError):
 
 
 class PermanentFailure(DeliveryError):
-    """The server refused this recipient or this message for good (5xx)."""
+    """The server refused this recipient or this message for good (5xx). `recipient` is True
+    when it refused the address itself (RCPT TO): that address gets no more bulk mail."""
+
+    def __init__(self, message: str, *, recipient: bool = False) -> None:
+        super().__init__(message)
+        self.recipient = recipient
 
 
 class SMTPTransport:
@@ -101,29 +106,40 @@ class SMTPTransport:
         log.debug("connected to SMTP server %s:%s", self.hostname, self.port)
         return client
 
+    def clone(self) -> "SMTPTransport":
+        """Another transport to the same server (one more parallel connection)."""
+        twin = SMTPTransport.__new__(SMTPTransport)
+        twin.__dict__.update(self.__dict__)
+        twin._client, twin._lock, twin.connections = None, asyncio.Lock(), 0
+        return twin
+
     async def send(self, message: EmailMessage, *, outbox_id: int | None = None) -> None:
+        await self._deliver(lambda client: client.send_message(message))
+
+    async def send_raw(self, sender: str, recipient: str, data: bytes, *, outbox_id: int | None = None) -> None:
+        """Send bytes already formatted as a message (bulk mail, mail/bulk.py)."""
+        await self._deliver(lambda client: client.sendmail(sender, [recipient], data))
+
+    async def _deliver(self, action) -> None:
         async with self._lock:
             reused = self._client is not None and self._client.is_connected
             if not reused:
                 await self._drop()
                 self._client = await self._connect()
             try:
-                await self._client.send_message(message)
+                await action(self._client)
             except aiosmtplib.SMTPServerDisconnected as exc:
                 await self._drop()
                 if not reused:
                     raise TemporaryFailure(f"SMTP server disconnected: {exc}", connection=True) from exc
                 # The server closed an idle connection since our last message: one fresh try.
                 self._client = await self._connect()
-                await self._send_classified(message)
+                try:
+                    await action(self._client)
+                except Exception as exc2:
+                    await self._classify(exc2)
             except Exception as exc:
                 await self._classify(exc)
-
-    async def _send_classified(self, message: EmailMessage) -> None:
-        try:
-            await self._client.send_message(message)
-        except Exception as exc:
-            await self._classify(exc)
 
     async def _classify(self, exc: Exception) -> None:
         """Raise the TemporaryFailure or PermanentFailure that `exc` means."""
@@ -131,7 +147,7 @@ class SMTPTransport:
             codes = [r.code for r in exc.recipients]
             detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
             if codes and all(500 <= c < 600 for c in codes):
-                raise PermanentFailure(f"recipient refused: {detail}") from exc
+                raise PermanentFailure(f"recipient refused: {detail}", recipient=True) from exc
             raise TemporaryFailure(f"recipient deferred: {detail}") from exc
         if isinstance(exc, aiosmtplib.SMTPSenderRefused):
             # Our From address was refused: a configuration matter for every message alike.
@@ -179,11 +195,17 @@ class FileTransport:
         except OSError as exc:  # a full or read-only disk may be fixed; keep the row
             raise TemporaryFailure(f"cannot write to {self.directory}: {exc}", connection=True) from exc
 
-    def _write(self, message: EmailMessage, outbox_id: int | None) -> Path:
+    async def send_raw(self, sender: str, recipient: str, data: bytes, *, outbox_id: int | None = None) -> None:
+        try:
+            self._write(data, outbox_id)
+        except OSError as exc:
+            raise TemporaryFailure(f"cannot write to {self.directory}: {exc}", connection=True) from exc
+
+    def _write(self, message: EmailMessage | bytes, outbox_id: int | None) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         target = self.directory / f"{stamp}-{outbox_id if outbox_id is not None else 'message'}.eml"
-        data = message.as_bytes(policy=SMTP_POLICY)
+        data = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP_POLICY)
         fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -212,6 +234,12 @@ class MemoryTransport:
             raise self.fail_next.pop(0)
         self.messages.append(message)
         self.outbox_ids.append(outbox_id)
+
+    async def send_raw(self, sender: str, recipient: str, data: bytes, *, outbox_id: int | None = None) -> None:
+        import email
+        from email.policy import default
+
+        await self.send(email.message_from_bytes(data, policy=default), outbox_id=outbox_id)
 
     async def close(self) -> None:
         return None

@@ -10,6 +10,7 @@ PostgreSQL (claims skip each other's rows); on SQLite one per database is the se
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import signal
@@ -17,49 +18,121 @@ import signal
 from .. import db
 from .. import settings as settings_module
 from ..settings import Settings
-from ..domain import schedule
-from . import messages, outbox
+from ..domain import mailings, schedule
+from . import bulk, messages, outbox
 from .transport import PermanentFailure, TemporaryFailure, Transport, make_transport
 
 log = logging.getLogger(__name__)
 
 # After this many seconds the loop's own failures (database down) are retried at the latest.
 MAX_ERROR_PAUSE = 30.0
+# How often a worker starts due mailings and writes ledger rows when nothing else asks.
+MAILING_TICK_SECONDS = 1.0
+
+
+class _Batch:
+    """What the lanes of one claimed batch share."""
+
+    def __init__(self) -> None:
+        self.sent_bulk: list[int] = []
+        self.unreachable: str | None = None
+
+
+class Throttle:
+    """At most `rate` messages per second over all of a worker's connections (0: no limit)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        moment = asyncio.get_running_loop().time()
+        slot = max(moment, self.next)
+        self.next = slot + self.interval
+        if slot > moment:
+            await asyncio.sleep(slot - moment)
 
 
 class Worker:
-    """Sends queued outbox rows through one transport (one reused SMTP connection)."""
+    """Sends queued outbox rows over `smtp_connections` parallel connections (each reused from
+    message to message), at most `smtp_rate` messages per second. Bulk rows (issues,
+    announcements) are built by mail/bulk.py and recorded as sent once per batch; a run of
+    temporary failures pauses bulk mail (domain/mailings.py) while transactional mail goes on."""
 
     def __init__(self, settings: Settings | None = None, transport: Transport | None = None) -> None:
         self.settings = settings or settings_module.get()
         self.transport = transport if transport is not None else make_transport(self.settings)
+        lanes = [self.transport]
+        if hasattr(self.transport, "clone"):
+            lanes += [self.transport.clone() for _ in range(self.settings.smtp_connections - 1)]
+        self.lanes = lanes
+        self.throttle = Throttle(self.settings.smtp_rate)
+        self.bulk = bulk.Builder(self.settings)
+        self.failures_in_a_row = 0  # temporary failures of bulk rows, for the automatic pause
 
     async def run_once(self, limit: int = 50) -> int:
-        """Claim up to `limit` due rows and settle each: sent, queued again with backoff, or
-        failed. Returns how many rows were claimed (0: nothing was due)."""
+        """Claim up to `limit` due rows and settle each: sent, queued again with backoff, skipped
+        or failed. Returns how many rows were claimed (0: nothing was due)."""
         rows = await outbox.claim(limit, self.settings.outbox_claim_timeout_seconds)
-        unreachable: str | None = None
-        for row in rows:
-            if unreachable is not None:
-                # The server cannot be reached: the rest of the batch would only wait for the same
-                # time-out, while its claim ages. Queue them again without trying.
-                await self._retry(row, unreachable)
-                continue
-            try:
-                unreachable = await self._handle(row)
-            except Exception:  # the database failed while marking: the claim time-out recovers it
-                log.exception("outbox row %s: could not record the outcome", row["id"])
+        if not rows:
+            return 0
+        try:
+            await self.bulk.prepare(rows)
+        except Exception:
+            log.exception("preparing bulk messages failed; their rows wait for the claim time-out")
+            rows = [r for r in rows if r.get("mailing") is None]
+        queue = collections.deque(rows)
+        batch = _Batch()
+        await asyncio.gather(*(self._lane(transport, queue, batch) for transport in self.lanes))
+        try:
+            await outbox.mark_sent_many(batch.sent_bulk)
+        except Exception:  # they stay `sending`; the claim time-out sends them again
+            log.exception("could not record %d bulk messages as sent", len(batch.sent_bulk))
+        if batch.sent_bulk:
+            log.info("%d bulk messages sent", len(batch.sent_bulk))
         return len(rows)
 
-    async def _handle(self, row: dict) -> str | None:
+    async def _lane(self, transport: Transport, queue: collections.deque, batch: "_Batch") -> None:
+        """One connection's share of the batch: take rows until none are left."""
+        while queue:
+            row = queue.popleft()
+            if batch.unreachable is not None:
+                # The server cannot be reached: the rest of the batch would only wait for the same
+                # time-out, while its claim ages. Queue them again without trying.
+                await self._settle(self._retry(row, batch.unreachable))
+                continue
+            try:
+                await self.throttle.wait()
+                error = await self._handle(row, transport, batch)
+                if error is not None and batch.unreachable is None:
+                    batch.unreachable = error
+            except Exception:  # the database failed while marking: the claim time-out recovers it
+                log.exception("outbox row %s: could not record the outcome", row["id"])
+
+    async def _settle(self, marking) -> None:
+        try:
+            await marking
+        except Exception:
+            log.exception("could not record an outbox row's outcome")
+
+    async def _handle(self, row: dict, transport: Transport, batch: "_Batch") -> str | None:
         """Build and send one row and record the outcome. Returns the error when the server
         could not be reached at all."""
         row_id = row["id"]
+        is_bulk = row["kind"] in bulk.KINDS
         try:
-            message = await messages.build(row, self.settings)
+            message = await (self.bulk.build(row) if is_bulk else messages.build(row, self.settings))
         except messages.UnknownKind as exc:
             log.warning("outbox row %s: %s; retrying later", row_id, exc)
             await self._retry(row, str(exc))
+            return None
+        except messages.Superseded as exc:
+            if row.get("mailing") is not None:
+                await outbox.mark_skipped(row_id, f"not sent: {exc}")
+            else:
+                await outbox.mark_failed(row_id, f"not sent: {exc}")
             return None
         except messages.Undeliverable as exc:
             log.warning("outbox row %s (%s) not sent: %s", row_id, row["kind"], exc)
@@ -70,26 +143,58 @@ class Worker:
             await self._retry(row, f"building the message failed: {type(exc).__name__}: {exc}")
             return None
         try:
-            await self.transport.send(message, outbox_id=row_id)
+            if isinstance(message, bulk.RawMessage):
+                await transport.send_raw(message.sender, message.recipient, message.data, outbox_id=row_id)
+            else:
+                await transport.send(message, outbox_id=row_id)
         except TemporaryFailure as exc:
             log.warning("outbox row %s (%s) deferred: %s", row_id, row["kind"], exc)
             await self._retry(row, str(exc))
+            if row.get("mailing") is not None:
+                await self._count_failure(str(exc))
             return str(exc) if exc.connection else None
         except PermanentFailure as exc:
             log.warning("outbox row %s (%s) failed: %s", row_id, row["kind"], exc)
             await outbox.mark_failed(row_id, str(exc))
+            if exc.recipient:
+                await outbox.suppress(row["recipient"], str(exc))
             return None
         except Exception as exc:
             log.exception("outbox row %s: unexpected error while sending", row_id)
             await self._retry(row, f"{type(exc).__name__}: {exc}")
+            return None
+        if row.get("mailing") is not None:
+            self.failures_in_a_row = 0
+            batch.sent_bulk.append(row_id)
             return None
         await outbox.mark_sent(row_id)
         # Row ids, not addresses, in the log: it outlives the personal data it would copy.
         log.info("outbox row %s (%s) sent", row_id, row["kind"])
         return None
 
+    async def _count_failure(self, error: str) -> None:
+        """A run of temporary failures means the server is struggling (or throttling us): pause
+        bulk mail for a while rather than hammer it and burn every row's attempts."""
+        self.failures_in_a_row += 1
+        if self.failures_in_a_row >= self.settings.bulk_pause_after:
+            self.failures_in_a_row = 0
+            paused = await mailings.pause_all_sending(
+                self.settings.bulk_pause_minutes,
+                f"paused automatically after {self.settings.bulk_pause_after} temporary failures in a row "
+                f"(last: {error[:200]})",
+            )
+            if paused:
+                log.warning("bulk mail paused for %s minutes: mailings %s", self.settings.bulk_pause_minutes, paused)
+
     async def _retry(self, row: dict, error: str) -> None:
-        await outbox.mark_retry(row["id"], row["attempts"], error, self.settings.outbox_max_attempts)
+        await outbox.mark_retry(
+            row["id"], row["attempts"], error, self.settings.outbox_max_attempts, self.settings.retry_base_seconds
+        )
+
+    async def close(self) -> None:
+        for transport in self.lanes:
+            with contextlib.suppress(Exception):
+                await transport.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until `stop` is set; every `schedule_interval_seconds` first queue the reminders
@@ -98,7 +203,7 @@ class Worker:
         fatal. Closes the transport on the way out."""
         errors = 0
         try:
-            next_schedule = 0.0
+            next_schedule = next_tick = 0.0
             loop = asyncio.get_running_loop()
             while not stop.is_set():
                 if loop.time() >= next_schedule:
@@ -107,6 +212,14 @@ class Worker:
                         await schedule.enqueue_due()
                     except Exception:
                         log.exception("mail worker: queuing reminders and follow-ups failed")
+                if loop.time() >= next_tick:
+                    try:
+                        written = await mailings.tick()
+                    except Exception:
+                        log.exception("mail worker: mailing bookkeeping failed")
+                        written = 0
+                    # While a release is being expanded, write a batch of ledger rows per round.
+                    next_tick = loop.time() + (0 if written else MAILING_TICK_SECONDS)
                 try:
                     handled = await self.run_once()
                     errors = 0
@@ -122,8 +235,7 @@ class Worker:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=pause)
         finally:
-            with contextlib.suppress(Exception):
-                await self.transport.close()
+            await self.close()
 
 
 async def run_forever() -> None:

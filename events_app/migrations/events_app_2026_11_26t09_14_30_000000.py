@@ -12,7 +12,9 @@ DESCRIPTION = "bulk-mail ledger uniqueness; audit and session indexes"
 INDEXES = {
     "outbox_mailing_subscriber": "CREATE UNIQUE INDEX IF NOT EXISTS outbox_mailing_subscriber "
     "ON outbox (mailing, subscriber)",
-    "outbox_mailing_status": "CREATE INDEX IF NOT EXISTS outbox_mailing_status ON outbox (mailing, status)",
+    # Claims take transactional rows (mailing IS NULL) first, then each mailing's, in due order;
+    # delivery counts read (status, mailing) ranges. It replaces outbox_claim (status, due).
+    "outbox_due": "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, mailing, next_attempt_at)",
     "audit_entry_created": "CREATE INDEX IF NOT EXISTS audit_entry_created ON audit_entry (created_at)",
     "staff_session_staff": "CREATE INDEX IF NOT EXISTS staff_session_staff ON staff_session (staff)",
     "registration_created": "CREATE INDEX IF NOT EXISTS registration_created ON registration (\"event\", created_at)",
@@ -25,8 +27,10 @@ async def forwards():
     async def create():
         for statement in INDEXES.values():
             await Table.raw(statement)
+        await Table.raw("DROP INDEX IF EXISTS outbox_claim")
 
     async def drop():
+        await Table.raw("CREATE INDEX IF NOT EXISTS outbox_claim ON outbox (status, next_attempt_at)")
         for name in INDEXES:
             await Table.raw(f"DROP INDEX IF EXISTS {name}")
 

@@ -225,8 +225,25 @@ async def test_one_smtp_connection_carries_many_messages(worker, smtp_server):
     assert await worker.run_once() == 1
 
     assert len(smtp_server.messages()) == 4
+    # One connection per lane (EVENTS_SMTP_CONNECTIONS, default 2), each kept for the next batch.
+    assert len(worker.lanes) == 2
+    assert smtp_server.connections() == 2
+    assert sum(lane.connections for lane in worker.lanes) == 2
+
+
+async def test_with_one_connection_configured_every_message_shares_it(smtp_settings, smtp_server):
+    import dataclasses
+
+    from events_app.mail.worker import Worker
+
+    worker = Worker(dataclasses.replace(smtp_settings, smtp_connections=1))
+    event = await published_webinar()
+    for i in range(3):
+        await register(event, f"Person {i}", f"person{i}@example.com")
+    assert await worker.run_once() == 3
+    await worker.close()
+    assert len(smtp_server.messages()) == 3
     assert smtp_server.connections() == 1
-    assert worker.transport.connections == 1
 
 
 async def test_a_dropped_connection_is_reopened_without_losing_the_message(worker, smtp_server):

@@ -1,0 +1,229 @@
+"""Bulletin issues: writing them, the public archive, and releasing them to subscribers.
+
+An issue is draft until released; releasing it (now or at a time) creates its mailing
+(domain/mailings.py), whose ledger guarantees one email per recipient. The archive shows an issue
+once its release time has come. Editing a released issue changes the archive page and the emails
+not yet handed over, never those already sent. `version` grows on every edit (caches key on it).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timezone
+from typing import Any
+
+from .. import db, markdown
+from . import mailings
+from . import validation as v
+from .errors import Conflict, NotFound, ValidationFailed
+from .subscriptions import topic_ids
+
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+FIELDS = ("title", "slug", "issue_date", "summary", "body", "topic")
+SELECT = (
+    "SELECT i.*, t.slug AS topic_slug, t.name AS topic_name FROM issue i JOIN topic t ON t.id = i.topic "
+)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _issue_date(value: Any) -> str:
+    if not isinstance(value, str) or not DATE_RE.match(value.strip()):
+        raise v.fail("issue_date", "must be a date like 2019-10-15")
+    try:
+        return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise v.fail("issue_date", "is not a real date") from None
+
+
+async def _clean(data: Any, *, creating: bool) -> dict:
+    if not isinstance(data, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise v.fail(unknown[0], "is not a field of an issue")
+    errors: dict[str, str] = {}
+    out: dict[str, Any] = {}
+
+    def check(field: str, fn) -> None:
+        if field in data:
+            try:
+                out[field] = fn(data[field])
+            except ValidationFailed as exc:
+                errors.update(exc.fields)
+
+    check("title", lambda _: v.text(data, "title", required=True, max_len=300))
+    if creating and "title" not in data:
+        errors["title"] = "is required"
+    check("slug", lambda value: v.slug(value) if value not in (None, "") else None)
+    check("issue_date", lambda value: _issue_date(value) if value not in (None, "") else None)
+    check("summary", lambda _: v.text(data, "summary", max_len=2000) or "")
+    check("body", lambda _: v.text(data, "body", max_len=200_000) or "")
+    if "topic" in data:
+        slug = data["topic"] if data["topic"] not in (None, "") else "bulletin"
+        if not isinstance(slug, str):
+            errors["topic"] = "must be a topic slug such as bulletin"
+        else:
+            try:
+                out["topic"] = (await topic_ids([slug], "topic"))[slug]
+            except ValidationFailed as exc:
+                errors.update(exc.fields)
+    if errors:
+        raise ValidationFailed(errors)
+    return {k: val for k, val in out.items() if val is not None or k == "summary"}
+
+
+async def _unique_slug(base: str) -> str:
+    candidate, n = base or "issue", 1
+    while await db.fetch("SELECT id FROM issue WHERE slug = {}", candidate):
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+async def create(data: Any, staff_id: int | None = None) -> dict:
+    """A draft issue. `title` is required; the slug comes from the title and the date from today
+    when not given; the topic defaults to the bulletin."""
+    fields = await _clean(data, creating=True)
+    if "topic" not in fields:
+        fields["topic"] = (await topic_ids(["bulletin"], "topic"))["bulletin"]
+    fields.setdefault("issue_date", now().date().isoformat())
+    if "slug" in fields:
+        if await db.fetch("SELECT id FROM issue WHERE slug = {}", fields["slug"]):
+            raise v.fail("slug", "is taken by another issue")
+    else:
+        fields["slug"] = await _unique_slug(v.slugify(fields["title"])[:100])
+    moment = now()
+    try:
+        rows = await db.fetch(
+            "INSERT INTO issue (slug, title, issue_date, summary, body, topic, status, version, created_by, "
+            "created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {}, 'draft', 1, {}, {}, {}) RETURNING id",
+            fields["slug"], fields["title"], fields["issue_date"], fields.get("summary", ""),
+            fields.get("body", ""), fields["topic"], staff_id, moment, moment,
+        )
+    except Exception as exc:
+        if db.is_unique_violation(exc):
+            raise v.fail("slug", "is taken by another issue") from None
+        raise
+    return await get(rows[0]["id"])
+
+
+async def get(issue_id: int) -> dict:
+    rows = await db.fetch(SELECT + "WHERE i.id = {}", issue_id)
+    if not rows:
+        raise NotFound(f"No issue {issue_id}")
+    return rows[0]
+
+
+async def update(issue_id: int, data: Any) -> dict:
+    """Change any field; the topic only before release (the audience is fixed by then)."""
+    current = await get(issue_id)
+    fields = await _clean(data, creating=False)
+    if "topic" in fields and fields["topic"] != current["topic"] and current["status"] != "draft":
+        raise v.fail("topic", "cannot change once the issue is released or scheduled")
+    if "slug" in fields and await db.fetch(
+        "SELECT id FROM issue WHERE slug = {} AND id != {}", fields["slug"], issue_id
+    ):
+        raise v.fail("slug", "is taken by another issue")
+    if fields:
+        sets = ", ".join(f"{name} = {{}}" for name in fields)
+        await db.fetch(
+            f"UPDATE issue SET {sets}, version = version + 1, updated_at = {{}} WHERE id = {{}}",
+            *fields.values(), now(), issue_id,
+        )
+    return await get(issue_id)
+
+
+async def listing() -> list[dict]:
+    """Every issue, newest first (staff)."""
+    return await db.fetch(SELECT + "ORDER BY i.issue_date DESC, i.id DESC")
+
+
+async def released(limit: int | None = None) -> list[dict]:
+    """Issues whose release time has come, newest first (the public archive and feed)."""
+    sql = SELECT + "WHERE i.released_at IS NOT NULL AND i.released_at <= {} ORDER BY i.issue_date DESC, i.id DESC"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return await db.fetch(sql, now())
+
+
+async def released_by_slug(slug: str) -> dict:
+    rows = await db.fetch(
+        SELECT + "WHERE i.slug = {} AND i.released_at IS NOT NULL AND i.released_at <= {}", slug, now()
+    )
+    if not rows:
+        raise NotFound("No released issue at this address")
+    return rows[0]
+
+
+def body_html(issue: dict) -> str:
+    """The body as sanitised HTML (Markdown; raw HTML shown as text; images by URL)."""
+    return markdown.to_html(issue["body"])
+
+
+async def recipient_count(issue_id: int, at: datetime | None = None) -> int:
+    """How many people a release now (or at `at`) would reach: shown to staff before releasing."""
+    issue = await get(issue_id)
+    return await mailings.recipient_count([issue["topic"]], at)
+
+
+async def release(issue_id: int, release_at: datetime | None = None, staff_id: int | None = None) -> dict:
+    """Release now (None or a past time) or schedule for `release_at`. Raises Conflict when the
+    issue is already released or scheduled (one release per issue; see `retry_failed`)."""
+    issue = await get(issue_id)
+    moment = now()
+    at = release_at if release_at is not None and release_at > moment else moment
+    async with db.transaction():
+        claimed = await db.fetch(
+            "UPDATE issue SET status = {}, release_at = {}, released_at = {}, updated_at = {} "
+            "WHERE id = {} AND status = 'draft' RETURNING id",
+            "scheduled" if at > moment else "released", at, at, moment, issue_id,
+        )
+        if not claimed:
+            raise Conflict(f"This issue is already {issue['status']}", reason="already_released")
+        mailing = await mailings.create(
+            "issue", [issue["topic"]], issue_id=issue_id, release_at=at, staff_id=staff_id
+        )
+    return {"mailing": mailing["id"], "release_at": at, "status": "scheduled" if at > moment else "released"}
+
+
+async def mailing_of(issue_id: int) -> dict:
+    await get(issue_id)
+    mailing = await mailings.latest_for_issue(issue_id)
+    if mailing is None:
+        raise Conflict("This issue has not been released", reason="not_released")
+    return mailing
+
+
+async def delivery(issue_id: int) -> dict:
+    """Ledger counts (queued, sending, sent, failed, skipped, total) and the mailing's state; all
+    zero with status `draft` before release."""
+    issue = await get(issue_id)
+    mailing = await mailings.latest_for_issue(issue_id)
+    if mailing is None:
+        counts = {state: 0 for state in mailings.STATES}
+        return {**counts, "total": 0, "status": issue["status"], "mailing": None, "paused_until": None}
+    return await mailings.delivery(mailing["id"])
+
+
+async def retry_failed(issue_id: int, include_bounced: bool = False) -> int:
+    return await mailings.retry_failed((await mailing_of(issue_id))["id"], include_bounced)
+
+
+async def pause(issue_id: int) -> dict:
+    return await mailings.pause((await mailing_of(issue_id))["id"])
+
+
+async def resume(issue_id: int) -> dict:
+    return await mailings.resume((await mailing_of(issue_id))["id"])
+
+
+async def send_test(issue_id: int, address: str) -> int:
+    """Queue the issue's email to one address (staff checking it), marked as a test, with the
+    links of a sample subscriber that lead nowhere personal."""
+    from ..mail import outbox
+
+    await get(issue_id)
+    return await outbox.enqueue("issue_test", v.email(address), {"issue_id": issue_id})

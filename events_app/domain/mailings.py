@@ -1,0 +1,272 @@
+"""Bulk mailings: an issue's release or an event announcement, to the subscribers of some topics.
+
+A mailing is created at release time and never changes its audience: the recipients are the
+subscribers who, at `release_at`, were confirmed, not paused, not refused by their mail server
+(bounced), and subscribed to one of the mailing's topics. People who join later are not added.
+
+The ledger is the outbox itself: `expand_step()` writes one outbox row per recipient, keyed by
+(mailing, subscriber) under a unique index, in keyset batches of subscriber ids (never the whole
+list in memory). Expansion is idempotent: the next batch starts after the highest subscriber id
+already in the ledger, and a batch repeated after a crash, or by a second worker at the same
+moment, inserts nothing twice (ON CONFLICT DO NOTHING). The worker then sends the rows like any
+other; a crash repeats at most the rows it had claimed (in flight).
+
+States: scheduled (release_at in the future) -> sending -> done; paused (by staff, or by the
+worker after a run of temporary failures, with `paused_until`) holds the rows back.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from .. import db
+from .errors import Conflict, NotFound
+
+EXPAND_BATCH = 1000
+# Delivery states as staff read them; `sending` rows are in flight.
+STATES = ("queued", "sending", "sent", "failed", "skipped")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _audience(topic_ids: list[int]) -> tuple[str, list]:
+    """SQL conditions on subscriber `s` for the audience at a moment (the first argument), and
+    the arguments after it. A subscriber in two of the topics is one recipient."""
+    topics, topic_args = db.sql_in("t.topic", topic_ids)
+    sql = (
+        "s.status = 'confirmed' AND s.email IS NOT NULL AND s.bounced_at IS NULL "
+        "AND s.confirmed_at <= {0} AND (s.paused_until IS NULL OR s.paused_until <= {0}) "
+        f"AND EXISTS (SELECT 1 FROM subscription t WHERE t.subscriber = s.id AND {topics} "
+        "AND t.created_at <= {0})"
+    )
+    return sql, topic_args
+
+
+def _sql(template: str, moment: datetime, topic_ids: list[int]) -> tuple[str, list]:
+    """`template` with its {audience} filled in, and the audience's arguments (in text order)."""
+    cond, topic_args = _audience(topic_ids)
+    return template.replace("{audience}", cond.replace("{0}", "{}")), [moment, moment, *topic_args, moment]
+
+
+def _typed(sql_type: str) -> str:
+    # A parameter in a SELECT list has no type for PostgreSQL to infer (it would be text).
+    return f"{{}}::{sql_type}" if db.is_postgres() else "{}"
+
+
+async def recipient_count(topic_ids: list[int], at: datetime | None = None) -> int:
+    """How many people a mailing to these topics released at `at` (default now) would reach."""
+    sql, args = _sql("SELECT count(*) AS n FROM subscriber s WHERE {audience}", at or now(), topic_ids)
+    return (await db.fetch(sql, *args))[0]["n"]
+
+
+async def create(
+    kind: str, topic_ids: list[int], *, issue_id: int | None = None, event_id: int | None = None,
+    release_at: datetime | None = None, staff_id: int | None = None,
+) -> dict:
+    """Record a mailing due at `release_at` (default now). The worker expands and sends it."""
+    moment = now()
+    at = release_at or moment
+    rows = await db.fetch(
+        "INSERT INTO mailing (kind, issue, event, topics, status, release_at, pause_reason, created_by, created_at) "
+        "VALUES ({}, {}, {}, {}, {}, {}, '', {}, {}) RETURNING *",
+        kind, issue_id, event_id, json.dumps(topic_ids), "scheduled" if at > moment else "sending",
+        at, staff_id, moment,
+    )
+    return rows[0]
+
+
+async def get(mailing_id: int) -> dict:
+    rows = await db.fetch("SELECT * FROM mailing WHERE id = {}", mailing_id)
+    if not rows:
+        raise NotFound(f"No mailing {mailing_id}")
+    return rows[0]
+
+
+async def expand_step(mailing: dict, batch: int = EXPAND_BATCH) -> int:
+    """Write the ledger rows of the next `batch` recipients of `mailing`; returns how many were
+    written. When none are left the mailing is marked expanded."""
+    topic_ids = json.loads(mailing["topics"])
+    kind = "issue" if mailing["kind"] == "issue" else "announcement"
+    moment = now()
+    last = await _last_expanded(mailing["id"])
+    ts, integer = _typed("timestamptz"), _typed("integer")
+    sql, args = _sql(
+        "INSERT INTO outbox (kind, recipient, payload, status, attempts, next_attempt_at, last_error, "
+        "created_at, mailing, subscriber) "
+        f"SELECT {{}}, s.email, {{}}, 'queued', 0, {ts}, '', {ts}, {integer}, s.id FROM subscriber s "
+        "WHERE s.id > {} AND {audience} ORDER BY s.id LIMIT {} "
+        "ON CONFLICT DO NOTHING RETURNING id",
+        mailing["release_at"], topic_ids,
+    )
+    inserted = await db.fetch(sql, kind, "{}", moment, moment, mailing["id"], last, *args, batch)
+    if inserted:
+        return len(inserted)
+    # Nothing inserted: either no one is left, or another worker wrote this batch a moment ago.
+    left, left_args = _sql(
+        "SELECT 1 AS x FROM subscriber s WHERE s.id > {} AND {audience} LIMIT 1", mailing["release_at"], topic_ids
+    )
+    if not await db.fetch(left, await _last_expanded(mailing["id"]), *left_args):
+        await db.fetch(
+            "UPDATE mailing SET expanded_at = {} WHERE id = {} AND expanded_at IS NULL", now(), mailing["id"]
+        )
+    return 0
+
+
+async def _last_expanded(mailing_id: int) -> int:
+    """The highest subscriber id already in the ledger (the keyset cursor; an index lookup)."""
+    rows = await db.fetch("SELECT max(subscriber) AS last FROM outbox WHERE mailing = {}", mailing_id)
+    return rows[0]["last"] or 0
+
+
+async def tick(batch: int = EXPAND_BATCH) -> int:
+    """One round of bookkeeping for the worker: start mailings that fell due, resume those whose
+    automatic pause ran out, write one batch of ledger rows for each mailing still expanding,
+    and mark finished mailings done. Returns the ledger rows written (0: nothing to expand)."""
+    moment = now()
+    await db.fetch(
+        "UPDATE mailing SET status = 'sending' WHERE status = 'scheduled' AND release_at <= {}", moment
+    )
+    await db.fetch(
+        "UPDATE mailing SET status = 'sending', paused_until = NULL, pause_reason = '' "
+        "WHERE status = 'paused' AND paused_until IS NOT NULL AND paused_until <= {}",
+        moment,
+    )
+    written = 0
+    for mailing in await db.fetch(
+        "SELECT * FROM mailing WHERE status IN ('sending', 'paused') AND expanded_at IS NULL ORDER BY id"
+    ):
+        written += await expand_step(mailing, batch)
+    for mailing in await db.fetch(
+        "SELECT id FROM mailing WHERE status = 'sending' AND expanded_at IS NOT NULL"
+    ):
+        if not await db.fetch(
+            "SELECT 1 AS x FROM outbox WHERE status IN ('queued', 'sending') AND mailing = {} LIMIT 1",
+            mailing["id"],
+        ):
+            await db.fetch(
+                "UPDATE mailing SET status = 'done', finished_at = {} WHERE id = {} AND status = 'sending'",
+                now(), mailing["id"],
+            )
+    return written
+
+
+async def delivery(mailing_id: int) -> dict:
+    """Counts per delivery state, from the ledger, plus the mailing's own state."""
+    mailing = await get(mailing_id)
+    states, args = db.sql_in("status", list(STATES))
+    counts = {state: 0 for state in STATES}
+    for row in await db.fetch(
+        f"SELECT status, count(*) AS n FROM outbox WHERE {states} AND mailing = {{}} GROUP BY status",
+        *args, mailing_id,
+    ):
+        counts[row["status"]] = row["n"]
+    counts["total"] = sum(counts[s] for s in STATES)
+    counts.update(
+        mailing=mailing_id,
+        status=mailing["status"],
+        release_at=mailing["release_at"],
+        expanded=mailing["expanded_at"] is not None,
+        paused_until=mailing["paused_until"],
+        pause_reason=mailing["pause_reason"],
+        finished_at=mailing["finished_at"],
+    )
+    return counts
+
+
+async def retry_failed(mailing_id: int, include_bounced: bool = False) -> int:
+    """Queue the failed rows of a mailing again (and nothing else); returns how many. Addresses
+    their server refused for good stay failed unless `include_bounced`, which also lifts the
+    mark (for a refusal that was our fault, say a misconfigured relay)."""
+    mailing = await get(mailing_id)
+    async with db.transaction():
+        if include_bounced:
+            await db.fetch(
+                "UPDATE subscriber SET bounced_at = NULL, bounce_reason = '' WHERE id IN "
+                "(SELECT subscriber FROM outbox WHERE status = 'failed' AND mailing = {})",
+                mailing_id,
+            )
+        rows = await db.fetch(
+            "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = {}, last_error = '' "
+            "WHERE status = 'failed' AND mailing = {} AND subscriber NOT IN "
+            "(SELECT id FROM subscriber WHERE bounced_at IS NOT NULL) RETURNING id",
+            now(), mailing_id,
+        )
+        if rows and mailing["status"] == "done":
+            await db.fetch(
+                "UPDATE mailing SET status = 'sending', finished_at = NULL WHERE id = {}", mailing_id
+            )
+    return len(rows)
+
+
+async def pause(mailing_id: int, until: datetime | None = None, reason: str = "paused by staff") -> dict:
+    """Hold back the mailing's unsent rows (claims skip a paused mailing). `until` None: until
+    resumed by staff; the worker's automatic pause sets a time."""
+    mailing = await get(mailing_id)
+    if mailing["status"] == "done":
+        raise Conflict("This mailing has finished; there is nothing left to pause")
+    await db.fetch(
+        "UPDATE mailing SET status = 'paused', paused_until = {}, pause_reason = {} WHERE id = {}",
+        until, reason, mailing_id,
+    )
+    return await get(mailing_id)
+
+
+async def resume(mailing_id: int) -> dict:
+    """Send again now: the paused rows become due at once."""
+    mailing = await get(mailing_id)
+    if mailing["status"] != "paused":
+        raise Conflict(f"This mailing is {mailing['status']}, not paused")
+    moment = now()
+    async with db.transaction():
+        await db.fetch(
+            "UPDATE mailing SET status = CASE WHEN release_at > {} THEN 'scheduled' ELSE 'sending' END, "
+            "paused_until = NULL, pause_reason = '' WHERE id = {}",
+            moment, mailing_id,
+        )
+        await db.fetch(
+            "UPDATE outbox SET next_attempt_at = {} WHERE status = 'queued' AND mailing = {}", moment, mailing_id
+        )
+    return await get(mailing_id)
+
+
+async def pause_all_sending(minutes: float, reason: str) -> list[int]:
+    """The worker's brake: after a run of temporary failures, pause every mailing that is sending
+    for `minutes` (transactional mail goes on). Returns the paused mailing ids."""
+    until = now() + timedelta(minutes=minutes)
+    rows = await db.fetch(
+        "UPDATE mailing SET status = 'paused', paused_until = {}, pause_reason = {} WHERE status = 'sending' "
+        "RETURNING id",
+        until, reason,
+    )
+    return [r["id"] for r in rows]
+
+
+async def latest_for_issue(issue_id: int) -> dict | None:
+    rows = await db.fetch("SELECT * FROM mailing WHERE issue = {} ORDER BY id DESC LIMIT 1", issue_id)
+    return rows[0] if rows else None
+
+
+async def announce(event_id: int, staff_id: int | None = None, again: bool = False) -> dict:
+    """Email a published, upcoming event to the `events` topic (and `careers` for an event tagged
+    `career`). One announcement per event unless `again` (a second one would reach everyone
+    twice). Returns the mailing with `recipients`, the audience counted now."""
+    from . import events
+    from .subscriptions import topic_ids
+
+    event = await events.get(event_id)
+    if event["status"] != "published":
+        raise Conflict(f"Only a published event can be announced; this one is {event['status']}", reason=event["status"])
+    if event["ends_at"] <= now():
+        raise Conflict("This event is over", reason="past")
+    if not again and await db.fetch(
+        "SELECT id FROM mailing WHERE kind = 'announcement' AND event = {} LIMIT 1", event_id
+    ):
+        raise Conflict("This event was announced already; send {\"again\": true} to announce it once more",
+                       reason="already_announced")
+    slugs = ["events"] + (["careers"] if "career" in {t.lower() for t in event["tags"]} else [])
+    ids = list((await topic_ids(slugs, "topics")).values())
+    mailing = await create("announcement", ids, event_id=event_id, staff_id=staff_id)
+    return {**mailing, "recipients": await recipient_count(ids, mailing["release_at"])}

@@ -1,0 +1,206 @@
+"""Bulletin issues and bulk mail: the staff API under /api/v1/issues and event announcements,
+and the public archive (/bulletin, /bulletin/{slug}, /bulletin/feed.xml).
+
+Staff (bearer token): create, change, list and read issues; preview one as the web page and as
+the email; send a test to an address; release now or at `release_at`; watch `delivery`; pause,
+resume, retry the failed. Anyone: the archive of released issues, each page and the Atom feed
+ending with the subscribe call to action.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import Template
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+
+from .. import settings
+from ..domain import audit, issues, mailings
+from ..domain import validation as v
+from ..domain.errors import NotFound, ValidationFailed
+from ..mail import bulk
+from ..markdown import to_html
+from ..timefmt import iso
+from .auth import require_staff
+
+MAX_ID = 2**31 - 1
+
+
+def _id(value: int) -> int:
+    if not 0 < value <= MAX_ID:
+        raise NotFound("No such issue")
+    return value
+
+
+def _object(data: Any) -> dict:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    return data
+
+
+def _json(value: Any) -> Any:
+    return iso(value) if isinstance(value, datetime) else value
+
+
+def issue_json(issue: dict, delivery: dict | None = None) -> dict:
+    base = settings.get().base_url
+    out = {
+        k: _json(issue[k])
+        for k in ("id", "slug", "title", "issue_date", "summary", "body", "status", "release_at",
+                  "released_at", "version", "created_at", "updated_at")
+    }
+    out["topic"] = issue["topic_slug"]
+    out["url"] = f"{base}/bulletin/{issue['slug']}"
+    if delivery is not None:
+        out["delivery"] = {k: _json(val) for k, val in delivery.items()}
+    return out
+
+
+def _release_at(data: dict) -> datetime | None:
+    value = data.get("release_at")
+    if value in (None, ""):
+        return None
+    return v.timestamp(value, "release_at", "UTC")
+
+
+def _staff_id(request: Request) -> int | None:
+    member = getattr(request.state, "staff", None)
+    return member["id"] if member else None
+
+
+class IssuesApi(Controller):
+    path = "/api/v1/issues"
+    tags = ["bulletin"]
+    guards = [require_staff]
+
+    @post("/", status_code=HTTP_201_CREATED, summary="Write an issue (a draft)")
+    async def create(self, request: Request, data: JSONBody[Any]) -> dict:
+        issue = await issues.create(_object(data), staff_id=_staff_id(request))
+        await audit.record(_staff_id(request), "issue.create", "issue", issue["id"], issue["title"])
+        return issue_json(issue)
+
+    @get("/", summary="Every issue, newest first")
+    async def index(self) -> list[dict]:
+        return [issue_json(i) for i in await issues.listing()]
+
+    @get("/{issue_id:int}", summary="One issue with its delivery counts")
+    async def show(self, issue_id: FromPath[int]) -> dict:
+        issue = await issues.get(_id(issue_id))
+        return issue_json(issue, await issues.delivery(issue["id"]))
+
+    @patch("/{issue_id:int}", summary="Change an issue (the topic only before release)")
+    async def change(self, request: Request, issue_id: FromPath[int], data: JSONBody[Any]) -> dict:
+        issue = await issues.update(_id(issue_id), _object(data))
+        await audit.record(_staff_id(request), "issue.update", "issue", issue["id"], ", ".join(sorted(_object(data))))
+        return issue_json(issue)
+
+    @get("/{issue_id:int}/preview", summary="The issue as its web page (HTML)")
+    async def preview_web(self, issue_id: FromPath[int]) -> Template:
+        issue = await issues.get(_id(issue_id))
+        return Template("bulletin/issue.html", context={"issue": issue, "body": to_html(issue["body"]), "preview": True})
+
+    @get("/{issue_id:int}/preview-email", summary="The issue as the email: subject, text and HTML")
+    async def preview_email(self, issue_id: FromPath[int], part: FromQuery[str] = "json") -> Any:
+        mail = bulk.preview(await issues.get(_id(issue_id)), settings.get())
+        if part == "html":
+            return Response(mail["html"], media_type="text/html; charset=utf-8")
+        if part == "text":
+            return Response(mail["text"], media_type="text/plain; charset=utf-8")
+        return mail
+
+    @post("/{issue_id:int}/test", status_code=HTTP_202_ACCEPTED, summary="Send the email to one address, marked [Test]")
+    async def test(self, request: Request, issue_id: FromPath[int], data: JSONBody[Any] = None) -> dict:
+        body = _object(data)
+        address = body.get("email") or (request.state.staff or {}).get("email")
+        await issues.send_test(_id(issue_id), address)
+        return {"queued": 1, "email": v.email(address)}
+
+    @get("/{issue_id:int}/recipients", summary="How many people a release now would reach")
+    async def recipients(self, issue_id: FromPath[int]) -> dict:
+        return {"recipients": await issues.recipient_count(_id(issue_id))}
+
+    @post("/{issue_id:int}/release", status_code=HTTP_202_ACCEPTED, summary="Release now or at release_at")
+    async def release(self, request: Request, issue_id: FromPath[int], data: JSONBody[Any] = None) -> dict:
+        at = _release_at(_object(data))
+        result = await issues.release(_id(issue_id), at, staff_id=_staff_id(request))
+        count = await issues.recipient_count(issue_id, result["release_at"])
+        when = "now" if result["status"] == "released" else f"at {iso(result['release_at'])}"
+        await audit.record(_staff_id(request), "issue.release", "issue", issue_id, f"{when}, to about {count} subscribers")
+        return {"id": issue_id, "status": result["status"], "release_at": iso(result["release_at"]),
+                "mailing": result["mailing"], "recipients": count}
+
+    @post("/{issue_id:int}/retry-failed", status_code=HTTP_200_OK, summary="Queue the failed deliveries again")
+    async def retry_failed(self, request: Request, issue_id: FromPath[int], data: JSONBody[Any] = None) -> dict:
+        include = v.boolean(_object(data).get("include_bounced", False), "include_bounced")
+        count = await issues.retry_failed(_id(issue_id), include)
+        await audit.record(_staff_id(request), "issue.retry_failed", "issue", issue_id, f"{count} queued again")
+        return {"queued": count}
+
+    @post("/{issue_id:int}/pause", status_code=HTTP_200_OK, summary="Hold back what is not sent yet")
+    async def pause(self, request: Request, issue_id: FromPath[int]) -> dict:
+        await issues.pause(_id(issue_id))
+        await audit.record(_staff_id(request), "issue.pause", "issue", issue_id)
+        return {k: _json(val) for k, val in (await issues.delivery(issue_id)).items()}
+
+    @post("/{issue_id:int}/resume", status_code=HTTP_200_OK, summary="Send the rest now")
+    async def resume(self, request: Request, issue_id: FromPath[int]) -> dict:
+        await issues.resume(_id(issue_id))
+        await audit.record(_staff_id(request), "issue.resume", "issue", issue_id)
+        return {k: _json(val) for k, val in (await issues.delivery(issue_id)).items()}
+
+
+@post(
+    "/api/v1/events/{event_id:int}/announce",
+    guards=[require_staff],
+    status_code=HTTP_202_ACCEPTED,
+    tags=["events"],
+    summary="Email the event to the events topic (and careers for events tagged career)",
+)
+async def announce(request: Request, event_id: FromPath[int], data: JSONBody[Any] = None) -> dict:
+    if not 0 < event_id <= MAX_ID:
+        raise NotFound("No such event")
+    again = v.boolean(_object(data).get("again", False), "again")
+    mailing = await mailings.announce(event_id, _staff_id(request), again=again)
+    await audit.record(_staff_id(request), "event.announce", "event", event_id, f"to about {mailing['recipients']} subscribers")
+    return {"mailing": mailing["id"], "recipients": mailing["recipients"], "status": mailing["status"]}
+
+
+@get("/api/v1/mailings/{mailing_id:int}", guards=[require_staff], tags=["bulletin"], summary="A mailing's delivery counts")
+async def mailing_delivery(mailing_id: FromPath[int]) -> dict:
+    if not 0 < mailing_id <= MAX_ID:
+        raise NotFound("No such mailing")
+    return {k: _json(val) for k, val in (await mailings.delivery(mailing_id)).items()}
+
+
+class BulletinPages(Controller):
+    """The public archive: released issues only, each page ending with the call to subscribe."""
+
+    path = "/bulletin"
+    include_in_schema = False
+
+    @get("/")
+    async def archive(self) -> Template:
+        return Template("bulletin/archive.html", context={"issues": await issues.released()})
+
+    @get("/feed.xml")
+    async def feed(self) -> Response:
+        found = await issues.released(limit=50)
+        base = settings.get().base_url
+        updated = max((i["updated_at"] for i in found), default=datetime(2019, 1, 1, tzinfo=timezone.utc))
+        from litestar.response import Template as T  # noqa: N814
+
+        return T(
+            "bulletin/feed.xml",
+            context={"issues": found, "base": base, "updated": iso(updated), "iso": iso, "to_html": to_html},
+            media_type="application/atom+xml; charset=utf-8",
+        )
+
+    @get("/{slug:str}")
+    async def issue(self, slug: FromPath[str]) -> Template:
+        issue = await issues.released_by_slug(slug)
+        return Template("bulletin/issue.html", context={"issue": issue, "body": to_html(issue["body"])})
