@@ -8,5 +8,7 @@ and CSRF), `access` (sign-in, account, tokens), `dashboard`, `events` (editor, r
 from .access import Account, SignIn
 from .dashboard import Dashboard
 from .event_pages import EventPages
+from .mail_pages import AuditPage, MailPages
+from .subscriber_pages import SubscriberPages
 
-STAFF_HANDLERS = [SignIn, Account, Dashboard, EventPages]
+STAFF_HANDLERS = [SignIn, Account, Dashboard, EventPages, SubscriberPages, MailPages, AuditPage]

@@ -1,0 +1,46 @@
+"""The outbox as staff see it: counts by status, recent and failed messages with their errors,
+and sending a failed message again. Read and retry only: the worker still does all sending."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from .. import db
+
+STATUSES = ("queued", "sending", "sent", "failed")
+MAX_ID = 2**31 - 1
+
+
+async def counts() -> dict[str, int]:
+    rows = await db.fetch("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+    found = {r["status"]: int(r["n"]) for r in rows}
+    return {s: found.get(s, 0) for s in STATUSES}
+
+
+async def recent(status: str | None = None, q: str | None = None, limit: int = 50, before_id: int | None = None) -> list[dict]:
+    """Newest first, keyset-paged by id; `q` matches part of the recipient or the kind."""
+    conditions, args = ["id < {}"], [before_id if before_id is not None else MAX_ID]
+    if status in STATUSES:
+        conditions.append("status = {}")
+        args.append(status)
+    if q:
+        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append("(LOWER(recipient) LIKE {} ESCAPE '\\' OR kind LIKE {} ESCAPE '\\')")
+        args += [f"%{escaped}%", f"%{escaped}%"]
+    return await db.fetch(
+        "SELECT id, kind, recipient, status, attempts, last_error, created_at, next_attempt_at, sent_at, mailing "
+        f"FROM outbox WHERE {' AND '.join(conditions)} ORDER BY id DESC LIMIT {{}}",
+        *args, limit,
+    )
+
+
+async def retry(row_id: int) -> bool:
+    """Queue a failed message again, due now, with a fresh count of attempts (the worker gives
+    up after a number of them). The previous error stays visible until the next attempt. False
+    when the row is not (or no longer) failed."""
+    rows = await db.fetch(
+        "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = {} "
+        "WHERE id = {} AND status = 'failed' RETURNING id",
+        datetime.now(timezone.utc), row_id,
+    )
+    return bool(rows)

@@ -1,0 +1,104 @@
+"""Subscribers in the workspace: counts per topic, the list's size over time, search, CSV export
+(the staff API's, streamed) and CSV import with its report (the `subscribers import` command's
+importer: consented lists only)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime, timezone
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import UploadFile
+from litestar.params import FromQuery
+from litestar.response import Stream, Template
+
+from ... import db
+from ...domain import audit, importer
+from ...domain.errors import ValidationFailed
+from .. import staff_subscribers as api
+from . import chart
+from .session import StaffController, me, page
+
+PAGE_SIZE = 50
+MAX_UPLOAD = 50 * 1024 * 1024
+
+
+async def list_size_over_time() -> dict:
+    """Confirmed subscribers over time: +1 on the day each was confirmed, -1 on the day an
+    unsubscribed one left (erased people keep neither date). Days, or weeks for long spans."""
+    rows = await db.fetch(
+        "SELECT confirmed_at, unsubscribed_at FROM subscriber WHERE confirmed_at IS NOT NULL AND status <> 'erased'"
+    )
+    joined = [r["confirmed_at"] for r in rows]
+    left = [r["unsubscribed_at"] for r in rows if r["unsubscribed_at"] is not None]
+    if not joined:
+        return {"items": [], "svg": chart.bar_chart([], title="Confirmed subscribers over time", unit="subscribers")}
+    today = datetime.now(timezone.utc).date()
+    first = min(m.astimezone(timezone.utc).date() for m in joined)
+    ins = chart.buckets(joined, "UTC", first, today)
+    outs = chart.buckets(left, "UTC", first, today)
+    net = [{**a, "count": a["count"] - b["count"]} for a, b in zip(ins, outs)]
+    items = chart.cumulative(net)
+    return {"items": items, "svg": chart.bar_chart(
+        items, title="Confirmed subscribers over time (UTC days)", unit="subscribers", chart_id="subscribers-chart")}
+
+
+class SubscriberPages(StaffController):
+    path = "/staff/subscribers"
+
+    @get("/")
+    async def index(self, request: Request, topic: FromQuery[str | None] = None, status: FromQuery[str | None] = None,
+                    q: FromQuery[str | None] = None, after: FromQuery[int | None] = None) -> Template:
+        errors: dict[str, str] = {}
+        try:
+            flt = await api._Filter.parse(topic, status, q)
+        except ValidationFailed as exc:
+            errors, flt = exc.fields, await api._Filter.parse(None, None, None)
+        rows = await api._page(flt, max(after or 0, 0), PAGE_SIZE + 1)
+        more = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+        return page(
+            request, "staff/subscribers.html", 400 if errors else 200, errors=errors,
+            topics=await api.topic_counts(), statuses=api.STATUSES, growth=await list_size_over_time(),
+            rows=rows, next_after=rows[-1]["id"] if more else None,
+            filters={"topic": topic or "", "status": status or "", "q": q or ""},
+        )
+
+    @get("/export.csv")
+    async def export(self, topic: FromQuery[str | None] = None, status: FromQuery[str | None] = None,
+                     q: FromQuery[str | None] = None) -> Stream:
+        # The same streamed file as GET /api/v1/subscribers.csv.
+        return await api.StaffSubscribersApi.subscribers_csv.fn(None, topic, status, q)
+
+    @post("/import")
+    async def import_file(self, request: Request) -> Response:
+        form = await request.form()
+        upload = form.get("file")
+        topics = [t for t in form.getall("topics", []) if isinstance(t, str) and t]
+        context = {"topics": await api.topic_counts(), "chosen": topics}
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            return page(request, "staff/import_report.html", 400, error="Choose a CSV file to import.", **context)
+        if not topics:
+            return page(request, "staff/import_report.html", 400, error="Choose at least one topic.", **context)
+        content = await upload.read()
+        if len(content) > MAX_UPLOAD:
+            return page(request, "staff/import_report.html", 400, error="The file is over 50 MB: import it with "
+                        "`events-app subscribers import` on the server.", **context)
+        fd, path = tempfile.mkstemp(suffix=".csv")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+            try:
+                report = await importer.import_csv(path, topics)
+            except ValidationFailed as exc:
+                reasons = "; ".join(exc.fields.values()).replace(path, upload.filename)
+                return page(request, "staff/import_report.html", 400, error=reasons, **context)
+        finally:
+            os.unlink(path)
+        await audit.record(
+            me(request)["id"], "subscribers.import", "topic", None,
+            f"{upload.filename} into {', '.join(report.topics)}: {report.imported} new, {report.updated} updated, "
+            f"{report.skipped} skipped",
+        )
+        return page(request, "staff/import_report.html", 200, report=report, filename=upload.filename, **context)
