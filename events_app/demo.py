@@ -1,5 +1,6 @@
 """Demo content: the career webinar (as it ran on 29 November 2022, plus an upcoming copy a week
-from today so the register button can be tried) and a staff account. Loading twice adds nothing.
+from today so the register button can be tried), the October 2019 issue of the bulletin
+"Implementation in Action" in the archive, and a staff account. Loading twice adds nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +50,28 @@ QUESTIONS = [
     {"key": "question", "label": "A question for the panel", "type": "text", "required": False},
 ]
 STAFF_EMAIL = "staff@example.org"
+ISSUE_SLUG = "october-2019"
+ISSUE_BODY = """\
+## Non-academic careers with impact
+
+*This article originally appeared in the October 2019 issue of Implementation in Action.*
+
+Implementation scientists are not only found in universities. We asked three former graduate
+students where their training took them:
+
+- a **knowledge mobilisation lead** in a provincial health agency, who turns trial results into
+  changes a hospital can make on Monday morning;
+- an **improvement advisor** at a non-profit, who helps clinics test one change at a time;
+- an **evaluation consultant**, who tells funders what worked, for whom, and why.
+
+What they share: they can read evidence, talk with the people who will use it, and plan for the
+messy middle between the two. None of their job titles mentions implementation.
+
+## Coming up
+
+Our career webinar, *Non-Academic Careers with Impact: Implementation Positions You Never Knew
+Existed*, returns this autumn. [Register here](/events/non-academic-careers-with-impact).
+"""
 
 
 def _at(day: date) -> tuple[str, str]:
@@ -76,6 +99,21 @@ async def load(say: Callable[[str], None] = print) -> None:
             }
         )
         say(f"Added event {event['title']!r} on {day:%d %B %Y} at /events/{event['slug']}")
+    if not await db.fetch("SELECT id FROM issue WHERE slug = {}", ISSUE_SLUG):
+        from .domain import issues
+
+        issue = await issues.create({
+            "title": "October 2019", "slug": ISSUE_SLUG, "issue_date": "2019-10-15",
+            "summary": "Non-academic careers with impact: where implementation training leads.",
+            "body": ISSUE_BODY,
+        })
+        # Released back then, before this installation had subscribers: archive it without mail.
+        released = datetime(2019, 10, 15, 14, 0, tzinfo=ZoneInfo("UTC"))
+        await db.fetch(
+            "UPDATE issue SET status = 'released', release_at = {}, released_at = {} WHERE id = {}",
+            released, released, issue["id"],
+        )
+        say(f"Added bulletin issue {issue['title']!r} of Implementation in Action at /bulletin/{ISSUE_SLUG}")
     if not await db.fetch("SELECT id FROM staff_user WHERE email = {}", STAFF_EMAIL):
         password = secrets.token_urlsafe(12)
         await staff.create(STAFF_EMAIL, password, "Demo staff")

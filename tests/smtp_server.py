@@ -33,6 +33,11 @@ class _Handler:
         self.sink = sink
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.sink.lock:
+            if self.sink.trouble_left > 0:
+                self.sink.trouble_left -= 1
+                self.sink.troubled += 1
+                return self.sink.trouble
         reply = self.sink.replies.get(address.lower())
         if reply:
             return reply
@@ -62,6 +67,10 @@ class SMTPSink:
         self.port = port or free_port()
         self.received: list[Received] = []
         self.replies: dict[str, str] = {}
+        # A bad hour: the next `trouble_left` recipients, whoever they are, get `trouble`.
+        self.trouble = "451 4.3.0 Temporary local problem, try again later"
+        self.trouble_left = 0
+        self.troubled = 0
         self.lock = threading.Lock()
         self._controller: Controller | None = None
 
@@ -92,6 +101,11 @@ class SMTPSink:
     def reply_to(self, address: str, reply: str) -> None:
         """Answer RCPT TO:<address> with `reply` (e.g. '550 5.1.1 No such user here')."""
         self.replies[address.lower()] = reply
+
+    def answer_everyone(self, reply: str, times: int) -> None:
+        """Answer the next `times` RCPT TO commands with `reply` (e.g. '421 4.7.0 Try later')."""
+        with self.lock:
+            self.trouble, self.trouble_left = reply, times
 
     def messages(self) -> list[EmailMessage]:
         with self.lock:

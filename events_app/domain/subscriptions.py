@@ -173,7 +173,9 @@ async def confirm(token: str) -> dict:
         )
     if row["status"] == "pending":
         await db.fetch(
-            "UPDATE subscriber SET status = 'confirmed', confirmed_at = {} WHERE id = {} AND status = 'pending'",
+            # A working confirmation link proves the address works again: lift a bounce mark.
+            "UPDATE subscriber SET status = 'confirmed', confirmed_at = {}, bounced_at = NULL, bounce_reason = '' "
+            "WHERE id = {} AND status = 'pending'",
             now(), row["id"],
         )
     return await get(row["id"])
@@ -208,6 +210,11 @@ async def update_preferences(token: str, *, topics: list[str], name: str | None)
         if row["status"] == "unsubscribed" and ids:
             # Choosing topics again on one's own preference page is consent.
             await db.fetch("UPDATE subscriber SET status = 'confirmed', unsubscribed_at = NULL WHERE id = {}", row["id"])
+        # Saving from a link we emailed shows the address receives mail: lift a bounce mark.
+        await db.fetch(
+            "UPDATE subscriber SET bounced_at = NULL, bounce_reason = '' WHERE id = {} AND bounced_at IS NOT NULL",
+            row["id"],
+        )
     return await get(row["id"])
 
 

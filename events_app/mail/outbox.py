@@ -123,6 +123,13 @@ async def mark_retry(row_id: int, attempts: int, error: str, max_attempts: int, 
     )
 
 
+async def give_back(row_id: int) -> None:
+    """Return a claimed row untried (its mailing was paused meanwhile): the attempt is not counted."""
+    await db.fetch(
+        "UPDATE outbox SET status = 'queued', attempts = attempts - 1 WHERE id = {} AND status = 'sending'", row_id
+    )
+
+
 async def mark_failed(row_id: int, error: str) -> None:
     await db.fetch(
         "UPDATE outbox SET status = 'failed', last_error = {} WHERE id = {}", error[:2000], row_id

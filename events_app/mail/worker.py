@@ -71,6 +71,7 @@ class Worker:
         self.throttle = Throttle(self.settings.smtp_rate)
         self.bulk = bulk.Builder(self.settings)
         self.failures_in_a_row = 0  # temporary failures of bulk rows, for the automatic pause
+        self.paused: set[int] = set()  # mailings this worker paused during the current batch
 
     async def run_once(self, limit: int = 50) -> int:
         """Claim up to `limit` due rows and settle each: sent, queued again with backoff, skipped
@@ -78,6 +79,7 @@ class Worker:
         rows = await outbox.claim(limit, self.settings.outbox_claim_timeout_seconds)
         if not rows:
             return 0
+        self.paused = set()
         try:
             await self.bulk.prepare(rows)
         except Exception:
@@ -98,6 +100,10 @@ class Worker:
         """One connection's share of the batch: take rows until none are left."""
         while queue:
             row = queue.popleft()
+            if row.get("mailing") is not None and row["mailing"] in self.paused:
+                # Paused a moment ago by this batch's failures: hand the row back untried.
+                await self._settle(outbox.give_back(row["id"]))
+                continue
             if batch.unreachable is not None:
                 # The server cannot be reached: the rest of the batch would only wait for the same
                 # time-out, while its claim ages. Queue them again without trying.
@@ -183,6 +189,7 @@ class Worker:
                 f"paused automatically after {self.settings.bulk_pause_after} temporary failures in a row "
                 f"(last: {error[:200]})",
             )
+            self.paused.update(paused)
             if paused:
                 log.warning("bulk mail paused for %s minutes: mailings %s", self.settings.bulk_pause_minutes, paused)
 

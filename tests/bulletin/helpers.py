@@ -12,10 +12,10 @@ from events_app.domain import importer, issues, mailings
 async def subscribers(tmp_path: Path, count: int, topic: str = "bulletin", start: int = 0) -> list[str]:
     """`count` confirmed subscribers of `topic` (through the importer, as a list owner would)."""
     addresses = [f"reader{n}@example.org" for n in range(start, start + count)]
-    path = tmp_path / f"subscribers-{start}.csv"
+    path = tmp_path / f"subscribers-{topic}-{start}.csv"
     path.write_text("email,name\n" + "".join(f"{a},Reader {n}\n" for n, a in enumerate(addresses, start)))
     report = await importer.import_csv(path, [topic])
-    assert report.imported == count, report
+    assert report.imported + report.updated == count, report
     return addresses
 
 
