@@ -6,9 +6,10 @@ and CSRF), `access` (sign-in, account, tokens), `dashboard`, `events` (editor, r
 """
 
 from .access import Account, SignIn
+from .bulletin_pages import BulletinPages
 from .dashboard import Dashboard
 from .event_pages import EventPages
 from .mail_pages import AuditPage, MailPages
 from .subscriber_pages import SubscriberPages
 
-STAFF_HANDLERS = [SignIn, Account, Dashboard, EventPages, SubscriberPages, MailPages, AuditPage]
+STAFF_HANDLERS = [SignIn, Account, Dashboard, EventPages, SubscriberPages, MailPages, AuditPage, BulletinPages]
