@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -62,11 +63,21 @@ class Settings:
 
     @property
     def mail_from_address(self) -> str:
-        return parseaddr(self.mail_from)[1]
+        return _address(self.mail_from)
 
     @property
     def host(self) -> str:
-        return urlsplit(self.base_url).hostname or "localhost"
+        return _hostname(self.base_url)
+
+
+@lru_cache(maxsize=8)
+def _address(mail_from: str) -> str:
+    return parseaddr(mail_from)[1]
+
+
+@lru_cache(maxsize=8)
+def _hostname(url: str) -> str:
+    return urlsplit(url).hostname or "localhost"
 
 
 def _flag(name: str, default: str) -> bool:

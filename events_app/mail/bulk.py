@@ -21,9 +21,12 @@ from __future__ import annotations
 import binascii
 import html as html_lib
 import json
+import re
 import secrets
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date, datetime, timezone
 from email.header import Header
 from email.utils import format_datetime, formataddr
@@ -51,6 +54,44 @@ class Shared:
     html: str
     list_id: str
     test: bool = False
+
+    @cached_property
+    def encoded(self) -> "_Encoded":
+        return _Encoded(self)
+
+
+class _Encoded:
+    """The shared parts already in their wire form: both bodies cut at the placeholders, each
+    piece quoted-printable encoded once. A recipient's message joins the pieces with its own few
+    encoded values between soft line breaks ("=" at the end of a line, which decoders remove), so
+    per message only the greeting and two links are encoded, never the whole body."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.text = _pieces(shared.text)
+        self.html = _pieces(shared.html)
+        self.subject = _header(shared.subject)
+        self.list_id = _header(shared.list_id)
+        self.senders: dict[str, tuple[str, str]] = {}  # mail_from -> (header, envelope address)
+        self.boundary = "=_" + secrets.token_hex(12)  # "=_" never occurs in quoted-printable
+
+
+_MARKS = (GREETING, MANAGE, UNSUBSCRIBE)
+_SPLIT = re.compile("(" + "|".join(re.escape(m) for m in _MARKS) + ")")
+
+
+def _pieces(body: str) -> list[bytes | int]:
+    """`body` as encoded literal pieces (bytes) and placeholder numbers (0, 1, 2)."""
+    out: list[bytes | int] = []
+    for part in _SPLIT.split(body):
+        if part in _MARKS:
+            out.append(_MARKS.index(part))
+        elif part:
+            out.append(_qp(part))
+    return out
+
+
+def _join(pieces: list[bytes | int], values: tuple[bytes, bytes, bytes]) -> bytes:
+    return b"=\n".join(values[p] if isinstance(p, int) else p for p in pieces)
 
 
 @dataclass(frozen=True)
@@ -126,6 +167,17 @@ def _qp(text: str) -> bytes:
     return binascii.b2a_qp(text.encode("utf-8"), istext=True)
 
 
+_clock: list = [0, ""]
+
+
+def _date_now() -> str:
+    """The Date header, formatted once per second (it has whole seconds)."""
+    second = int(time.time())
+    if _clock[0] != second:
+        _clock[0], _clock[1] = second, format_datetime(datetime.fromtimestamp(second, timezone.utc))
+    return _clock[1]
+
+
 def _header(value: str) -> str:
     """A header value, RFC 2047-encoded when it is not plain ASCII (done once per mailing)."""
     return value if value.isascii() else Header(value, "utf-8").encode()
@@ -145,27 +197,27 @@ def compose(
     else:
         token = None
         manage = unsubscribe = f"{base}/s/link"
-    text = shared.text.replace(GREETING, greeting).replace(MANAGE, manage).replace(UNSUBSCRIBE, unsubscribe)
-    page = (
-        shared.html.replace(GREETING, html_lib.escape(greeting))
-        .replace(MANAGE, html_lib.escape(manage))
-        .replace(UNSUBSCRIBE, html_lib.escape(unsubscribe))
-    )
-    boundary = "=_" + secrets.token_hex(12)
+    wire = shared.encoded
+    sender = wire.senders.get(settings.mail_from)
+    if sender is None:  # parsing the From setting once per mailing, not per message
+        sender = wire.senders[settings.mail_from] = (_header(settings.mail_from), settings.mail_from_address)
+    plain = (_qp(greeting), _qp(manage), _qp(unsubscribe))
+    marked = tuple(_qp(html_lib.escape(value)) for value in (greeting, manage, unsubscribe))
     lines = [
-        f"From: {_header(settings.mail_from)}",
+        f"From: {sender[0]}",
         f"To: {formataddr((name, address))}",
-        f"Subject: {_header(shared.subject)}",
-        f"Date: {format_datetime(datetime.now(timezone.utc))}",
+        f"Subject: {wire.subject}",
+        f"Date: {_date_now()}",
         f"Message-ID: {message_id(row['id'], settings, row.get('created_at'))}",
-        f"List-Id: {_header(shared.list_id)}",
+        f"List-Id: {wire.list_id}",
     ]
     if token is not None:
-        mailto = f"mailto:{settings.mail_from_address}?subject={quote('unsubscribe ' + token)}"
+        mailto = f"mailto:{sender[1]}?subject={quote('unsubscribe ' + token)}"
         lines += [
             f"List-Unsubscribe: <{unsubscribe}>, <{mailto}>",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         ]
+    boundary = wire.boundary
     lines += [
         "Precedence: bulk",
         "Auto-Submitted: auto-generated",
@@ -183,8 +235,8 @@ def compose(
         f"\n--{boundary}\nContent-Type: text/html; charset=\"utf-8\"\n"
         "Content-Transfer-Encoding: quoted-printable\n\n"
     ).encode()
-    data = head + _qp(text) + middle + _qp(page) + f"\n--{boundary}--\n".encode()
-    return RawMessage(settings.mail_from_address, address, data)
+    data = b"".join((head, _join(wire.text, plain), middle, _join(wire.html, marked), f"\n--{boundary}--\n".encode()))
+    return RawMessage(sender[1], address, data)
 
 
 class Builder:
@@ -198,10 +250,14 @@ class Builder:
         self.subscribers: dict[int, dict] = {}
         self.mailings: dict[int, dict] = {}
 
+    def forget(self) -> None:
+        """Drop the rows' subscribers and mailings of the previous run (not the rendered cache)."""
+        self.subscribers, self.mailings = {}, {}
+
     async def prepare(self, rows: list[dict]) -> None:
-        """Load what the batch's bulk rows need: subscribers and mailings, one query each."""
+        """Load what these bulk rows need: subscribers and mailings, one query each. Adds to what
+        earlier batches of the same run loaded."""
         ids = sorted({r["subscriber"] for r in rows if r.get("subscriber") is not None})
-        self.subscribers = {}
         if ids:
             where, args = db.sql_in("id", ids)
             for s in await db.fetch(
@@ -209,13 +265,13 @@ class Builder:
                 *args,
             ):
                 self.subscribers[s["id"]] = s
-        mailing_ids = sorted({r["mailing"] for r in rows if r.get("mailing") is not None})
-        self.mailings = {}
+        mailing_ids = sorted({r["mailing"] for r in rows if r.get("mailing") is not None} - set(self.mailings))
         if mailing_ids:
             where, args = db.sql_in("id", mailing_ids)
-            for m in await db.fetch(f"SELECT * FROM mailing WHERE {where}", *args):
+            fresh = await db.fetch(f"SELECT * FROM mailing WHERE {where}", *args)
+            for m in fresh:
                 self.mailings[m["id"]] = m
-            for m in list(self.mailings.values()):
+            for m in fresh:
                 try:
                     await self._shared_for(m)  # render now, once, not in each lane
                 except Undeliverable:

@@ -26,14 +26,23 @@ log = logging.getLogger(__name__)
 
 # After this many seconds the loop's own failures (database down) are retried at the latest.
 MAX_ERROR_PAUSE = 30.0
+BATCH_SIZE = 100
+# Batches claimed while the previous one is still being sent, before the loop looks again at
+# reminders and mailings.
+REFILLS = 20
 # How often a worker starts due mailings and writes ledger rows when nothing else asks.
 MAILING_TICK_SECONDS = 1.0
 
 
 class _Batch:
-    """What the lanes of one claimed batch share."""
+    """What the lanes of one run share: rows sent but not yet recorded, whether the server is
+    unreachable, and the claiming of the next batch while they send."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int, refills: int) -> None:
+        self.limit = limit
+        self.refills = refills
+        self.refilling: asyncio.Task | None = None
+        self.claimed = 0
         self.sent_bulk: list[int] = []
         self.unreachable: str | None = None
 
@@ -72,33 +81,74 @@ class Worker:
         self.bulk = bulk.Builder(self.settings)
         self.failures_in_a_row = 0  # temporary failures of bulk rows, for the automatic pause
         self.paused: set[int] = set()  # mailings this worker paused during the current batch
+        # Rows per claim: big enough that the pause between batches (claim, marks) is small next
+        # to sending them, small enough that a throttled batch is sent well within the claim
+        # time-out (after which another worker would send its rows again).
+        self.batch_size = BATCH_SIZE
+        if self.settings.smtp_rate > 0:
+            fits = int(self.settings.smtp_rate * self.settings.outbox_claim_timeout_seconds / 2)
+            self.batch_size = max(1, min(BATCH_SIZE, fits))
 
-    async def run_once(self, limit: int = 50) -> int:
+    async def run_once(self, limit: int = 50, refills: int = 0) -> int:
         """Claim up to `limit` due rows and settle each: sent, queued again with backoff, skipped
-        or failed. Returns how many rows were claimed (0: nothing was due)."""
-        rows = await outbox.claim(limit, self.settings.outbox_claim_timeout_seconds)
+        or failed. With `refills`, claim up to that many more batches while the lanes are still
+        sending, so that connections do not idle between batches. Returns how many rows were
+        claimed (0: nothing was due)."""
+        self.paused = set()
+        self.bulk.forget()
+        rows = await self._claim(limit)
         if not rows:
             return 0
-        self.paused = set()
+        queue = collections.deque(rows)
+        batch = _Batch(limit, refills)
+        batch.claimed = len(rows)
+        await asyncio.gather(*(self._lane(transport, queue, batch) for transport in self.lanes))
+        await self._record_sent(batch)
+        return batch.claimed
+
+    async def _claim(self, limit: int) -> list[dict]:
+        rows = await outbox.claim(limit, self.settings.outbox_claim_timeout_seconds)
         try:
             await self.bulk.prepare(rows)
         except Exception:
             log.exception("preparing bulk messages failed; their rows wait for the claim time-out")
             rows = [r for r in rows if r.get("mailing") is None]
-        queue = collections.deque(rows)
-        batch = _Batch()
-        await asyncio.gather(*(self._lane(transport, queue, batch) for transport in self.lanes))
+        return rows
+
+    async def _refill(self, queue: collections.deque, batch: "_Batch") -> None:
+        batch.refills -= 1
         try:
-            await outbox.mark_sent_many(batch.sent_bulk)
+            rows = await self._claim(batch.limit)
+        except Exception:
+            log.exception("mail worker: claiming the next batch failed")
+            rows = []
+        if not rows:
+            batch.refills = 0
+        batch.claimed += len(rows)
+        queue.extend(rows)
+
+    async def _record_sent(self, batch: "_Batch") -> None:
+        ids, batch.sent_bulk = batch.sent_bulk, []
+        try:
+            await outbox.mark_sent_many(ids)
         except Exception:  # they stay `sending`; the claim time-out sends them again
-            log.exception("could not record %d bulk messages as sent", len(batch.sent_bulk))
-        if batch.sent_bulk:
-            log.info("%d bulk messages sent", len(batch.sent_bulk))
-        return len(rows)
+            log.exception("could not record %d bulk messages as sent", len(ids))
+        if ids:
+            log.info("%d bulk messages sent", len(ids))
 
     async def _lane(self, transport: Transport, queue: collections.deque, batch: "_Batch") -> None:
         """One connection's share of the batch: take rows until none are left."""
-        while queue:
+        while True:
+            if len(queue) <= 2 * len(self.lanes) and batch.refills > 0 and batch.refilling is None:
+                batch.refilling = asyncio.create_task(self._refill(queue, batch))
+            if not queue:
+                if batch.refilling is None:
+                    return
+                await batch.refilling
+                batch.refilling = None
+                continue
+            if batch.refilling is not None and batch.refilling.done():
+                batch.refilling = None
             row = queue.popleft()
             if row.get("mailing") is not None and row["mailing"] in self.paused:
                 # Paused a moment ago by this batch's failures: hand the row back untried.
@@ -107,6 +157,7 @@ class Worker:
             if batch.unreachable is not None:
                 # The server cannot be reached: the rest of the batch would only wait for the same
                 # time-out, while its claim ages. Queue them again without trying.
+                batch.refills = 0
                 await self._settle(self._retry(row, batch.unreachable))
                 continue
             try:
@@ -116,6 +167,8 @@ class Worker:
                     batch.unreachable = error
             except Exception:  # the database failed while marking: the claim time-out recovers it
                 log.exception("outbox row %s: could not record the outcome", row["id"])
+            if len(batch.sent_bulk) >= batch.limit:
+                await self._record_sent(batch)
 
     async def _settle(self, marking) -> None:
         try:
@@ -198,6 +251,13 @@ class Worker:
             row["id"], row["attempts"], error, self.settings.outbox_max_attempts, self.settings.retry_base_seconds
         )
 
+    async def _tick(self) -> int:
+        try:
+            return await mailings.tick()
+        except Exception:
+            log.exception("mail worker: mailing bookkeeping failed")
+            return 0
+
     async def close(self) -> None:
         for transport in self.lanes:
             with contextlib.suppress(Exception):
@@ -210,7 +270,9 @@ class Worker:
         fatal. Closes the transport on the way out."""
         errors = 0
         try:
-            next_schedule = next_tick = 0.0
+            next_schedule = 0.0
+            last_tick = float("-inf")
+            written = 0
             loop = asyncio.get_running_loop()
             while not stop.is_set():
                 if loop.time() >= next_schedule:
@@ -219,23 +281,23 @@ class Worker:
                         await schedule.enqueue_due()
                     except Exception:
                         log.exception("mail worker: queuing reminders and follow-ups failed")
-                if loop.time() >= next_tick:
-                    try:
-                        written = await mailings.tick()
-                    except Exception:
-                        log.exception("mail worker: mailing bookkeeping failed")
-                        written = 0
-                    # While a release is being expanded, write a batch of ledger rows per round.
-                    next_tick = loop.time() + (0 if written else MAILING_TICK_SECONDS)
+                # While a release is being expanded, one batch of ledger rows per round.
+                if written or loop.time() - last_tick >= MAILING_TICK_SECONDS:
+                    written, last_tick = await self._tick(), loop.time()
                 try:
-                    handled = await self.run_once()
+                    handled = await self.run_once(self.batch_size, refills=REFILLS)
                     errors = 0
                 except Exception:
                     errors += 1
                     log.exception("mail worker: claiming failed (%d in a row)", errors)
                     handled = 0
-                if handled:
+                if handled or written:
                     continue
+                # Nothing to send: finish mailings whose last rows just went, start due ones.
+                if loop.time() > last_tick:
+                    written, last_tick = await self._tick(), loop.time()
+                    if written:
+                        continue
                 pause = self.settings.worker_poll_seconds
                 if errors:
                     pause = min(pause * 2**errors, MAX_ERROR_PAUSE)
