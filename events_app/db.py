@@ -60,6 +60,12 @@ class _LoopConnection:
         self.raw.execute("PRAGMA synchronous=NORMAL")
         self.raw.execute("PRAGMA foreign_keys=ON")
         self.raw.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        # Checkpoints run on the engine's own thread (Checkpointer below); a commit that crossed
+        # SQLite's default 1,000-page threshold copied the WAL back inside the commit, a stall of
+        # up to ~9 ms for every request waiting behind it (p99 69 ms at 64 clients). The high
+        # threshold stays as a safety net should that thread ever fall behind.
+        self.raw.execute(f"PRAGMA wal_autocheckpoint={SAFETY_CHECKPOINT_PAGES}")
+        self.raw.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         self.lock = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.batch: dict | None = None
@@ -72,6 +78,44 @@ class _LoopConnection:
 
     async def close(self) -> None:  # the connection lives as long as the engine
         return None
+
+
+SAFETY_CHECKPOINT_PAGES = 20_000
+JOURNAL_SIZE_LIMIT = 64 * 2**20
+
+
+class Checkpointer:
+    """Copies the WAL back into the database from a thread of its own, on its own connection,
+    so that no commit on the event loop pays for it. A PASSIVE checkpoint never blocks writers;
+    the next writer restarts the WAL from its beginning once everything was copied. When writes
+    never pause long enough for that, a RESTART (writers wait while it finishes the little that
+    PASSIVE left) keeps the file bounded. sqlite3 releases the GIL while it works."""
+
+    INTERVAL = 0.2
+    RESTART_FRAMES = 4_000
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path, self.timeout = path, timeout
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        try:
+            while not self.stop_event.wait(self.INTERVAL):
+                try:
+                    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames > self.RESTART_FRAMES:
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                except sqlite3.Error:  # busy or the file went away: try again next time
+                    continue
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=5)
 
 
 class FastSQLiteTransaction(SQLiteTransaction):
@@ -124,6 +168,7 @@ class FastSQLiteEngine(SQLiteEngine):
         self.timeout = timeout
         self._local = threading.local()
         self._all: list[_LoopConnection] = []
+        self._checkpointer: Checkpointer | None = None
 
     # Group commit -------------------------------------------------------------------------
     # A commit writes every page the transaction touched to the WAL (about ten for a
@@ -199,6 +244,8 @@ class FastSQLiteEngine(SQLiteEngine):
             conn = _LoopConnection(self.path, self.timeout)
             self._local.conn = conn
             self._all.append(conn)
+            if self._checkpointer is None:
+                self._checkpointer = Checkpointer(self.path, self.timeout)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -209,6 +256,9 @@ class FastSQLiteEngine(SQLiteEngine):
         return conn
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         for conn in self._all:
             conn.raw.close()
         self._all.clear()
