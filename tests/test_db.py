@@ -48,3 +48,42 @@ def test_placeholders_compile_for_each_engine():
     sql = "SELECT * FROM t WHERE a = {} AND b IN ({}, {})"
     assert db._compile(sql, False) == "SELECT * FROM t WHERE a = ? AND b IN (?, ?)"
     assert db._compile(sql, True) == "SELECT * FROM t WHERE a = $1 AND b IN ($2, $3)"
+
+
+async def test_the_one_statement_registration_writes_what_the_general_path_writes():
+    """On PostgreSQL a new registration with a free seat is one statement (registrations.
+    FAST_PG_SQL); its outbox row must be the one outbox.enqueue writes, or the worker would
+    read it differently. On SQLite the general path runs: the same assertions hold."""
+    from events_app.domain import registrations
+    from events_app.mail import outbox
+    from factories import published_event
+
+    event = await published_event(capacity=5)
+    shown = await registrations.register(event, {"name": "Ada", "email": "ada@example.org"})
+    assert shown["status"] == "registered" and shown["waitlist_position"] is None
+    await outbox.enqueue("registration_confirmed", "ada@example.org", {"registration_id": shown["id"]})
+    fast, reference = await db.fetch(
+        "SELECT kind, recipient, payload, status, attempts, last_error, claimed_at, sent_at, mailing, "
+        "subscriber, next_attempt_at = created_at AS due_at_once FROM outbox ORDER BY id"
+    )
+    assert fast == reference
+    reg = (await db.fetch("SELECT * FROM registration WHERE id = {}", shown["id"]))[0]
+    assert (reg["status"], reg["sequence"], reg["email"], len(reg["token_salt"])) == ("registered", 0, "ada@example.org", 32)
+    assert (await db.fetch("SELECT taken FROM event WHERE id = {}", event["id"]))[0]["taken"] == 1
+
+
+async def test_a_registration_is_judged_on_the_current_event_not_a_stale_copy(client):
+    """Another process cancels or reopens the event behind this process's cached copy
+    (events.current): the registration answers as the current event requires."""
+    from factories import published_event
+
+    event = await published_event(capacity=5)
+    url = f"/api/v1/events/{event['id']}/registrations"
+    assert (await client.post(url, json={"name": "Ada", "email": "ada@example.org"})).status_code == 201
+    await db.fetch("UPDATE event SET status = 'cancelled', version = version + 1 WHERE id = {}", event["id"])
+    refused = await client.post(url, json={"name": "Bo", "email": "bo@example.org"})
+    assert refused.status_code == 409 and refused.json()["reason"] == "cancelled"
+    await db.fetch("UPDATE event SET status = 'published', version = version + 1 WHERE id = {}", event["id"])
+    assert (await client.post(url, json={"name": "Bo", "email": "bo@example.org"})).status_code == 201
+    rows = await db.fetch("SELECT email FROM registration WHERE event = {} ORDER BY id", event["id"])
+    assert [r["email"] for r in rows] == ["ada@example.org", "bo@example.org"]

@@ -184,14 +184,20 @@ async def get(event_id: int) -> dict:
 _CACHE: dict[int, dict] = {}
 
 
-async def current(event_id: int) -> dict:
+async def current(event_id: int, verify: bool = False) -> dict:
     """The event for taking a registration: re-read only when its `version` moved, since every
     change that matters to registering (status, times, questions, closing) raises it. The
-    returned dict is shared: do not modify it, and do not rely on its `taken`."""
+    returned dict is shared: do not modify it, and do not rely on its `taken`.
+
+    On PostgreSQL a cached published event is returned without asking (`verify` forces the
+    check): the version test is a round trip there, and registrations.register checks the
+    version inside its own statement and judges again on the current event when it moved."""
+    cached = _CACHE.get(event_id)
+    if not verify and cached is not None and cached["status"] == "published" and db.is_postgres():
+        return cached
     rows = await db.fetch("SELECT version FROM event WHERE id = {}", event_id)
     if not rows:
         raise NotFound("No such event")
-    cached = _CACHE.get(event_id)
     # Events are never deleted, so an id always names the same event. (Whatever deletes one
     # must call forget().)
     if cached is not None and cached["version"] == rows[0]["version"]:
@@ -252,6 +258,7 @@ async def update(event_id: int, data: dict) -> tuple[dict, int]:
         notified = 0
         if invite_changes and current["status"] == "published":
             notified = await _notify_registered(event_id, "event_changed", {"changes": invite_changes})
+        forget(event_id)  # this process stops trusting its copy at once (current() on PostgreSQL)
         return await get(event_id), notified
 
 
@@ -323,6 +330,7 @@ async def cancel(event_id: int) -> tuple[dict, int]:
             notified = await _notify_registered(
                 event_id, "event_cancelled", {}, statuses=("registered", "waitlisted")
             )
+        forget(event_id)
         return await get(event_id), notified
 
 

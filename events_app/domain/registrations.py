@@ -224,9 +224,10 @@ async def _register(event: dict, data: dict) -> dict:
 async def _register_fast_pg(event, name, email, answers, subscribe, moment) -> dict | None:
     """A new address taking a free seat in one statement (PostgreSQL); None when the general
     path must decide (a repeat, no free seat, or the event changed since it was read)."""
+    queued_at = outbox.now()  # the outbox's own clock, as outbox.enqueue stamps it
     rows = await db.fetch(
         FAST_PG_SQL, event["id"], event["version"], event["id"], email, email, name,
-        json.dumps(answers), tokens.new_salt(), subscribe, moment, moment, moment, moment, moment,
+        json.dumps(answers), tokens.new_salt(), subscribe, moment, moment, moment, queued_at, queued_at,
     )
     if not rows:
         return None

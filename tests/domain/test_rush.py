@@ -83,6 +83,10 @@ async def test_control_without_the_seat_claim_oversells(client, monkeypatch):
     async def each_on_its_own(work):
         return await work()
 
+    async def no_fast_path(*args):  # PostgreSQL's one-statement claim is a claim too
+        return None
+
+    monkeypatch.setattr(registrations, "_register_fast_pg", no_fast_path)
     monkeypatch.setattr(registrations, "_register_once", check_then_act)
     monkeypatch.setattr(registrations.db, "atomic", each_on_its_own)
     answers = await fire(client, event["id"])
