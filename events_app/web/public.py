@@ -1,4 +1,9 @@
-"""Public pages: the event list, an event's page with its registration form, calendar files."""
+"""Public pages: the event list, an event's page with its registration form, calendar files.
+
+GET pages come from web/cache.py: keyed by what they show (the event's version, seats taken and
+state), with ETag and 304; the key is read from the database on every request, so a change made
+by any process shows at once.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,31 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from .. import settings
+from .. import db, settings
 from ..domain import events, registrations
 from ..domain.errors import Conflict, NotFound, ValidationFailed
+from . import cache
 from .present import event_page
 
 ICS_TYPE = "text/calendar; charset=utf-8"
+# What an event page shows that can change: one indexed row, no decoding. `created_at` tells
+# apart two rows that had the same id (SQLite may reuse the highest id after a delete).
+KEY_SQL = (
+    "SELECT id, created_at, version, taken, status, ends_at, registration_closes_at FROM event WHERE slug = {}"
+)
 
 
-def _ics_response(body: bytes, filename: str) -> Response:
-    return Response(
-        body,
-        media_type=ICS_TYPE,
-        headers={"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "max-age=300"},
-    )
+def _ics_headers(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'inline; filename="{filename}"'}
+
+
+def _listing_key(kind: str, found: list[dict], *extra: Any) -> tuple:
+    moment = datetime.now(timezone.utc)
+    return (kind, *extra, tuple(
+        (e["id"], e["created_at"].timestamp(), e["version"], e["taken"],
+         cache.page_state(e["status"], e["ends_at"], e["registration_closes_at"], moment))
+        for e in found
+    ))
 
 
 def form_to_data(event: dict, form: Any) -> dict:
@@ -52,37 +68,57 @@ class PublicPages(Controller):
         return Redirect("/events")
 
     @get("/events")
-    async def index(self) -> Template:
+    async def index(self, request: Request) -> Response:
+        # The listing itself is the key (a few rows); the rendering is what the cache saves.
         found = await events.listing()
+        key = _listing_key("list", found)
+        hit = cache.cached(request, key)
+        if hit is not None:
+            return hit
         pages = [event_page(e) for e in found]
-        return Template(
-            "events/list.html",
-            context={
-                "upcoming": [p for p in pages if p["state"] not in ("past",)],
-                "past": [p for p in pages if p["state"] == "past"],
-                "webcal": settings.get().base_url.replace("https://", "webcal://").replace("http://", "webcal://")
-                + "/calendar.ics",
-            },
-        )
+        body = cache.render_template(request, "events/list.html", {
+            "upcoming": [p for p in pages if p["state"] not in ("past",)],
+            "past": [p for p in pages if p["state"] == "past"],
+            "webcal": settings.get().base_url.replace("https://", "webcal://").replace("http://", "webcal://")
+            + "/calendar.ics",
+        })
+        return cache.keep(key, body)
 
     @get("/events/{slug:str}")
-    async def show(self, slug: FromPath[str]) -> Response | Template:
+    async def show(self, request: Request, slug: FromPath[str]) -> Response:
         # Litestar matches whole segments, so /events/x.ics arrives here as slug "x.ics".
-        if slug.endswith(".ics"):
+        is_ics = slug.endswith(".ics")
+        rows = await db.fetch(KEY_SQL, slug[:-4] if is_ics else slug)
+        if not rows or rows[0]["status"] == "draft":
+            raise NotFound("No such event")
+        row = rows[0]
+        if is_ics:
+            key = ("event.ics", row["id"], row["created_at"].timestamp(), row["version"])
+            headers = _ics_headers(slug)
+            media = ICS_TYPE
+        else:
+            state = cache.page_state(row["status"], row["ends_at"], row["registration_closes_at"],
+                                     datetime.now(timezone.utc))
+            key = ("event", row["id"], row["created_at"].timestamp(), row["version"], row["taken"], state)
+            headers, media = None, cache.HTML
+        hit = cache.cached(request, key, media, headers)
+        if hit is not None:
+            return hit
+        event = await events.get(row["id"])
+        # Rendered from a later read than the key: a change in between gives newer content
+        # than the key names, which is served but not kept under the older key.
+        same = event["version"] == row["version"] and (is_ics or event["taken"] == row["taken"])
+        if is_ics:
             from .. import ics
 
-            event = await events.get_by_slug(slug[:-4])
-            if event["status"] == "draft":
-                raise NotFound("No such event")
             cfg = settings.get()
-            return _ics_response(ics.event_feed([event], host=cfg.host, base_url=cfg.base_url), f"{event['slug']}.ics")
-        event = await events.get_by_slug(slug)
-        if event["status"] == "draft":
-            raise NotFound("No such event")
-        return self._page(event)
+            body = ics.event_feed([event], host=cfg.host, base_url=cfg.base_url)
+        else:
+            body = cache.render_template(request, "events/detail.html", self._context(event))
+        return cache.keep(key, body, media, headers, store=same)
 
-    def _page(self, event: dict, *, errors: dict | None = None, values: dict | None = None, status: int = 200,
-              notice: str | None = None) -> Template:
+    def _context(self, event: dict, *, errors: dict | None = None, values: dict | None = None,
+                 notice: str | None = None) -> dict:
         from ..ics import calendar_links
 
         context = event_page(event)
@@ -92,6 +128,11 @@ class PublicPages(Controller):
             notice=notice,
             links=calendar_links(event, base_url=settings.get().base_url),
         )
+        return context
+
+    def _page(self, event: dict, *, errors: dict | None = None, values: dict | None = None, status: int = 200,
+              notice: str | None = None) -> Template:
+        context = self._context(event, errors=errors, values=values, notice=notice)
         return Template("events/detail.html", context=context, status_code=status)
 
     @post("/events/{slug:str}/register")
@@ -114,19 +155,22 @@ class PublicPages(Controller):
         )
 
     @get("/calendar.ics")
-    async def calendar(self, tag: FromQuery[str | None] = None) -> Response:
+    async def calendar(self, request: Request, tag: FromQuery[str | None] = None) -> Response:
         from .. import ics
 
         found = [e for e in await events.listing() if e["status"] == "published"]
         now = datetime.now(timezone.utc)
         found = [e for e in found if e["ends_at"] >= now and (tag is None or tag.lower() in e["tags"])]
+        key = _listing_key("calendar.ics", found, tag)
+        headers = _ics_headers("calendar.ics")
+        hit = cache.cached(request, key, ICS_TYPE, headers)
+        if hit is not None:
+            return hit
         cfg = settings.get()
-        return _ics_response(ics.event_feed(found, host=cfg.host, base_url=cfg.base_url), "calendar.ics")
+        return cache.keep(key, ics.event_feed(found, host=cfg.host, base_url=cfg.base_url), ICS_TYPE, headers)
 
     @get("/health", include_in_schema=True, tags=["operations"])
     async def health(self) -> dict:
-        from .. import db
-
         await db.fetch("SELECT 1 AS ok")
         return {"status": "ok"}
 
