@@ -70,7 +70,7 @@ def bar_chart(items: list[dict], *, title: str, unit: str = "registrations", wid
     plot_w, plot_h = width - left - 4, height - bottom - top
     peak = max(b["count"] for b in items) or 1
     step = plot_w / len(items)
-    bar_w = max(1.0, step * 0.8)
+    bar_w = min(max(1.0, step * 0.8), 48.0)  # a lone bar stays a bar, not a block
     total = sum(b["count"] for b in items)
     parts = [
         f'<svg class="chart" id="{escape(chart_id)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
