@@ -141,3 +141,20 @@ async def test_a_run_of_failures_pauses_the_release_until_it_resumes(tmp_path, c
     await worker.close()
     assert received(smtp_server) == Counter({a: 1 for a in addresses})
     assert delivery["sent"] == 40 and delivery["status"] == "done"
+
+
+async def test_the_rate_limit_spaces_messages_out(tmp_path, smtp_server, smtp_settings):  # noqa: F811
+    import time
+
+    await subscribers(tmp_path, 10)
+    issue = await new_issue()
+    await issues.release(issue["id"])
+    worker = fast(smtp_settings, smtp_rate=20)  # 20 per second over both connections
+    await mailings.tick()
+    start = time.monotonic()
+    assert await worker.run_once(50) == 10
+    took = time.monotonic() - start
+    await worker.close()
+    assert len(smtp_server.received) == 10
+    # Ten messages at 20 per second take at least 9 intervals of 50 ms (a lower bound only).
+    assert took >= 0.45, took
