@@ -54,8 +54,6 @@ ISSUE_SLUG = "october-2019"
 ISSUE_BODY = """\
 ## Non-academic careers with impact
 
-*This article originally appeared in the October 2019 issue of Implementation in Action.*
-
 Implementation scientists are not only found in universities. We asked three former graduate
 students where their training took them:
 

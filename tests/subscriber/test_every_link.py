@@ -1,7 +1,7 @@
 """Must show 2: link scanners and previews fetch every link in an email by GET, so no GET may
 change anything. Through a full flow (subscribe, register with the bulletin box ticked, confirm,
-"already subscribed", "email me my link" before and after unsubscribing, a cancelled
-registration) every message that reaches the SMTP server is read, every link to this site in it
+"already subscribed", "email me my link" before and after unsubscribing, an issue of the
+bulletin and an event announcement, a cancelled registration) every message that reaches the SMTP server is read, every link to this site in it
 (href attributes and bare URLs, text and HTML parts) is fetched by GET, and every table is
 compared before and after: nothing changed. Fetched when the message arrives (the links are live)
 and once more at the end."""
@@ -14,7 +14,7 @@ from email.message import EmailMessage
 import pytest
 
 from events_app import db
-from events_app.domain import events, registrations, subscriptions
+from events_app.domain import events, issues, mailings, registrations, subscriptions
 from mail.helpers import published_webinar
 from mail.sending import drain, smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
 from subscriber_mail import forget_throttle, manage_url, path_of, row, site_links, snapshot
@@ -81,6 +81,16 @@ async def test_no_link_in_any_message_changes_anything_when_fetched(client, smtp
     assert await scan.scan_new(worker) == ["Your link to your subscription preferences"]
     assert (await row("ada@example.org"))["status"] == "confirmed", "the scan unsubscribed someone"
 
+    # Bulk mail: an issue of the bulletin and an event announcement, with their unsubscribe links.
+    issue = await issues.create({"title": "October 2019", "body": "News. [Register here](/events)"})
+    await issues.release(issue["id"])
+    await mailings.tick()
+    assert await scan.scan_new(worker) == ["Implementation in Action: October 2019"]
+    await mailings.announce(event["id"])
+    await mailings.tick()
+    assert (await scan.scan_new(worker))[0].startswith(event["title"])
+    assert (await row("ada@example.org"))["status"] == "confirmed", "the scan unsubscribed someone"
+
     await client.post(path_of(manage_url(ada)) + "/unsubscribe")
     await forget_throttle("ada@example.org")
     await client.post("/s/link", data={"email": "ada@example.org"})
@@ -91,9 +101,9 @@ async def test_no_link_in_any_message_changes_anything_when_fetched(client, smtp
     assert (await scan.scan_new(worker))[0].startswith("Your registration is cancelled")
 
     await scan.rescan_everything()
-    assert len(scan.seen) == 7
+    assert len(scan.seen) == 9
     fetched = {path_of(u).split("/")[1] for u in scan.fetched}
-    assert {"s", "r", "j", "events"} <= fetched, fetched
+    assert {"s", "r", "j", "events", "bulletin"} <= fetched, fetched
     assert any("/s/confirm/" in u for u in scan.fetched) and any(u.endswith("/unsubscribe") for u in scan.fetched)
 
 
