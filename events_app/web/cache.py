@@ -18,7 +18,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from litestar import Request, Response
+from litestar import Request
 
 from .. import settings
 from ..resources import resource_dir
@@ -28,7 +28,7 @@ ENABLED = True
 LIMIT = 1024
 HTML = "text/html; charset=utf-8"
 
-_pages: dict[tuple, bytes] = {}
+_pages: dict[tuple, tuple["RawPage", "RawPage"]] = {}
 _salt: str | None = None
 
 
@@ -64,8 +64,12 @@ def etag(key: tuple) -> str:
 
 def matches(request: Request, tag: str) -> bool:
     """True when the request's If-None-Match names `tag` (weak comparison, RFC 9110 13.1.2)."""
-    header = request.headers.get("if-none-match")
-    if not header:
+    # The raw ASGI headers: building request.headers cost more per request than the lookup.
+    for name, value in request.scope["headers"]:
+        if name == b"if-none-match":
+            header = value.decode("latin-1")
+            break
+    else:
         return False
     wanted = tag[2:]
     for candidate in header.split(","):
@@ -75,32 +79,51 @@ def matches(request: Request, tag: str) -> bool:
     return False
 
 
-def headers_for(key: tuple, extra: dict[str, str] | None = None) -> dict[str, str]:
+class RawPage:
+    """A kept answer as a bare ASGI app: its header block is encoded once, when the page is
+    kept. Litestar's Response builds and checks its headers anew per request, which cost more
+    than everything else a cached page does."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Fresh message dicts: a middleware may add to a message's headers.
+        await send({"type": "http.response.start", "status": self.status, "headers": list(self.headers)})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+def _raw_headers(key: tuple, media_type: str, extra: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
     # no-cache: browsers keep the page but ask every time, so a change shows at once.
-    return {"ETag": etag(key), "Cache-Control": "no-cache", **(extra or {})}
+    fields = {"etag": etag(key), "cache-control": "no-cache", **{k.lower(): v for k, v in (extra or {}).items()}}
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields.items()]
 
 
-def cached(request: Request, key: tuple, media_type: str = HTML, headers: dict[str, str] | None = None) -> Response | None:
-    """304 when the client holds the page for `key`, the kept bytes when this process has them,
+def cached(request: Request, key: tuple) -> RawPage | None:
+    """304 when the client holds the page for `key`, the kept page when this process has it,
     else None (the caller renders and calls `keep`). `key` must name everything the page shows."""
-    extra = headers_for(key, headers)
-    if matches(request, extra["ETag"]):
-        return Response(b"", status_code=304, headers=extra, media_type=media_type)
-    body = _pages.get(key) if ENABLED else None
-    if body is None:
-        return None
-    return Response(body, media_type=media_type, headers=extra)
+    kept = _pages.get(key) if ENABLED else None
+    if matches(request, etag(key)):
+        if kept is not None:
+            return kept[1]
+        return RawPage(304, [(b"etag", etag(key).encode("latin-1")), (b"cache-control", b"no-cache")], b"")
+    return kept[0] if kept is not None else None
 
 
 def keep(key: tuple, body: bytes, media_type: str = HTML, headers: dict[str, str] | None = None,
-         store: bool = True) -> Response:
+         store: bool = True) -> RawPage:
     """Answer with `body`, rendered for `key`, and keep it unless `store` is False (the caller
     rendered newer content than the key names)."""
+    fields = _raw_headers(key, media_type, headers)
+    page = RawPage(200, [(b"content-type", media_type.encode("latin-1")),
+                         (b"content-length", str(len(body)).encode("latin-1")), *fields], body)
     if ENABLED and store:
         if len(_pages) >= LIMIT:
             _pages.clear()  # keys only go stale (versions grow): starting over is enough
-        _pages[key] = body
-    return Response(body, media_type=media_type, headers=headers_for(key, headers))
+        _pages[key] = (page, RawPage(304, fields, b""))
+    return page
 
 
 def render_template(request: Request, name: str, context: dict[str, Any]) -> bytes:
@@ -112,11 +135,15 @@ def render_template(request: Request, name: str, context: dict[str, Any]) -> byt
 
 def page_state(status: str, ends_at: datetime, closes_at: datetime | None, now: datetime) -> str:
     """The state an event page shows (present.event_page decides the same way)."""
+    return state_of(status, ends_at <= now, (closes_at or ends_at) <= now)
+
+
+def state_of(status: str, ended: bool, closed: bool) -> str:
     if status == "cancelled":
         return "cancelled"
-    if ends_at <= now:
+    if ended:
         return "past"
-    if (closes_at or ends_at) <= now:
+    if closed:
         return "closed"
     return "draft" if status == "draft" else "open"
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
+from litestar.types import ASGIApp
 
 from .. import db, settings
 from ..domain import events, registrations
@@ -21,10 +22,16 @@ from . import cache
 from .present import event_page
 
 ICS_TYPE = "text/calendar; charset=utf-8"
-# What an event page shows that can change: one indexed row, no decoding. `created_at` tells
-# apart two rows that had the same id (SQLite may reuse the highest id after a delete).
+# What an event page shows that can change, in one indexed row and without parsing a timestamp:
+# the closing and end times are compared in SQL with the database's clock (stored in UTC, they
+# compare as values on PostgreSQL and as text on SQLite, whose CURRENT_TIMESTAMP has whole
+# seconds: a page turns "closed" up to a second late; the registration itself checks exactly).
+# `born` tells apart two rows that had the same id (SQLite may reuse the highest id after a
+# delete).
 KEY_SQL = (
-    "SELECT id, created_at, version, taken, status, ends_at, registration_closes_at FROM event WHERE slug = {}"
+    "SELECT id, CAST(created_at AS TEXT) AS born, version, taken, status, "
+    "ends_at <= CURRENT_TIMESTAMP AS ended, "
+    "COALESCE(registration_closes_at, ends_at) <= CURRENT_TIMESTAMP AS closed FROM event WHERE slug = {}"
 )
 
 
@@ -68,7 +75,7 @@ class PublicPages(Controller):
         return Redirect("/events")
 
     @get("/events")
-    async def index(self, request: Request) -> Response:
+    async def index(self, request: Request) -> ASGIApp:
         # The listing itself is the key (a few rows); the rendering is what the cache saves.
         found = await events.listing()
         key = _listing_key("list", found)
@@ -85,7 +92,7 @@ class PublicPages(Controller):
         return cache.keep(key, body)
 
     @get("/events/{slug:str}")
-    async def show(self, request: Request, slug: FromPath[str]) -> Response:
+    async def show(self, request: Request, slug: FromPath[str]) -> ASGIApp:
         # Litestar matches whole segments, so /events/x.ics arrives here as slug "x.ics".
         is_ics = slug.endswith(".ics")
         rows = await db.fetch(KEY_SQL, slug[:-4] if is_ics else slug)
@@ -93,15 +100,14 @@ class PublicPages(Controller):
             raise NotFound("No such event")
         row = rows[0]
         if is_ics:
-            key = ("event.ics", row["id"], row["created_at"].timestamp(), row["version"])
+            key = ("event.ics", row["id"], row["born"], row["version"])
             headers = _ics_headers(slug)
             media = ICS_TYPE
         else:
-            state = cache.page_state(row["status"], row["ends_at"], row["registration_closes_at"],
-                                     datetime.now(timezone.utc))
-            key = ("event", row["id"], row["created_at"].timestamp(), row["version"], row["taken"], state)
+            state = cache.state_of(row["status"], bool(row["ended"]), bool(row["closed"]))
+            key = ("event", row["id"], row["born"], row["version"], row["taken"], state)
             headers, media = None, cache.HTML
-        hit = cache.cached(request, key, media, headers)
+        hit = cache.cached(request, key)
         if hit is not None:
             return hit
         event = await events.get(row["id"])
@@ -155,7 +161,7 @@ class PublicPages(Controller):
         )
 
     @get("/calendar.ics")
-    async def calendar(self, request: Request, tag: FromQuery[str | None] = None) -> Response:
+    async def calendar(self, request: Request, tag: FromQuery[str | None] = None) -> ASGIApp:
         from .. import ics
 
         found = [e for e in await events.listing() if e["status"] == "published"]
@@ -163,7 +169,7 @@ class PublicPages(Controller):
         found = [e for e in found if e["ends_at"] >= now and (tag is None or tag.lower() in e["tags"])]
         key = _listing_key("calendar.ics", found, tag)
         headers = _ics_headers("calendar.ics")
-        hit = cache.cached(request, key, ICS_TYPE, headers)
+        hit = cache.cached(request, key)
         if hit is not None:
             return hit
         cfg = settings.get()

@@ -77,3 +77,18 @@ async def test_two_processes_agree_on_etags_and_see_each_others_changes(client, 
             assert mine.status_code == 200 and "Changed there" in mine.text
             theirs = await other.get("/events/careers")
             assert theirs.headers["etag"] == mine.headers["etag"]
+
+
+async def test_the_page_follows_the_clock_when_registration_closes(client):
+    """Closing time passing changes no row and no version; the key's state still moves (here
+    the closing time is moved into the past behind the version's back, as time would)."""
+    from datetime import datetime, timedelta, timezone
+
+    event = await published_event(slug="careers")
+    open_page = await client.get("/events/careers")
+    assert 'action="/events/careers/register"' in open_page.text
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    await db.fetch("UPDATE event SET registration_closes_at = {} WHERE id = {}", past, event["id"])
+    page = await client.get("/events/careers", headers={"If-None-Match": open_page.headers["etag"]})
+    assert page.status_code == 200 and "Registration closed" in page.text
+    assert 'action="/events/careers/register"' not in page.text
