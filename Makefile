@@ -38,8 +38,9 @@ test-sqlite: install-test
 test-postgres: install-test
 	$(BIN)/python tests/with_postgres.py --admin-url "$(PG_ADMIN_URL)" -- $(PYTEST_ARGS)
 
+## make bench: every benchmark (bench/*.py --json), one table of ratios (about 15 minutes)
 bench: install-test
-	$(BIN)/python bench/registration.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

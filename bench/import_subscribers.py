@@ -428,6 +428,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--postgres", metavar="ADMIN_URL", help="also run on throwaway PostgreSQL databases made here")
     p.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(ROOT)})")
+    p.add_argument("--json", action="store_true",
+                   help="print one BENCH_ROWS line for bench/run_all.py (no target: figures for the record)")
     args = p.parse_args(argv)
     if not 1 <= args.rows <= 10_000_000 or not 1 <= args.rounds <= 20:
         p.error("need 1 <= rows <= 10,000,000 and 1 <= rounds <= 20")
@@ -494,6 +496,20 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=2, default=str) + "\n")
     print(f"Results written to {args.output}")
+    if args.json:
+        import rows as rowfmt
+
+        out_rows = []
+        for engine, per in summary.items():
+            if "import" in per and "baseline" in per:
+                out_rows.append(rowfmt.row(
+                    f"subscribers import, {engine}, {args.rows:,} rows (rows/s)", per["import"]["rows_per_s_median"],
+                    per["baseline"]["rows_per_s_median"], "raw executemany, one transaction", "none (for the record)",
+                    None, unit="rows/s", ok=not problems,
+                    note=(f"{per['import']['ratio_to_batched']:.2f} of a transaction per batch"
+                          if "ratio_to_batched" in per["import"] else ""),
+                ))
+        rowfmt.emit(out_rows)
     return 1 if problems else 0
 
 

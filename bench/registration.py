@@ -1,6 +1,6 @@
 """Registration throughput over HTTP against a bare Litestar route, measured in one run.
 
-    .venv/bin/python bench/registration.py [--duration 10] [--connections 64] [--rounds 2]
+    .venv/bin/python bench/registration.py [--duration 10] [--connections 64] [--rounds 2] [--json]
 
 Targets, alternated round by round so that drift hits all of them alike:
   bare          bench/bare_app.py: one JSON POST route answering 201 {"ok": true}, no database;
@@ -208,7 +208,8 @@ def _children_cpu() -> float:
 
 
 def run_wrk(
-    args, url: str, path: str, prefix: str, duration: float, cpus: set[int] | None, server_pid: int | None = None
+    args, url: str, path: str, prefix: str, duration: float, cpus: set[int] | None, server_pid: int | None = None,
+    lua: Path = LUA,
 ) -> dict:
     """One bounded wrk run; returns the counts from register.lua's done() plus wrk's summary and
     where the machine's CPU went meanwhile (server, wrk, everything else)."""
@@ -217,7 +218,7 @@ def run_wrk(
     wrk_duration = math.ceil(duration + args.first_delay_ms / 1000)
     argv = [
         args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{wrk_duration}s",
-        f"--timeout={args.timeout:g}s", "--latency", "-s", str(LUA), url, "--", path, prefix,
+        f"--timeout={args.timeout:g}s", "--latency", "-s", str(lua), url, "--", path, prefix,
         str(args.first_delay_ms), str(-(-args.connections // args.threads)),
     ]
     server0, (busy0, steal0), wrk0, wall0 = _process_cpu(server_pid), _system_cpu(), _children_cpu(), time.monotonic()
@@ -350,10 +351,10 @@ def _cli(env: dict, *argv: str, stdin: str | None = None) -> str:
     return out.stdout.strip()
 
 
-def _real_env(tmp: Path, port: int) -> dict:
+def _real_env(tmp: Path, port: int, database_url: str | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTS_")}
     env.update(
-        EVENTS_DATABASE_URL=f"sqlite:///{tmp / 'events.sqlite3'}",
+        EVENTS_DATABASE_URL=database_url or f"sqlite:///{tmp / 'events.sqlite3'}",
         EVENTS_VAR_DIR=str(tmp),
         EVENTS_RATE_LIMITS="off",
         EVENTS_LOG_LEVEL="warning",
@@ -386,7 +387,8 @@ def _db_counts(db_path: Path, event_id: int) -> dict:
 
 
 @contextmanager
-def real_server(args, label: str, capacity: int | None, server_prefix: list[str] | None = None):
+def real_server(args, label: str, capacity: int | None, server_prefix: list[str] | None = None,
+                database_url: str | None = None):
     """A fresh database (migrated, a staff token, one published event) served by
     `events-app serve --no-worker`. Yields (server, base URL, registration path, event id, db
     path); the server is stopped on exit, before the database is read, and the folder removed."""
@@ -394,7 +396,7 @@ def real_server(args, label: str, capacity: int | None, server_prefix: list[str]
     base = f"http://{HOST}:{port}"
     with tempfile.TemporaryDirectory(prefix="bench-real-") as tmp_name:
         tmp = Path(tmp_name)
-        env = _real_env(tmp, port)
+        env = _real_env(tmp, port, database_url)
         _cli(env, "migrate")
         _cli(env, "staff", "create", STAFF_EMAIL, "--name", "Bench", stdin=STAFF_PASSWORD + "\n")
         token = _cli(env, "staff", "token", STAFF_EMAIL, "--label", "bench").splitlines()[-1].strip()
@@ -626,6 +628,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-pin", action="store_true", help="do not pin the server to CPU 0 and wrk to CPU 1")
     p.add_argument("--targets", default="bare,real-open,real-capped", help="comma list (bare is always run)")
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(ROOT)})")
+    p.add_argument("--json", action="store_true", help="print one BENCH_ROWS line for bench/run_all.py")
     args = p.parse_args(argv)
     if args.duration <= 0 or args.duration > 600 or args.warmup < 0 or args.warmup > 60:
         p.error("--duration must be in (0, 600] and --warmup in [0, 60]")
@@ -706,6 +709,25 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=2, default=str) + "\n")
     print(f"Results written to {args.output}")
+    if args.json:
+        import rows as rowfmt
+
+        bare = summary["bare"]
+        names = {"real-open": "unlimited capacity", "real-capped": "capacity enforced"}
+        out_rows = []
+        for target in real:
+            s = summary[target]
+            out_rows.append(rowfmt.row(
+                f"registration POST, SQLite, {args.connections} clients, {names[target]} (req/s)", s["rps_median"],
+                bare["rps_median"], "bare Litestar route", f">= {TARGET_RATIO:.2f}x", s["meets_ratio"],
+                unit="req/s", ok=not problems, note=f"CPU ratio {s['cpu_ratio_to_bare']:.2f}",
+            ))
+            out_rows.append(rowfmt.row(
+                f"registration POST, SQLite, {args.connections} clients, {names[target]}: p99", s["p99_ms_median"],
+                bare["p99_ms_median"], "bare Litestar route p99", f"< {TARGET_P99_MS:g} ms", s["meets_p99"],
+                unit="ms", ok=not problems, note=f"p50 {s['p50_ms_median']:.1f} ms",
+            ))
+        rowfmt.emit(out_rows)
     return 1 if problems else 0
 
 
