@@ -51,6 +51,8 @@ async def test_staff_journey(chromium_path, tmp_path):  # noqa: F811
             context = await browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
             page = await context.new_page()
 
+            nav = page.get_by_role("navigation", name="Staff workspace")
+
             async def shot(name: str) -> None:
                 if shots:
                     await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
@@ -66,7 +68,7 @@ async def test_staff_journey(chromium_path, tmp_path):  # noqa: F811
             await shot("01-login")
             await page.get_by_role("button", name="Sign in").click()
             await expect(page).to_have_url(re.compile(r"/staff/events$"))
-            await page.get_by_role("link", name="Dashboard").click()
+            await nav.get_by_role("link", name="Dashboard").click()
             await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
             await shot("02-dashboard-demo")
 
@@ -120,7 +122,7 @@ async def test_staff_journey(chromium_path, tmp_path):  # noqa: F811
             await page.get_by_role("button", name="Promote").click()
             await expect(page.get_by_text("Promoted: they have a seat now")).to_be_visible()
 
-            await page.get_by_role("link", name="Dashboard").click()
+            await nav.get_by_role("link", name="Dashboard").click()
             await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
             event_chart = page.locator("svg.chart").filter(has=page.locator("title", has_text="Implementation careers Q&A"))
             counts = [int(c) for c in await event_chart.locator("rect.bar").evaluate_all("els => els.map(e => e.dataset.count)")]
@@ -130,14 +132,14 @@ async def test_staff_journey(chromium_path, tmp_path):  # noqa: F811
             # Subscribers: import a consented list through the workspace.
             csv_file = tmp_path / "readers.csv"
             csv_file.write_text("email,name\n" + "".join(f"reader{n}@example.org,Reader {n}\n" for n in range(5)) + "bad-row,Bad\n")
-            await page.get_by_role("link", name="Subscribers").click()
+            await nav.get_by_role("link", name="Subscribers").click()
             await page.get_by_label("CSV file").set_input_files(str(csv_file))
             await page.get_by_role("button", name="Import").click()
             await expect(page.locator("[data-imported='5']")).to_be_visible()
             await shot("07-import-report")
 
             # Write the issue, look at both previews, release it after seeing the count.
-            await page.get_by_role("link", name="Bulletin").click()
+            await nav.get_by_role("link", name="Bulletin").click()
             await page.get_by_role("link", name="New issue").click()
             await page.get_by_label("Title").fill("November 2026")
             await page.get_by_label(re.compile("^Body")).fill("## Careers\n\nImplementation positions **you never knew** existed.")
@@ -155,12 +157,12 @@ async def test_staff_journey(chromium_path, tmp_path):  # noqa: F811
             await expect(page.locator("[data-sent='5']")).to_be_visible()
             await shot("10-delivery-done")
 
-            await page.get_by_role("link", name="Audit log").click()
+            await nav.get_by_role("link", name="Audit log").click()
             await expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
             for action in ("event.create", "event.publish", "registration.promote", "subscribers.import", "issue.release"):
                 assert await page.locator(f"tr[data-action='{action}']").count() == 1, action
             await shot("11-audit")
-            await page.get_by_role("link", name="Mail").click()
+            await nav.get_by_role("link", name="Mail").click()
             await shot("12-mail")
             await browser.close()
 

@@ -1,8 +1,9 @@
 """The staff workspace under /staff: server-rendered pages behind a session with CSRF checks.
 
-`STAFF_HANDLERS` is what `app.py` registers. Each module owns one area: `session` (sign-in state
-and CSRF), `access` (sign-in, account, tokens), `dashboard`, `events` (editor, registrants),
-`subscribers`, `mail` (outbox and audit log) and `bulletin`.
+`STAFF_HANDLERS` is what `app.py` registers. Each module owns one area: `session` (sign-in state,
+CSRF, the page helper), `access` (sign-in, account, tokens, colleagues), `dashboard`,
+`event_pages` with `event_form` (editor, registrants), `subscriber_pages`, `mail_pages` (outbox
+and audit log), `bulletin_pages`, and `chart` (the inline SVG charts).
 """
 
 from .access import Account, SignIn
