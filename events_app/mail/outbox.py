@@ -37,7 +37,7 @@ async def enqueue(kind: str, recipient: str, payload: dict[str, Any], at: dateti
     return rows[0]["id"]
 
 
-RETURNING = "RETURNING id, kind, recipient, payload, attempts, created_at, mailing, subscriber"
+RETURNING = "RETURNING id, kind, recipient, payload, attempts, created_at, mailing, subscriber, claimed_at"
 
 
 async def claim(limit: int, claim_timeout: float) -> list[dict]:
@@ -123,10 +123,14 @@ async def mark_retry(row_id: int, attempts: int, error: str, max_attempts: int, 
     )
 
 
-async def give_back(row_id: int) -> None:
-    """Return a claimed row untried (its mailing was paused meanwhile): the attempt is not counted."""
+async def give_back(row: dict) -> None:
+    """Return a claimed row untried (its mailing was paused meanwhile, or it waited too long in
+    the worker): the attempt is not counted. Only while the claim is still this worker's: once
+    the claim time-out handed the row to another worker, it is theirs."""
     await db.fetch(
-        "UPDATE outbox SET status = 'queued', attempts = attempts - 1 WHERE id = {} AND status = 'sending'", row_id
+        "UPDATE outbox SET status = 'queued', attempts = attempts - 1 "
+        "WHERE id = {} AND status = 'sending' AND claimed_at = {}",
+        row["id"], row["claimed_at"],
     )
 
 

@@ -108,6 +108,11 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[dict]:
         rows = await outbox.claim(limit, self.settings.outbox_claim_timeout_seconds)
+        # Rows must be sent well within the claim time-out, after which another worker may take
+        # them: a row still waiting here after half of it is handed back unsent.
+        expires = asyncio.get_running_loop().time() + self.settings.outbox_claim_timeout_seconds / 2
+        for row in rows:
+            row["_send_by"] = expires
         try:
             await self.bulk.prepare(rows)
         except Exception:
@@ -152,7 +157,11 @@ class Worker:
             row = queue.popleft()
             if row.get("mailing") is not None and row["mailing"] in self.paused:
                 # Paused a moment ago by this batch's failures: hand the row back untried.
-                await self._settle(outbox.give_back(row["id"]))
+                await self._settle(outbox.give_back(row))
+                continue
+            if asyncio.get_running_loop().time() > row["_send_by"]:
+                batch.refills = 0  # sending is slower than claiming: claim less
+                await self._settle(outbox.give_back(row))
                 continue
             if batch.unreachable is not None:
                 # The server cannot be reached: the rest of the batch would only wait for the same

@@ -1,5 +1,6 @@
-"""A release survives `kill -9`: worker processes are killed at random moments of a 20,000-
-recipient release and started again; in the end everyone has the issue, and the only duplicates
+"""A release survives `kill -9`: worker processes are killed at random points of a 20,000-
+recipient release (once while its ledger is being written, then at random numbers of messages
+sent) and started again; in the end everyone has the issue, and the only duplicates
 are messages that were in flight (claimed, not yet recorded as sent) at a kill.
 
 On PostgreSQL two worker processes share the release at every stage (claims skip each other's
@@ -27,17 +28,18 @@ RECIPIENTS = 20_000
 KILLS = 5
 
 
-def start_worker(smtp_url: str) -> subprocess.Popen:
+def start_worker(smtp_url: str, log_to=None, claim_timeout: int = 10) -> subprocess.Popen:
     env = {
         **os.environ,
         "EVENTS_SMTP_URL": smtp_url,
-        "EVENTS_LOG_LEVEL": "warning",
+        "EVENTS_LOG_LEVEL": "info",
         "EVENTS_WORKER_POLL_SECONDS": "0.05",
         # A killed worker's claimed rows go back to the queue after this long.
-        "EVENTS_OUTBOX_CLAIM_TIMEOUT_SECONDS": "2",
+        "EVENTS_OUTBOX_CLAIM_TIMEOUT_SECONDS": str(claim_timeout),
     }
+    out = open(log_to, "ab") if log_to else subprocess.DEVNULL
     return subprocess.Popen([sys.executable, "-m", "events_app.cli", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=out, stderr=subprocess.STDOUT)
 
 
 def db_now():
@@ -59,10 +61,22 @@ async def test_kill_9_at_random_points_loses_no_one(tmp_path, smtp_server):  # n
 
     in_flight_at_kills = []
     started = db_now()
-    workers = [start_worker(smtp_server.url) for _ in range(processes)]
+    logs = [tmp_path / f"worker-{n}.log" for n in range(processes)]
+    workers = [start_worker(smtp_server.url, logs[n]) for n in range(processes)]
     try:
-        for _ in range(KILLS):
-            await asyncio.sleep(rng.uniform(0.5, 3.0))
+        # Kill points: once while the ledger is being written, then at random numbers of
+        # messages sent (a machine under load starts workers slowly, so times would miss).
+        points = [0] + sorted(rng.sample(range(500, RECIPIENTS - 2000), KILLS - 1))
+        for point in points:
+            started_waiting = time.monotonic()
+            while True:
+                sent = await count("SELECT count(*) AS n FROM outbox WHERE status = 'sent'")
+                written = await count("SELECT count(*) AS n FROM outbox")
+                if (point == 0 and written > 0) or (point and sent >= point):
+                    break
+                assert time.monotonic() - started_waiting < 300, f"stuck before kill point {point}"
+                await asyncio.sleep(0.01 if point == 0 else 0.05)
+            await asyncio.sleep(rng.uniform(0, 0.2))
             for w in workers:
                 w.send_signal(signal.SIGKILL)
                 w.wait()
@@ -71,7 +85,7 @@ async def test_kill_9_at_random_points_loses_no_one(tmp_path, smtp_server):  # n
             in_flight_at_kills.append(await count(
                 "SELECT count(*) AS n FROM outbox WHERE status = 'sending' AND claimed_at >= {}", started))
             started = db_now()
-            workers = [start_worker(smtp_server.url) for _ in range(processes)]
+            workers = [start_worker(smtp_server.url, logs[n]) for n in range(processes)]
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if (await issues.delivery(issue["id"]))["status"] == "done":
@@ -83,6 +97,9 @@ async def test_kill_9_at_random_points_loses_no_one(tmp_path, smtp_server):  # n
             w.wait(timeout=30)
 
     delivery = await issues.delivery(issue["id"])
+    if delivery["status"] != "done":
+        for path in logs:
+            print(path, path.read_text(errors="replace")[-5000:])
     assert delivery["status"] == "done", delivery
     assert (delivery["sent"], delivery["total"]) == (RECIPIENTS, RECIPIENTS)
     got = Counter(a for r in smtp_server.received for a in r.rcpt_tos)
@@ -92,5 +109,5 @@ async def test_kill_9_at_random_points_loses_no_one(tmp_path, smtp_server):  # n
     ids = Counter(r.message["Message-ID"] for r in smtp_server.received)
     assert sum(ids.values()) - len(ids) == duplicates
     print(f"kills={KILLS} processes={processes} in flight at the kills={in_flight_at_kills} duplicates={duplicates}")
-    assert sum(in_flight_at_kills) > 0, "no kill hit the release while it was sending"
+    assert sum(in_flight_at_kills[1:]) > 0, "no kill hit the release while it was sending"
     assert duplicates <= sum(in_flight_at_kills)

@@ -158,3 +158,25 @@ async def test_the_rate_limit_spaces_messages_out(tmp_path, smtp_server, smtp_se
     assert len(smtp_server.received) == 10
     # Ten messages at 20 per second take at least 9 intervals of 50 ms (a lower bound only).
     assert took >= 0.45, took
+
+
+async def test_a_row_that_waited_past_half_the_claim_time_out_is_handed_back_unsent(tmp_path, smtp_settings):  # noqa: F811
+    """Another worker may take a row once its claim times out; so a slow worker hands back what
+    it could not send in time rather than risk sending it twice."""
+    from events_app.mail.transport import MemoryTransport
+
+    class Slow(MemoryTransport):
+        async def send_raw(self, *args, **kwargs):
+            await asyncio.sleep(0.15)
+            await super().send_raw(*args, **kwargs)
+
+    await subscribers(tmp_path, 3)
+    issue = await new_issue()
+    await issues.release(issue["id"])
+    await mailings.tick()
+    transport = Slow()
+    worker = Worker(dataclasses.replace(smtp_settings, outbox_claim_timeout_seconds=0.2), transport=transport)
+    assert await worker.run_once(10) == 3
+    assert len(transport.messages) == 1  # the second was due to be sent after 0.15 s > 0.1 s
+    rows = await db.fetch("SELECT status, attempts FROM outbox ORDER BY id")
+    assert [(r["status"], r["attempts"]) for r in rows] == [("sent", 1), ("queued", 0), ("queued", 0)]

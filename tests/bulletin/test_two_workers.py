@@ -22,7 +22,7 @@ async def test_two_worker_processes_send_nothing_twice(tmp_path, smtp_server):  
     addresses = await subscribers(tmp_path, RECIPIENTS)
     issue = await new_issue()
     await issues.release(issue["id"])
-    workers = [start_worker(smtp_server.url) for _ in range(2)]
+    workers = [start_worker(smtp_server.url, tmp_path / f"worker-{n}.log", claim_timeout=300) for n in range(2)]
     try:
         deadline = time.monotonic() + 300
         while (await issues.delivery(issue["id"]))["status"] != "done":
