@@ -12,10 +12,11 @@ over HTTP (bench/registration_pg.py). It trusts the body and the event, as a raw
 
 Served the way the real app is: uvicorn, uvloop + httptools, one process, access log off.
 
-With `--static FILE` it answers GET /events/{slug} with that file's bytes: the baseline of
-bench/pages.py.
+With `--static FILE` it answers GET /events/{slug} with that file's bytes through a Litestar
+Response (the baseline of bench/pages.py); with `--raw` too, as a pre-encoded ASGI app (the
+stricter floor, answering the way the app's page cache does).
 
-    python bench/bare_app.py --port 8123 [--pg postgresql://... --event-id 1 | --static page.html]
+    python bench/bare_app.py --port 8123 [--pg postgresql://... --event-id 1 | --static page.html [--raw]]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Response, get, post
+from litestar.types import ASGIApp
 
 STATE: dict[str, Any] = {}
 
@@ -66,10 +68,20 @@ def pg_app(url: str, event_id: int) -> Litestar:
     return Litestar(route_handlers=[register_pg], on_startup=[start], on_shutdown=[stop], debug=False)
 
 
-def static_app(body: bytes, media_type: str) -> Litestar:
+def static_app(body: bytes, media_type: str, raw: bool = False) -> Litestar:
     """One GET route answering fixed bytes: the baseline of bench/pages.py (the same page the
-    real app serves, with its media type, from memory)."""
+    real app serves, with its media type, from memory). `raw`: answer with a pre-encoded ASGI
+    app instead of a Litestar Response, the way the app's page cache answers."""
+    if raw:
+        from events_app.web.cache import RawPage
 
+        answer = RawPage(200, [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode())], body)
+
+        @get("/events/{slug:str}")
+        async def raw_page(slug: str) -> ASGIApp:
+            return answer
+
+        return Litestar(route_handlers=[raw_page], debug=False)
 
     @get("/events/{slug:str}")
     async def page(slug: str) -> Response:
@@ -91,9 +103,11 @@ def main() -> None:
     parser.add_argument("--event-id", type=int, default=1)
     parser.add_argument("--static", type=Path, help="serve this file's bytes at GET /events/{slug}")
     parser.add_argument("--media-type", default="text/html; charset=utf-8")
+    parser.add_argument("--raw", action="store_true", help="with --static: a pre-encoded ASGI answer")
     args = parser.parse_args()
     if args.static:
-        chosen = static_app(args.static.read_bytes(), args.media_type)
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        chosen = static_app(args.static.read_bytes(), args.media_type, raw=args.raw)
     else:
         chosen = pg_app(args.pg, args.event_id) if args.pg else app
     uvicorn.run(
