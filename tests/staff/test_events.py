@@ -169,6 +169,11 @@ async def test_registrants_search_status_answers_and_csv(client, csrf, crowd):
     page = await client.get(f"/staff/events/{event['id']}/registrants")
     assert page.status_code == 200
     assert "1 registered of 1 seats · 2 waitlisted · 0 cancelled · 1 attended" in page.text
+    # Times in the event's own zone (America/Toronto), with its abbreviation.
+    from zoneinfo import ZoneInfo
+
+    (made,) = await db.fetch("SELECT created_at FROM registration WHERE id = {}", ada["id"])
+    assert made["created_at"].astimezone(ZoneInfo("America/Toronto")).strftime("%Y-%m-%d %H:%M %Z") in page.text
     assert all(name in page.text for name in ("Ada Lovelace", "Grace Hopper", "Alan Turing"))
     assert "Waitlisted #2" in page.text
     found = await client.get(f"/staff/events/{event['id']}/registrants", params={"q": "GRACE"})
@@ -195,6 +200,11 @@ async def test_cancel_promote_and_resend_from_the_list(client, csrf, crowd):
     assert (await events.get(event["id"]))["taken"] == 2  # staff may go over the capacity
     again = await client.post(f"{base}/{alan['id']}/promote", data={"csrf_token": csrf})
     assert again.status_code == 409 and "Only a waitlisted person" in again.text
+    # Cancelling says what will happen first (a GET that changes nothing), then a POST does it.
+    ask = await client.get(f"{base}/{ada['id']}/confirm-cancel")
+    assert ask.status_code == 200 and "Cancel the registration of Ada Lovelace?" in ask.text
+    assert "calendar cancellation" in ask.text and "Grace Hopper" in ask.text  # the next in line
+    assert (await registrations.view(ada["id"]))["status"] == "registered"
     cancelled = await client.post(f"{base}/{ada['id']}/cancel", data={"csrf_token": csrf})
     assert cancelled.status_code == 303 and (await registrations.view(ada["id"]))["status"] == "cancelled"
     assert (await registrations.view(grace["id"]))["status"] == "waitlisted"  # still over capacity: nobody promoted

@@ -5,6 +5,7 @@ and the registrants of an event with search, CSV export, cancel, promote and res
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
@@ -161,6 +162,10 @@ class EventPages(StaffController):
         if needle:
             rows = [r for r in rows if needle in r["email"] or needle in r["name"].lower()
                     or any(needle in str(a).lower() for a in r["answers"].values())]
+        zone = ZoneInfo(event["timezone"])
+        for r in rows:  # in the event's own zone, as staff think of it
+            r["registered_local"] = _local(r["created_at"], zone)
+            r["attended_local"] = _local(r["attended_at"], zone)
         return page(request, "staff/registrants.html", event=event, rows=rows, counts=counts, q=q or "",
                     status=status or "", statuses=REGISTRANT_STATUSES, flash=_REG_DONE.get(done or ""),
                     when=format_range(event["starts_at"], event["ends_at"], event["timezone"]))
@@ -169,6 +174,18 @@ class EventPages(StaffController):
     async def registrants_csv(self, event_id: FromPath[int]) -> Response:
         # The same file as GET /api/v1/events/{id}/registrations.csv: one definition of the export.
         return await EventsApi.registrants_csv.fn(None, event_id)
+
+    @get("/{event_id:int}/registrants/{reg_id:int}/confirm-cancel")
+    async def registrant_cancel_confirm(self, request: Request, event_id: FromPath[int],
+                                        reg_id: FromPath[int]) -> Response | Template:
+        """Cancelling someone emails them and may give their seat away: say so before it happens."""
+        reg = await registrations.view(reg_id)
+        if reg["event_id"] != event_id:
+            return Redirect(f"/staff/events/{event_id}/registrants", status_code=303)
+        event = await events.get(event_id)
+        waiting = [r for r in await registrations.for_event(event_id) if r["status"] == "waitlisted"]
+        return page(request, "staff/registrant_cancel.html", event=event, reg=reg,
+                    next_in_line=waiting[0] if waiting and reg["status"] == "registered" else None)
 
     @post("/{event_id:int}/registrants/{reg_id:int}/{action:str}")
     async def registrant_action(self, request: Request, event_id: FromPath[int], reg_id: FromPath[int],
@@ -191,6 +208,10 @@ class EventPages(StaffController):
         await audit.record(me(request)["id"], f"registration.{action}", "registration", reg_id,
                            f"{reg['name']} <{reg['email']}>")
         return Redirect(f"/staff/events/{event_id}/registrants?done={action}", status_code=303)
+
+
+def _local(moment, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if moment else "–"
 
 
 _REG_DONE = {
