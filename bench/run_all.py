@@ -70,6 +70,8 @@ def run(name: str) -> tuple[list[dict], int, float]:
         if isinstance(out, bytes):
             out = out.decode(errors="replace")
     elapsed = time.monotonic() - started
+    # The script's own report, for the log (the rows line aside): the table below is the summary.
+    sys.stderr.write("".join(line + "\n" for line in out.splitlines() if not line.startswith(rowfmt.PREFIX)))
     found = rowfmt.parse(out)
     if not found:
         return [rowfmt.row(f"bench/{name}.py", None, None, "", "", None, ok=False,
