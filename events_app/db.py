@@ -107,6 +107,11 @@ async def fetch(sql: str, *args: Any) -> list[dict]:
         if current is not None:
             return current.connection.run(query, args)
         conn = eng.loop_connection()
+        if not conn.lock.locked():
+            # No transaction is open on the connection, and the statement runs to its end
+            # without yielding to the loop: taking the lock would only cost time (a cached page
+            # is one such statement).
+            return conn.run(query, args)
         async with conn.lock:
             return conn.run(query, args)
     query = _compile(sql, True)
