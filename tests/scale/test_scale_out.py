@@ -100,7 +100,10 @@ async def test_two_servers_and_two_workers_behave_like_one():
         with ExitStack() as stack:
             bases = [stack.enter_context(running_server(env=env)) for _ in range(2)]
             procs = stack.enter_context(workers(2, env))
-            limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+            # No keep-alive: under load a request can sit behind the serialised seat claims longer
+            # than uvicorn keeps an idle connection (5 s), and a reused connection the server is
+            # closing fails with ReadError.
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
             async with httpx.AsyncClient(limits=limits, timeout=120) as http:
                 answers = await asyncio.gather(*(
                     http.post(f"{bases[i % 2]}/api/v1/events/{event['id']}/registrations",
