@@ -12,10 +12,8 @@ The templates live in the repository's top-level `emails/`, and inside the packa
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import css_inline
 import jinja2

@@ -11,7 +11,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from ...domain import audit, events, registrations
+from ...domain import audit, events, registrant_admin, registrations
 from ...domain.errors import Conflict, ValidationFailed
 from ...timefmt import format_range
 from ..api import EventsApi
@@ -191,8 +191,8 @@ class EventPages(StaffController):
     async def registrant_action(self, request: Request, event_id: FromPath[int], reg_id: FromPath[int],
                                 action: FromPath[str]) -> Response:
         actions: dict[str, Any] = {
-            "cancel": registrations.cancel_by_staff, "promote": registrations.promote,
-            "resend": registrations.resend_confirmation,
+            "cancel": registrant_admin.cancel_by_staff, "promote": registrant_admin.promote,
+            "resend": registrant_admin.resend_confirmation,
         }
         if action not in actions:
             return Redirect(f"/staff/events/{event_id}/registrants", status_code=303)

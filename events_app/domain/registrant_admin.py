@@ -1,0 +1,54 @@
+"""What staff do to one registration from the workspace: cancel it for the person, promote a
+waitlisted person ahead of the queue, resend a confirmation. Each is atomic and queues the email
+the person would get anyway (domain/registrations.py owns the registrant's own actions)."""
+
+from __future__ import annotations
+
+from .. import db
+from ..mail import outbox
+from .errors import Conflict, NotFound
+from .registrations import cancel, now, personal_token, view
+
+
+async def _row(reg_id: int) -> dict:
+    rows = await db.fetch("SELECT * FROM registration WHERE id = {}", reg_id)
+    if not rows:
+        raise NotFound("No such registration")
+    return rows[0]
+
+
+async def cancel_by_staff(reg_id: int) -> dict:
+    """Cancel someone's registration for them: exactly what their own cancel button does (a
+    calendar CANCEL, the seat to the first waitlisted person)."""
+    return await cancel(personal_token(await _row(reg_id)))
+
+
+async def promote(reg_id: int) -> dict:
+    """Give a waitlisted person a seat now, ahead of the queue and even when the event is full
+    (staff override: `taken` may then exceed the capacity, and nobody else is promoted until it
+    falls below). They are told by email with the calendar invite."""
+    row = await _row(reg_id)
+    async with db.transaction():
+        moment = now()
+        done = await db.fetch(
+            "UPDATE registration SET status = 'registered', promoted_at = {}, updated_at = {}, "
+            "sequence = sequence + 1 WHERE id = {} AND status = 'waitlisted' RETURNING id",
+            moment, moment, reg_id,
+        )
+        if not done:
+            raise Conflict(f"Only a waitlisted person can be promoted; this one is {row['status']}", row["status"])
+        await db.fetch("UPDATE event SET taken = taken + 1 WHERE id = {}", row["event"])
+        await outbox.enqueue("registration_promoted", row["email"], {"registration_id": reg_id})
+    return await view(reg_id)
+
+
+async def resend_confirmation(reg_id: int) -> dict:
+    """Queue the confirmation again (with the same links and calendar UID) for a registered or
+    waitlisted person."""
+    row = await _row(reg_id)
+    if row["status"] == "cancelled":
+        raise Conflict("This registration is cancelled: there is nothing to confirm", "cancelled")
+    async with db.transaction():
+        await db.fetch("UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", now(), reg_id)
+        await outbox.enqueue("registration_confirmed", row["email"], {"registration_id": reg_id, "resend": True})
+    return await view(reg_id)
