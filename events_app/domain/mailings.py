@@ -89,7 +89,7 @@ async def expand_step(mailing: dict, batch: int = EXPAND_BATCH) -> int:
     """Write the ledger rows of the next `batch` recipients of `mailing`; returns how many were
     written. When none are left the mailing is marked expanded."""
     topic_ids = json.loads(mailing["topics"])
-    kind = "issue" if mailing["kind"] == "issue" else "announcement"
+    kind = mailing["kind"]  # the outbox kind: issue | announcement
     moment = now()
     last = await _last_expanded(mailing["id"])
     ts, integer = _typed("timestamptz"), _typed("integer")

@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from email.header import Header
 from email.utils import format_datetime, formataddr
 from urllib.parse import quote
@@ -36,7 +36,7 @@ from .. import db, ics, markdown
 from ..domain import events, issues, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
-from ..timefmt import format_range
+from ..timefmt import format_range, issue_day
 from . import render
 from .messages import Superseded, Undeliverable, message_id
 
@@ -103,14 +103,6 @@ class RawMessage:
     data: bytes
 
 
-def _pretty_date(iso: str) -> str:
-    try:
-        day = date.fromisoformat(iso)
-    except ValueError:
-        return iso
-    return f"{day.day} {day:%B %Y}"
-
-
 def _context(settings: Settings, topic_name: str) -> dict:
     base = settings.base_url.rstrip("/")
     from .messages import _display_name
@@ -129,7 +121,7 @@ def render_issue(issue: dict, settings: Settings, *, test: bool = False) -> Shar
     context = _context(settings, issue["topic_name"])
     context["links"]["issue"] = f"{settings.base_url.rstrip('/')}/bulletin/{issue['slug']}"
     context.update(
-        issue={**issue, "date": _pretty_date(issue["issue_date"])},
+        issue={**issue, "date": issue_day(issue["issue_date"])},
         body_html=markdown.to_html(issue["body"]),
         body_text=issue["body"].strip(),
     )

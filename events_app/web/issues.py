@@ -47,6 +47,10 @@ def _json(value: Any) -> Any:
     return iso(value) if isinstance(value, datetime) else value
 
 
+def _plain(values: dict) -> dict:
+    return {k: _json(val) for k, val in values.items()}
+
+
 def issue_json(issue: dict, delivery: dict | None = None) -> dict:
     base = settings.get().base_url
     out = {
@@ -57,7 +61,7 @@ def issue_json(issue: dict, delivery: dict | None = None) -> dict:
     out["topic"] = issue["topic_slug"]
     out["url"] = f"{base}/bulletin/{issue['slug']}"
     if delivery is not None:
-        out["delivery"] = {k: _json(val) for k, val in delivery.items()}
+        out["delivery"] = _plain(delivery)
     return out
 
 
@@ -145,13 +149,13 @@ class IssuesApi(Controller):
     async def pause(self, request: Request, issue_id: FromPath[int]) -> dict:
         await issues.pause(_id(issue_id))
         await audit.record(_staff_id(request), "issue.pause", "issue", issue_id)
-        return {k: _json(val) for k, val in (await issues.delivery(issue_id)).items()}
+        return _plain(await issues.delivery(issue_id))
 
     @post("/{issue_id:int}/resume", status_code=HTTP_200_OK, summary="Send the rest now")
     async def resume(self, request: Request, issue_id: FromPath[int]) -> dict:
         await issues.resume(_id(issue_id))
         await audit.record(_staff_id(request), "issue.resume", "issue", issue_id)
-        return {k: _json(val) for k, val in (await issues.delivery(issue_id)).items()}
+        return _plain(await issues.delivery(issue_id))
 
 
 @post(
@@ -174,7 +178,7 @@ async def announce(request: Request, event_id: FromPath[int], data: JSONBody[Any
 async def mailing_delivery(mailing_id: FromPath[int]) -> dict:
     if not 0 < mailing_id <= MAX_ID:
         raise NotFound("No such mailing")
-    return {k: _json(val) for k, val in (await mailings.delivery(mailing_id)).items()}
+    return _plain(await mailings.delivery(mailing_id))
 
 
 class BulletinPages(Controller):
@@ -192,9 +196,7 @@ class BulletinPages(Controller):
         found = await issues.released(limit=50)
         base = settings.get().base_url
         updated = max((i["updated_at"] for i in found), default=datetime(2019, 1, 1, tzinfo=timezone.utc))
-        from litestar.response import Template as T  # noqa: N814
-
-        return T(
+        return Template(
             "bulletin/feed.xml",
             context={"issues": found, "base": base, "updated": iso(updated), "iso": iso, "to_html": to_html},
             media_type="application/atom+xml; charset=utf-8",

@@ -39,3 +39,28 @@ async def csrf(client, member):
 
 async def audit_actions() -> list[str]:
     return [r["action"] for r in await db.fetch("SELECT action FROM audit_entry ORDER BY id")]
+
+
+async def assert_refused(app, client, csrf: str, actions: dict[str, dict], files: dict | None = None) -> None:
+    """Each changing action (path -> form data) is refused with no CSRF token and with a wrong
+    one (403, from the signed-in `client`), and without a session even with a valid token (303
+    to the sign-in form). The caller checks that the database did not change."""
+    import httpx
+
+    for path, data in actions.items():
+        for token in (None, "0" * 64):
+            sent = dict(data, **({"csrf_token": token} if token else {}))
+            assert (await client.post(path, data=sent, files=files)).status_code == 403, path
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as stranger:
+            answer = await stranger.post(path, data=dict(data, csrf_token=csrf), files=files)
+            assert answer.status_code == 303 and answer.headers["location"].startswith("/staff/login"), path
+
+
+async def assert_pages_need_a_session(app, client, pages) -> None:
+    """Each page sends a stranger to the sign-in form (303) and shows itself to `client` (200)."""
+    import httpx
+
+    for page in pages:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as stranger:
+            assert (await stranger.get(page)).status_code == 303, page
+        assert (await client.get(page)).status_code == 200, page

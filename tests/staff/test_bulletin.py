@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-import httpx
 
 from events_app import db
 from events_app.domain import issues, mailings
 from events_app.mail import outbox
 
-from .conftest import audit_actions
+from .conftest import assert_pages_need_a_session, assert_refused, audit_actions
 from .test_subscribers_mail_audit import confirmed
 
 BODY = "## Careers\r\n\r\nImplementation positions **you never knew** existed.\r\n\r\n<script>alert(1)</script>"
@@ -124,19 +123,10 @@ async def test_bulletin_actions_need_a_session_and_a_csrf_token(app, client, csr
         f"/staff/issues/{released}/pause": {},
     }
     before = await _snapshot()
-    for path, data in actions.items():
-        for token in (None, "b" * 64):
-            sent = dict(data, **({"csrf_token": token} if token else {}))
-            assert (await client.post(path, data=sent)).status_code == 403, path
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as stranger:
-            answer = await stranger.post(path, data=dict(data, csrf_token=csrf))
-            assert answer.status_code == 303 and answer.headers["location"].startswith("/staff/login"), path
+    await assert_refused(app, client, csrf, actions)
     assert await _snapshot() == before
-    for page in ("/staff/issues", "/staff/issues/new", f"/staff/issues/{issue_id}", f"/staff/issues/{issue_id}/release",
-                 f"/staff/issues/{released}/progress"):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as stranger:
-            assert (await stranger.get(page)).status_code == 303, page
-        assert (await client.get(page)).status_code == 200, page
+    await assert_pages_need_a_session(app, client, ("/staff/issues", "/staff/issues/new", f"/staff/issues/{issue_id}", f"/staff/issues/{issue_id}/release",
+                 f"/staff/issues/{released}/progress"))
 
 
 async def _snapshot() -> tuple:

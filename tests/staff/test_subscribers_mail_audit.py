@@ -8,13 +8,12 @@ import io
 import re
 from datetime import datetime, timedelta, timezone
 
-import httpx
 
 from events_app import db
 from events_app.domain import subscriptions
 from events_app.mail import outbox
 
-from .conftest import audit_actions
+from .conftest import assert_pages_need_a_session, assert_refused, audit_actions
 
 
 async def confirmed(email: str, name: str = "", topics=("bulletin",), days_ago: int = 0) -> dict:
@@ -103,16 +102,9 @@ async def test_subscriber_and_mail_actions_need_a_session_and_a_csrf_token(app, 
     bad = await outbox.enqueue("registration_confirmed", "grace@example.org", {"registration_id": 2})
     await outbox.mark_failed(bad, "550 no")
     files = {"file": ("list.csv", b"email\nnew@example.org\n", "text/csv")}
-    for path, data, upload in ((f"/staff/mail/{bad}/retry", {}, None),
-                               ("/staff/subscribers/import", {"topics": "bulletin"}, files)):
-        for token in (None, "a" * 64):
-            sent = dict(data, **({"csrf_token": token} if token else {}))
-            assert (await client.post(path, data=sent, files=upload)).status_code == 403, path
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as stranger:
-            answer = await stranger.post(path, data=dict(data, csrf_token=csrf), files=upload)
-            assert answer.status_code == 303 and answer.headers["location"].startswith("/staff/login")
+    await assert_refused(app, client, csrf, {f"/staff/mail/{bad}/retry": {}})
+    await assert_refused(app, client, csrf, {"/staff/subscribers/import": {"topics": "bulletin"}}, files=files)
     assert (await db.fetch("SELECT status FROM outbox WHERE id = {}", bad))[0]["status"] == "failed"
     assert await db.fetch("SELECT id FROM subscriber") == []
-    for page in ("/staff/subscribers", "/staff/subscribers/export.csv", "/staff/mail", "/staff/audit"):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as stranger:
-            assert (await stranger.get(page)).status_code == 303, page
+    await assert_pages_need_a_session(
+        app, client, ("/staff/subscribers", "/staff/subscribers/export.csv", "/staff/mail", "/staff/audit"))
