@@ -14,6 +14,7 @@ import collections
 import contextlib
 import logging
 import signal
+import zlib
 
 from .. import db
 from .. import settings as settings_module
@@ -32,6 +33,22 @@ BATCH_SIZE = 100
 REFILLS = 20
 # How often a worker starts due mailings and writes ledger rows when nothing else asks.
 MAILING_TICK_SECONDS = 1.0
+
+
+class _LaneQueues:
+    """The claimed rows, one queue per connection. All rows to one address go to the same
+    connection in claim order, so a person's messages arrive in the order they were queued (a
+    confirmation before the reminder queued after it), while different people's go in parallel."""
+
+    def __init__(self, lanes: int) -> None:
+        self.lanes = [collections.deque() for _ in range(lanes)]
+
+    def extend(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.lanes[zlib.crc32((row["recipient"] or "").lower().encode()) % len(self.lanes)].append(row)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.lanes)
 
 
 class _Batch:
@@ -99,10 +116,12 @@ class Worker:
         rows = await self._claim(limit)
         if not rows:
             return 0
-        queue = collections.deque(rows)
+        queue = _LaneQueues(len(self.lanes))
+        queue.extend(rows)
         batch = _Batch(limit, refills)
         batch.claimed = len(rows)
-        await asyncio.gather(*(self._lane(transport, queue, batch) for transport in self.lanes))
+        while queue:  # a refill may land in the queue of a lane that had already finished
+            await asyncio.gather(*(self._lane(n, transport, queue, batch) for n, transport in enumerate(self.lanes)))
         await self._record_sent(batch)
         return batch.claimed
 
@@ -120,7 +139,7 @@ class Worker:
             rows = [r for r in rows if r.get("mailing") is None]
         return rows
 
-    async def _refill(self, queue: collections.deque, batch: "_Batch") -> None:
+    async def _refill(self, queue: "_LaneQueues", batch: "_Batch") -> None:
         batch.refills -= 1
         try:
             rows = await self._claim(batch.limit)
@@ -141,12 +160,13 @@ class Worker:
         if ids:
             log.info("%d bulk messages sent", len(ids))
 
-    async def _lane(self, transport: Transport, queue: collections.deque, batch: "_Batch") -> None:
-        """One connection's share of the batch: take rows until none are left."""
+    async def _lane(self, lane: int, transport: Transport, queue: "_LaneQueues", batch: "_Batch") -> None:
+        """One connection's share of the batch: take rows from its own queue until none are left."""
+        mine = queue.lanes[lane]
         while True:
             if len(queue) <= 2 * len(self.lanes) and batch.refills > 0 and batch.refilling is None:
                 batch.refilling = asyncio.create_task(self._refill(queue, batch))
-            if not queue:
+            if not mine:
                 if batch.refilling is None:
                     return
                 await batch.refilling
@@ -154,7 +174,7 @@ class Worker:
                 continue
             if batch.refilling is not None and batch.refilling.done():
                 batch.refilling = None
-            row = queue.popleft()
+            row = mine.popleft()
             if row.get("mailing") is not None and row["mailing"] in self.paused:
                 # Paused a moment ago by this batch's failures: hand the row back untried.
                 await self._settle(outbox.give_back(row))
