@@ -164,7 +164,9 @@ class Worker:
         """One connection's share of the batch: take rows from its own queue until none are left."""
         mine = queue.lanes[lane]
         while True:
-            if len(queue) <= 2 * len(self.lanes) and batch.refills > 0 and batch.refilling is None:
+            # Claim the next batch while this lane still has a couple of rows: a lane must not
+            # idle because the rows of this batch happened to fall to the other lanes.
+            if len(mine) <= 2 and batch.refills > 0 and batch.refilling is None:
                 batch.refilling = asyncio.create_task(self._refill(queue, batch))
             if not mine:
                 if batch.refilling is None:
