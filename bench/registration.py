@@ -474,14 +474,9 @@ def run_real(args, rnd: int, target: str, capacity: int | None) -> RunResult:
 
 
 def machine_facts(args) -> dict:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from rows import cpu_model  # bench/ is the script's folder, first on sys.path
+
+    model = cpu_model()
     versions = {}
     for name in ("litestar", "uvicorn", "uvloop", "httptools", "piccolo", "msgspec"):
         try:

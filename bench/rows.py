@@ -59,3 +59,16 @@ def parse(stdout: str) -> list[dict[str, Any]] | None:
         if line.startswith(PREFIX):
             found = json.loads(line[len(PREFIX):])
     return found
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo ("?" where there is none), for the machine line."""
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"

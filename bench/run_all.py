@@ -45,14 +45,7 @@ def benchmarks() -> list[str]:
 
 
 def machine() -> dict:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = rowfmt.cpu_model()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
             "kernel": platform.release(), "commit": commit}

@@ -24,14 +24,13 @@ from ..domain.errors import NotFound, ValidationFailed
 from ..mail import bulk
 from ..markdown import to_html
 from ..timefmt import iso
+from .api import MAX_ID
 from .auth import require_staff
 
-MAX_ID = 2**31 - 1
-
-
-def _id(value: int) -> int:
+def _id(value: int, what: str = "issue") -> int:
+    """An id that fits the database's integer columns, or 404 (a larger one would be a 500)."""
     if not 0 < value <= MAX_ID:
-        raise NotFound("No such issue")
+        raise NotFound(f"No such {what}")
     return value
 
 
@@ -166,8 +165,7 @@ class IssuesApi(Controller):
     summary="Email the event to the events topic (and careers for events tagged career)",
 )
 async def announce(request: Request, event_id: FromPath[int], data: JSONBody[Any] = None) -> dict:
-    if not 0 < event_id <= MAX_ID:
-        raise NotFound("No such event")
+    _id(event_id, "event")
     again = v.boolean(_object(data).get("again", False), "again")
     mailing = await mailings.announce(event_id, _staff_id(request), again=again)
     await audit.record(_staff_id(request), "event.announce", "event", event_id, f"to about {mailing['recipients']} subscribers")
@@ -176,8 +174,7 @@ async def announce(request: Request, event_id: FromPath[int], data: JSONBody[Any
 
 @get("/api/v1/mailings/{mailing_id:int}", guards=[require_staff], tags=["bulletin"], summary="A mailing's delivery counts")
 async def mailing_delivery(mailing_id: FromPath[int]) -> dict:
-    if not 0 < mailing_id <= MAX_ID:
-        raise NotFound("No such mailing")
+    _id(mailing_id, "mailing")
     return _plain(await mailings.delivery(mailing_id))
 
 

@@ -43,6 +43,12 @@ async def test_bad_input_names_the_field_and_staff_only(client, auth):
     assert (await client.get("/api/v1/issues/1")).status_code == 401
     assert (await client.post("/api/v1/issues/1/release")).status_code == 401
     assert (await client.get("/api/v1/issues/999", headers=auth)).status_code == 404
+    # Ids beyond the database's integer columns are "not found", never a 500.
+    for path in ("/api/v1/issues/99999999999", "/api/v1/mailings/99999999999"):
+        answer = await client.get(path, headers=auth)
+        assert answer.status_code == 404 and "No such" in answer.text, path
+    answer = await client.post("/api/v1/events/99999999999/announce", headers=auth)
+    assert answer.status_code == 404 and "No such event" in answer.text
     answer = await client.post("/api/v1/issues/1/release", json={"release_at": "soon"}, headers=auth)
     assert answer.status_code == 400 and "release_at" in answer.text
 
