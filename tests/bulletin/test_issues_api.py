@@ -88,7 +88,8 @@ async def test_archive_shows_released_issues_only(tmp_path, client, auth):
     assert answer.status_code == 202 and answer.json()["status"] == "scheduled"
     # Released once only.
     again = await client.post(f"/api/v1/issues/{out['id']}/release", headers=auth)
-    assert again.status_code == 409
+    assert again.status_code == 409 and "already released" in again.text
+    assert len(await db.fetch("SELECT id FROM mailing WHERE issue = {}", out["id"])) == 1
 
     archive = await client.get("/bulletin")
     assert archive.status_code == 200
@@ -127,7 +128,8 @@ async def test_archive_shows_released_issues_only(tmp_path, client, auth):
 async def test_pause_and_resume_by_api(tmp_path, client, auth):
     await subscribers(tmp_path, 3)
     made = (await client.post("/api/v1/issues", json=ISSUE, headers=auth)).json()
-    assert (await client.post(f"/api/v1/issues/{made['id']}/pause", headers=auth)).status_code == 409  # not released
+    early = await client.post(f"/api/v1/issues/{made['id']}/pause", headers=auth)
+    assert early.status_code == 409 and "has not been released" in early.text
     await client.post(f"/api/v1/issues/{made['id']}/release", headers=auth)
     paused = await client.post(f"/api/v1/issues/{made['id']}/pause", headers=auth)
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
@@ -155,7 +157,7 @@ async def test_announce_an_event_to_events_and_careers(tmp_path, client, auth):
     answer = await client.post(f"/api/v1/events/{career['id']}/announce", headers=auth)
     assert answer.json()["recipients"] == 4
     again = await client.post(f"/api/v1/events/{career['id']}/announce", headers=auth)
-    assert again.status_code == 409
+    assert again.status_code == 409 and "announced already" in again.text
     transport = MemoryTransport()
     await run_until_settled(Worker(transport=transport))
     got = sorted((m["To"].addresses[0].addr_spec, m["Subject"].split(":")[0]) for m in transport.messages)
