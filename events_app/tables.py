@@ -98,6 +98,10 @@ class Event(Table):
     follow_up_minutes = Integer(default=120)  # the follow-up goes this long after the end
     status = Varchar(length=16, default="draft")  # draft | published | cancelled
     version = Integer(default=1)  # grows on every change; caches and invites key on it
+    # Registrants' personal data (name, address, answers) is purged this many days after the
+    # end; null: the installation's default (EVENTS_RETENTION_DAYS).
+    retention_days = Integer(null=True, default=None)
+    purged_at = Timestamptz(null=True, default=None)  # when that purge ran
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 
@@ -156,6 +160,20 @@ class Subscriber(Table):
     bounced_at = Timestamptz(null=True, default=None)  # a 5xx refusal: no more bulk mail
     bounce_reason = Text(default="")
     link_sent_at = Timestamptz(null=True, default=None)  # last "email me my link"
+    # An opt-in asked for while unsubscribed or erased: JSON list of topic ids that the owner's
+    # confirmation will apply. Until then the opt-out stands ("" or "[]": none asked for).
+    requested_topics = Text(default="")
+
+
+class LoginAttempt(Table):
+    """Failed sign-ins per address, known or not, in one shared place (every process, and across
+    restarts), so that the throttle answers alike for an account and for none. `key` is the
+    SHA-256 of the lower-cased address; an attempt is claimed by one atomic UPDATE."""
+
+    id = Serial(primary_key=True)
+    key = Varchar(length=64, unique=True)
+    failures = Integer(default=0)
+    last_failed_at = Timestamptz(null=True, default=None)
 
 
 class Subscription(Table):
@@ -229,5 +247,5 @@ class Outbox(Table):
 
 ALL_TABLES: list[type[Table]] = [
     Topic, StaffUser, ApiToken, StaffSession, AuditEntry, Event, Registration, ScheduledSend,
-    Subscriber, Subscription, Issue, Mailing, Outbox,
+    Subscriber, Subscription, Issue, Mailing, Outbox, LoginAttempt,
 ]
