@@ -79,6 +79,11 @@ def _rate_limits(cfg: settings.Settings) -> list:
     return [RateLimitConfig(rate_limit=FORM_LIMIT, check_throttle_handler=limited).middleware]
 
 
+def _edge(cfg: settings.Settings) -> list:
+    """Middleware at the edge, outermost first: security headers, HEAD, body limits."""
+    return []
+
+
 def create_app(run_worker: bool = False) -> Litestar:
     cfg = settings.get()
 
@@ -108,7 +113,7 @@ def create_app(run_worker: bool = False) -> Litestar:
     return Litestar(
         route_handlers=[PublicPages, RegistrantPages, EventsApi, SubscriberApi, SubscriberPages, *STAFF_SUBSCRIBER_HANDLERS, *STAFF_HANDLERS,
                         IssuesApi, announce, mailing_delivery, BulletinPages],
-        middleware=_rate_limits(cfg),
+        middleware=[*_edge(cfg), *_rate_limits(cfg)],
         stores=_stores(cfg),
         template_config=_template_engine(),
         exception_handlers=HANDLERS,

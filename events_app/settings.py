@@ -48,6 +48,12 @@ class Settings:
     # Bulk mail pauses itself after this many temporary failures in a row, for this long.
     bulk_pause_after: int = 50
     bulk_pause_minutes: float = 10.0
+    # Registrants' personal data is purged this many days after an event ends (per event if staff
+    # choose another figure).
+    retention_days: int = 90
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
+    # forwarded_allow_ips): a comma-separated list of addresses; default only loopback.
+    forwarded_allow_ips: str = "127.0.0.1"
 
     @property
     def is_sqlite(self) -> bool:
@@ -161,6 +167,8 @@ def load() -> Settings:
         retry_base_seconds=_number("EVENTS_RETRY_BASE_SECONDS", "30", float, 0),
         bulk_pause_after=_number("EVENTS_BULK_PAUSE_AFTER", "50", int, 1),
         bulk_pause_minutes=_number("EVENTS_BULK_PAUSE_MINUTES", "10", float, 0),
+        retention_days=_number("EVENTS_RETENTION_DAYS", "90", int, 1),
+        forwarded_allow_ips=os.environ.get("EVENTS_FORWARDED_ALLOW_IPS", "127.0.0.1").strip(),
     )
 
 
