@@ -16,15 +16,23 @@ the transaction that queues the message, so any number of workers may call it at
 
 Cancelled events and registrations get neither; a message queued just before a cancellation or
 a reschedule is dropped at send time (the message builder checks the payload's start time).
+
+The same tick then deletes the personal details of registrants whose event's retention has run
+out (domain/retention.py), a bounded amount per tick; a failure there is logged and leaves the
+messages already queued in place. A purged event gets no follow-up.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 
 from .. import db
 from ..mail import outbox
+from . import retention
+
+log = logging.getLogger(__name__)
 
 FOLLOW_UP_WINDOW = timedelta(days=14)
 LONGEST_REMINDER = timedelta(days=60)
@@ -33,6 +41,7 @@ CLAIM_SQL = (
     "INSERT INTO scheduled_send (registration, kind, key, created_at) "
     "SELECT id, {}, {}, {} FROM registration "
     "WHERE event = {} AND status = 'registered' AND COALESCE(promoted_at, created_at) <= {} "
+    "AND email LIKE '%@%' "  # a purged registration (retention.is_purged) is never mailed
     "ON CONFLICT DO NOTHING RETURNING registration"
 )
 
@@ -43,8 +52,19 @@ def reminder_key(offset: int, starts_at: datetime) -> str:
 
 async def enqueue_due(now: datetime | None = None) -> int:
     """Queue every reminder and follow-up due at `now` (default: the real time) that is not
-    queued yet. Returns how many messages were queued."""
+    queued yet, then purge the registrants whose retention ran out by `now` (at most
+    retention.PER_TICK of them). Returns how many messages were queued."""
     now = now or datetime.now(timezone.utc)
+    queued = await _enqueue_messages(now)
+    try:
+        await retention.purge_due(now)
+    except Exception:
+        # The next tick tries again; what this one queued stays queued.
+        log.exception("schedule: purging registrants' details after retention failed")
+    return queued
+
+
+async def _enqueue_messages(now: datetime) -> int:
     queued = 0
     candidates = await db.fetch(
         "SELECT id, starts_at, ends_at, reminders, recording_url, follow_up_minutes FROM event "
@@ -65,7 +85,8 @@ async def enqueue_due(now: datetime | None = None) -> int:
             )
     finished = await db.fetch(
         "SELECT id, starts_at, ends_at, recording_url, follow_up_minutes FROM event "
-        "WHERE status = 'published' AND ends_at <= {} AND ends_at > {} AND recording_url != ''",
+        "WHERE status = 'published' AND ends_at <= {} AND ends_at > {} AND recording_url != '' "
+        "AND (purged_at IS NULL OR purged_at < ends_at)",
         now, now - FOLLOW_UP_WINDOW,
     )
     for event in finished:

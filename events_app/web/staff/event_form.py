@@ -57,6 +57,7 @@ def values_of(event: dict) -> dict[str, Any]:
         "reminders": [m for m in reminders if m in offered],
         "reminder_other": ", ".join(str(m) for m in reminders if m not in offered),
         "questions": [dict(q, options="\n".join(q["options"])) for q in event["questions"]],
+        "retention_days": "" if event.get("retention_days") is None else str(event["retention_days"]),
     }
 
 
@@ -66,6 +67,7 @@ def blank_values() -> dict[str, Any]:
         "timezone": "America/Toronto", "starts_at": "", "ends_at": "", "registration_closes_at": "",
         "capacity": "", "join_url": "", "recording_url": "", "doors_open_minutes": "15",
         "follow_up_minutes": "120", "reminders": [1440, 60], "reminder_other": "", "questions": [],
+        "retention_days": "",
     }
 
 
@@ -117,6 +119,12 @@ def to_data(form: Any) -> dict[str, Any]:
     data["registration_closes_at"] = _text(form, "registration_closes_at") or None
     for field in ("doors_open_minutes", "follow_up_minutes"):
         data[field] = _text(form, field) or 0
+    # Days after the event until registrants' details are deleted; empty: the installation's
+    # default; a bad value goes on as typed, for the domain to name. A form without the field
+    # (a page opened before the field existed) leaves the figure as it is.
+    if form.get("retention_days") is not None:
+        days = _text(form, "retention_days")
+        data["retention_days"] = (int(days) if days.isascii() and days.isdigit() else days) if days else None
     reminders: list[Any] = [int(m) for m in form.getall("reminders", []) if str(m).isdigit()]
     for part in _text(form, "reminder_other").replace(";", ",").split(","):
         part = part.strip()

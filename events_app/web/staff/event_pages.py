@@ -1,6 +1,8 @@
 """Event editor and registrants: list, create, edit (with the count of people a change will
 email shown before saving), publish, cancel (count shown first), preview of the public page,
-and the registrants of an event with search, CSV export, cancel, promote and resend."""
+and the registrants of an event with search, CSV export, cancel, promote and resend. Both the
+editor and the registrants page say when the registrants' details were or will be deleted
+(domain/retention.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from ...domain import audit, events, registrant_admin, registrations
+from ...domain import audit, events, registrant_admin, registrations, retention
 from ...domain.errors import Conflict, ValidationFailed
 from ...timefmt import format_range
 from ..api import EventsApi
@@ -29,7 +31,22 @@ def _form_page(request: Request, *, event: dict | None, values: dict, errors: di
         request, "staff/event_edit.html", status, event=event, values=values, errors=errors or {}, flash=flash,
         zones=event_form.all_zones(), common_zones=event_form.COMMON_ZONES,
         question_types=event_form.QUESTION_TYPES, reminder_choices=event_form.REMINDER_CHOICES,
+        retention=_retention(event) if event else None,
     )
+
+
+def _retention(event: dict) -> dict:
+    """retention.describe() with its days written in the event's zone, as staff think of it."""
+    zone = ZoneInfo(event["timezone"])
+    facts = retention.describe(event)
+    return dict(facts, due_day=_day(facts["due_at"], zone), purged_day=_day(facts["purged_at"], zone))
+
+
+def _day(moment, zone: ZoneInfo) -> str:
+    if moment is None:
+        return ""
+    local = moment.astimezone(zone)
+    return f"{local.day} {local:%B %Y}"
 
 
 def _changed_fields(current: dict, data: dict) -> list[str]:
@@ -166,9 +183,11 @@ class EventPages(StaffController):
         for r in rows:  # in the event's own zone, as staff think of it
             r["registered_local"] = _local(r["created_at"], zone)
             r["attended_local"] = _local(r["attended_at"], zone)
+            r["purged"] = retention.is_purged(r)
         return page(request, "staff/registrants.html", event=event, rows=rows, counts=counts, q=q or "",
                     status=status or "", statuses=REGISTRANT_STATUSES, flash=_REG_DONE.get(done or ""),
-                    when=format_range(event["starts_at"], event["ends_at"], event["timezone"]))
+                    when=format_range(event["starts_at"], event["ends_at"], event["timezone"]),
+                    retention=_retention(event))
 
     @get("/{event_id:int}/registrants.csv")
     async def registrants_csv(self, event_id: FromPath[int]) -> Response:
