@@ -40,6 +40,8 @@ def _template_engine() -> TemplateConfig:
 
         engine.engine.globals.update(
             base_url=settings.get().base_url,
+            # The installation's retention figure, for events without their own (privacy notes).
+            retention_days=settings.get().retention_days,
             format_range=format_range,
             format_time=format_time,
         )

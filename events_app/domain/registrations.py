@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import db, settings, tokens
 from ..mail import outbox
+from . import retention
 from . import validation as v
 from .errors import Conflict, NotFound, ValidationFailed
 
@@ -331,6 +332,8 @@ async def _by_link(token: str, purpose: str, message: str) -> dict:
         token, settings.get().secret_key, purpose, row_id, rows[0]["token_salt"]
     ):
         raise NotFound(message)
+    if retention.is_purged(rows[0]):  # every use of the link (page, .ics, join, cancel) ends here
+        raise Conflict("This registration's details were deleted after the event.", "purged")
     return rows[0]
 
 

@@ -40,7 +40,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from .. import db, ics
-from ..domain import events, registrations, subscriptions
+from ..domain import events, registrations, retention, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
 from . import render
@@ -122,6 +122,8 @@ async def _load(registration_id) -> tuple[dict, dict]:
     if not rows:
         raise Undeliverable(f"registration {registration_id} no longer exists")
     registration = rows[0]
+    if retention.is_purged(registration):  # its details were deleted after the event
+        raise Superseded("the registrant's details were deleted after the event")
     try:
         event = await events.get(registration["event"])
     except NotFound:
