@@ -1,5 +1,11 @@
 """Field checks shared by every entry point (API, forms, CLI). Each returns the clean value or
-raises `ValidationFailed` naming the field, so that messages read the same everywhere."""
+raises `ValidationFailed` naming the field, so that messages read the same everywhere.
+
+Text that reaches the database holds no control characters (NUL breaks PostgreSQL, the rest
+breaks mail headers, calendars and terminals) and no lone surrogates (they cannot be encoded as
+UTF-8). Names, titles and labels are one line; long-form fields (descriptions, bodies, answers)
+may hold tabs and line breaks. Times fall in the years 1970 to 2100.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +22,47 @@ SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 EMAIL_RE = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 
 
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and lone surrogates.
+_NOT_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# The same, less tab, CR and LF (which multi-line text may hold) and the Unicode separators.
+_NOT_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LINE_BREAK = re.compile(r"[\n\r\u2028\u2029\x85\x0b\x0c]")
+# Fields that are one line whatever the caller says: they end up in headers, subjects and lists.
+_ONE_LINE_FIELDS = {"name", "title", "label"}
+YEARS = (1970, 2100)
+
+
 def fail(field: str, reason: str) -> ValidationFailed:
     return ValidationFailed({field: reason})
 
 
-def text(data: dict, field: str, *, required: bool = False, max_len: int = 10_000) -> str | None:
+def is_one_line_field(field: str) -> bool:
+    """Names (`name`, `*_name`), titles and labels: the fields read as one line by default."""
+    last = field.rsplit(".", 1)[-1]
+    return last in _ONE_LINE_FIELDS or last.endswith("_name")
+
+
+def clean_chars(value: str, field: str, *, multiline: bool) -> str:
+    """Return `value` unchanged, or raise naming `field` when it holds a character that must not
+    reach the database: any control character or lone surrogate, and in a one-line field any line
+    break or tab as well."""
+    bad = (_NOT_IN_TEXT if multiline else _NOT_IN_A_LINE).search(value)
+    if bad is None:
+        return value
+    if _SURROGATE.match(bad.group()):
+        raise fail(field, "must be valid Unicode text (it holds a lone surrogate)")
+    if not multiline and (_LINE_BREAK.match(bad.group()) or bad.group() == "\t"):
+        raise fail(field, "must be a single line")
+    raise fail(field, "must not contain control characters such as NUL")
+
+
+def text(data: dict, field: str, *, required: bool = False, max_len: int = 10_000,
+         multiline: bool | None = None) -> str | None:
+    """The trimmed string in `data[field]`, at most `max_len` characters and free of control
+    characters. `multiline` None means: one line for names, titles and labels
+    (`is_one_line_field`), several lines (tab, CR, LF allowed) for anything else."""
     value = data.get(field)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
@@ -31,13 +73,23 @@ def text(data: dict, field: str, *, required: bool = False, max_len: int = 10_00
     value = value.strip()
     if len(value) > max_len:
         raise fail(field, f"must be at most {max_len} characters")
-    return value
+    if multiline is None:
+        multiline = not is_one_line_field(field)
+    return clean_chars(value, field, multiline=multiline)
 
 
 def email(value: Any, field: str = "email") -> str:
+    """One deliverable address, lower-cased. Control characters and non-ASCII addresses are
+    refused with their own message: we do not speak SMTPUTF8 end to end, so a confirmation to
+    such an address could never be built or sent."""
     if not isinstance(value, str) or not value.strip():
         raise fail(field, "is required")
     value = value.strip()
+    if _CONTROL.search(value):
+        raise fail(field, "must not contain control characters or line breaks")
+    if not value.isascii():
+        raise fail(field, "we can't send to addresses with non-ASCII characters yet "
+                          "(internationalised addresses are not supported); please use another address")
     if len(value) > 320 or not EMAIL_RE.match(value):
         raise fail(field, "must be an email address like name@example.org")
     local, _, domain = value.rpartition("@")
@@ -81,11 +133,17 @@ def timestamp(value: Any, field: str, tz: str | None) -> datetime:
             raise fail(field, "must be an ISO 8601 time such as 2022-11-29T12:00:00-05:00") from None
     else:
         raise fail(field, "is required (ISO 8601, e.g. 2022-11-29T12:00:00-05:00)")
+    if not YEARS[0] <= moment.year <= YEARS[1]:
+        # Years 1 and 9999 overflow when moved between zones (calendars, pages, reminders).
+        raise fail(field, f"must be between the years {YEARS[0]} and {YEARS[1]}")
     if moment.tzinfo is None:
         if tz is None:
             raise fail(field, "needs an offset, or a valid timezone to read it in")
         moment = moment.replace(tzinfo=ZoneInfo(tz))
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise fail(field, f"must be between the years {YEARS[0]} and {YEARS[1]}") from None
 
 
 def optional_int(value: Any, field: str, *, minimum: int = 0, maximum: int = 1_000_000) -> int | None:
@@ -102,12 +160,14 @@ def optional_int(value: Any, field: str, *, minimum: int = 0, maximum: int = 1_0
     return number
 
 
-def url(value: Any, field: str) -> str:
+def url(value: Any, field: str, *, max_len: int = 2000) -> str:
     if value is None or value == "":
         return ""
     if not isinstance(value, str) or not re.match(r"^https?://[^\s/$.?#].[^\s]*$", value.strip()):
         raise fail(field, "must be an http:// or https:// address")
-    return value.strip()
+    if len(value.strip()) > max_len:
+        raise fail(field, f"must be at most {max_len} characters")
+    return clean_chars(value.strip(), field, multiline=False)
 
 
 def slug(value: Any, field: str = "slug") -> str:
@@ -121,12 +181,20 @@ def slugify(title: str) -> str:
     return base[:80].rstrip("-") or "event"
 
 
-def string_list(value: Any, field: str) -> list[str]:
+def string_list(value: Any, field: str, *, max_items: int = 20, max_len: int = 50) -> list[str]:
+    """Short one-line words (tags): trimmed, lower-cased, deduplicated in order."""
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise fail(field, "must be a list of strings")
-    return [v.strip().lower() for v in value if v.strip()]
+    items = list(dict.fromkeys(v.strip().lower() for v in value if v.strip()))
+    if len(items) > max_items:
+        raise fail(field, f"at most {max_items} {field}")
+    for item in items:
+        if len(item) > max_len:
+            raise fail(field, f"each must be at most {max_len} characters")
+        clean_chars(item, field, multiline=False)
+    return items
 
 
 def boolean(value: Any, field: str) -> bool:
