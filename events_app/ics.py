@@ -16,12 +16,16 @@ clients honour"):
 
 icalendar escapes text, folds lines at 75 octets without splitting a UTF-8 character, and writes
 CRLF; we strip control characters first because some clients reject them even escaped.
+
+Times outside the years 1970-2100 (validation refuses them now; older rows may hold them) are
+written in UTC without a VTIMEZONE: moving them between zones can overflow, and a calendar file
+must never fail to build.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Literal
 from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
@@ -52,8 +56,21 @@ def _zone(event: dict) -> ZoneInfo:
     return ZoneInfo(event.get("timezone") or "UTC")
 
 
+_YEARS = (1970, 2100)
+
+
+def _in_range(moment: datetime) -> bool:
+    return _YEARS[0] <= moment.year <= _YEARS[1]
+
+
 def _local(moment: datetime, tz: ZoneInfo) -> datetime:
-    return moment.astimezone(tz)
+    """`moment` in the event's zone; in UTC when it lies outside the years 1970-2100."""
+    if _in_range(moment):
+        return moment.astimezone(tz)
+    try:
+        return moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # year 1 or 9999 with an offset: keep the clock reading
+        return moment.replace(tzinfo=timezone.utc)
 
 
 def _utc_stamp(moment: datetime) -> str:
@@ -63,12 +80,12 @@ def _utc_stamp(moment: datetime) -> str:
 def _add_timezones(cal: icalendar.Calendar, events: Iterable[dict]) -> None:
     """Add the VTIMEZONEs the VEVENTs reference, covering a year either side of them (a shorter
     component than icalendar's 1970-2038 default, with the same meaning for these events)."""
-    events = list(events)
+    events = [e for e in events if _in_range(e["starts_at"]) and _in_range(e["ends_at"])]
     if not events:
-        return
+        return  # nothing written in a local zone (see _local)
     first = min(e["starts_at"] for e in events).date() - timedelta(days=366)
     last = max(e["ends_at"] for e in events).date() + timedelta(days=366)
-    cal.add_missing_timezones(first_date=first, last_date=last)
+    cal.add_missing_timezones(first_date=max(first, date(_YEARS[0], 1, 1)), last_date=last)
 
 
 def _address(email: str, name: str, **params) -> icalendar.vCalAddress:

@@ -9,6 +9,7 @@ event queues a cancellation per registrant.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,6 +20,10 @@ from . import validation as v
 from .errors import Conflict, NotFound, ValidationFailed
 
 QUESTION_TYPES = {"text", "single", "multiple", "yesno"}
+# Caps on staff input where one slip would mass-mail people or bloat every page and answer.
+MAX_QUESTIONS, MAX_OPTIONS, MAX_OPTION_LEN, MAX_LABEL_LEN = 30, 50, 200, 300
+MAX_REMINDERS, MIN_REMINDER, MAX_REMINDER = 5, 5, 30 * 24 * 60  # minutes before the start
+KEY_RE = re.compile(r"^(?=.*[A-Za-z0-9])[A-Za-z0-9_]{1,60}$")
 STATUSES = {"draft", "published"}
 JSON_FIELDS = ("tags", "questions", "reminders")
 # Fields whose change reaches people's calendars.
@@ -38,30 +43,27 @@ def _questions(value: Any) -> list[dict]:
         return []
     if not isinstance(value, list):
         raise v.fail("questions", "must be a list of questions")
+    if len(value) > MAX_QUESTIONS:
+        raise v.fail("questions", f"at most {MAX_QUESTIONS} questions")
     clean, keys = [], set()
     for i, q in enumerate(value):
         where = f"questions[{i}]"
         if not isinstance(q, dict):
             raise v.fail(where, "must be an object with label and type")
-        label = v.text(q, "label", required=True, max_len=300) if q.get("label") else None
-        if not label:
-            raise v.fail(f"{where}.label", "is required")
+        label = v.text({f"{where}.label": q.get("label")}, f"{where}.label", required=True,
+                       max_len=MAX_LABEL_LEN, multiline=False)
         kind = q.get("type", "text")
-        if kind not in QUESTION_TYPES:
+        if not isinstance(kind, str) or kind not in QUESTION_TYPES:
             raise v.fail(f"{where}.type", f"must be one of {', '.join(sorted(QUESTION_TYPES))}")
         key = q.get("key") or v.slugify(label).replace("-", "_")[:60]
-        if not isinstance(key, str) or not key.replace("_", "").isalnum():
-            raise v.fail(f"{where}.key", "must be letters, digits and underscores")
+        if not isinstance(key, str) or not KEY_RE.match(key):
+            raise v.fail(f"{where}.key", "must be at most 60 letters, digits and underscores")
         if key in keys or key in {"name", "email", "subscribe"}:
             raise v.fail(f"{where}.key", f"{key!r} is used twice or reserved")
         keys.add(key)
         options = q.get("options") or []
         if kind in {"single", "multiple"}:
-            if not isinstance(options, list) or len(options) < 2 or not all(
-                isinstance(o, str) and o.strip() for o in options
-            ):
-                raise v.fail(f"{where}.options", "needs at least two non-empty choices")
-            options = [o.strip() for o in options]
+            options = _options(options, f"{where}.options")
         else:
             options = []
         clean.append(
@@ -70,14 +72,33 @@ def _questions(value: Any) -> list[dict]:
     return clean
 
 
+def _options(value: Any, field: str) -> list[str]:
+    """Two to MAX_OPTIONS distinct one-line choices, each at most MAX_OPTION_LEN characters."""
+    if not isinstance(value, list) or len(value) < 2 or not all(isinstance(o, str) and o.strip() for o in value):
+        raise v.fail(field, "needs at least two non-empty choices")
+    if len(value) > MAX_OPTIONS:
+        raise v.fail(field, f"at most {MAX_OPTIONS} choices")
+    options = [v.clean_chars(o.strip(), field, multiline=False) for o in value]
+    if any(len(o) > MAX_OPTION_LEN for o in options):
+        raise v.fail(field, f"each choice must be at most {MAX_OPTION_LEN} characters")
+    if len(set(options)) != len(options):
+        raise v.fail(field, "the choices must differ from each other")
+    return options
+
+
 def _reminders(value: Any) -> list[int]:
+    """At most MAX_REMINDERS distinct offsets, each MIN_REMINDER minutes to 30 days before the
+    start, latest first. A slip here emails every registrant once per offset."""
     if value is None:
         return [1440, 60]
-    if not isinstance(value, list) or not all(
-        isinstance(m, int) and not isinstance(m, bool) and 0 < m <= 60 * 24 * 60 for m in value
-    ):
+    if not isinstance(value, list) or not all(isinstance(m, int) and not isinstance(m, bool) for m in value):
         raise v.fail("reminders", "must be a list of minutes before the start, e.g. [1440, 60]")
-    return sorted(set(value), reverse=True)
+    offsets = sorted(set(value), reverse=True)
+    if len(offsets) > MAX_REMINDERS:
+        raise v.fail("reminders", f"at most {MAX_REMINDERS} reminders")
+    if any(not MIN_REMINDER <= m <= MAX_REMINDER for m in offsets):
+        raise v.fail("reminders", f"each must be between {MIN_REMINDER} and {MAX_REMINDER} minutes (30 days) before the start")
+    return offsets
 
 
 def clean_fields(data: dict, current: dict | None = None) -> dict:
@@ -89,7 +110,7 @@ def clean_fields(data: dict, current: dict | None = None) -> dict:
     known = {
         "title", "slug", "summary", "description", "audience", "tags", "starts_at", "ends_at",
         "timezone", "capacity", "join_url", "registration_closes_at", "questions", "reminders",
-        "recording_url", "status", "doors_open_minutes", "follow_up_minutes",
+        "recording_url", "status", "doors_open_minutes", "follow_up_minutes", "retention_days",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -132,8 +153,11 @@ def clean_fields(data: dict, current: dict | None = None) -> dict:
         out["doors_open_minutes"] = v.optional_int(data["doors_open_minutes"], "doors_open_minutes", maximum=24 * 60) or 0
     if "follow_up_minutes" in data:
         out["follow_up_minutes"] = v.optional_int(data["follow_up_minutes"], "follow_up_minutes", maximum=14 * 24 * 60) or 0
+    if "retention_days" in data:
+        # Days after the event its registrants' personal data is kept; None: the default setting.
+        out["retention_days"] = v.optional_int(data["retention_days"], "retention_days", minimum=1, maximum=3650)
     if "status" in data:
-        if data["status"] not in STATUSES:
+        if not isinstance(data["status"], str) or data["status"] not in STATUSES:
             raise v.fail("status", "must be 'draft' or 'published' (cancel with /cancel)")
         out["status"] = data["status"]
     return out

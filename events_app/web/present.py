@@ -28,6 +28,9 @@ def event_json(event: dict, *, staff: bool = False, counts: dict | None = None) 
     out["when"] = format_range(event["starts_at"], event["ends_at"], event["timezone"])
     if staff:
         out["join_url"] = event["join_url"]
+        # Days after the event its registrants' personal data is kept; None: the installation's
+        # default (EVENTS_RETENTION_DAYS).
+        out["retention_days"] = event.get("retention_days")
         if counts is not None:
             out.update(counts)
     return out
