@@ -7,7 +7,7 @@ from __future__ import annotations
 from .. import db
 from ..mail import outbox
 from .errors import Conflict, NotFound
-from .registrations import cancel, now, personal_token, view
+from .registrations import _event_state, cancel, now, personal_token, view
 
 
 async def _row(reg_id: int) -> dict:
@@ -26,8 +26,11 @@ async def cancel_by_staff(reg_id: int) -> dict:
 async def promote(reg_id: int) -> dict:
     """Give a waitlisted person a seat now, ahead of the queue and even when the event is full
     (staff override: `taken` may then exceed the capacity, and nobody else is promoted until it
-    falls below). They are told by email with the calendar invite."""
+    falls below). They are told by email with the calendar invite. Not once the event is over
+    (Conflict): a seat offer for a past event helps nobody."""
     row = await _row(reg_id)
+    if (await _event_state(row["event"]))["ends_at"] <= now():
+        raise Conflict("This event is over: nobody can be given a seat now", "past")
     async with db.transaction():
         moment = now()
         done = await db.fetch(

@@ -5,11 +5,14 @@ Capacity holds under any concurrency because a seat is claimed by one conditiona
 that also writes the registration and its confirmation's outbox row: all three happen or none.
 On SQLite the transaction is BEGIN IMMEDIATE on the process's one connection; on PostgreSQL the
 UPDATE's row lock serialises claimants under READ COMMITTED. One person (event, email) holds at
-most one row, enforced by a unique index; a repeat answers like the first and re-sends the
-confirmation at most once per `resend_interval_seconds`.
+most one row, enforced by a unique index; a repeat takes no second seat and re-sends the
+confirmation at most once per `resend_interval_seconds`. What an anonymous caller is told
+(`register_public`) is built from what they sent and the status a new address would get now,
+never from the stored row: knowing an address reveals nothing about its registration.
 
 The waitlist is served in arrival order (registration id). A freed seat goes to the first
-waitlisted person in the same transaction that freed it.
+waitlisted person in the same transaction that freed it, while registration is open
+(`seat_offered`); who may cancel is one rule (`cancel_rule`) for pages, POST and staff.
 
 On PostgreSQL the common case, a new address taking a free seat, is one statement (FAST_PG_SQL:
 claim, registration row and outbox row in one round trip, atomic on its own, no BEGIN/COMMIT),
@@ -20,14 +23,15 @@ event, a changed event) falls back to the general path in a transaction.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from .. import db, settings, tokens
 from ..mail import outbox
 from . import retention
 from . import validation as v
 from .errors import Conflict, NotFound, ValidationFailed
+from .registration_input import clean_answers, clean_person
 
 PURPOSE = "registration"
 JOIN_PURPOSE = "join"
@@ -79,55 +83,6 @@ def join_token(row: dict) -> str:
     return tokens.link(settings.get().secret_key, JOIN_PURPOSE, row["id"], row["token_salt"])
 
 
-def clean_answers(event: dict, raw: Any) -> dict:
-    """Check answers against the event's questions. Keys may be a question's key or label."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise v.fail("answers", "must be an object keyed by question")
-    by_label = {q["label"]: q["key"] for q in event["questions"]}
-    given = {by_label.get(k, k): val for k, val in raw.items()}
-    known = {q["key"] for q in event["questions"]}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise v.fail(f"answers.{unknown[0]}", "is not a question of this event")
-    answers: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for q in event["questions"]:
-        field = f"answers.{q['key']}"
-        value = given.get(q["key"])
-        if isinstance(value, str):
-            value = value.strip()
-        empty = value in (None, "", [])
-        if empty:
-            if q["required"]:
-                errors[field] = "is required"
-            continue
-        if q["type"] == "text":
-            if not isinstance(value, str) or len(value) > 5000:
-                errors[field] = "must be text of at most 5000 characters"
-                continue
-        elif q["type"] == "single":
-            if value not in q["options"]:
-                errors[field] = "must be one of the offered choices"
-                continue
-        elif q["type"] == "multiple":
-            value = [value] if isinstance(value, str) else value
-            if not isinstance(value, list) or any(x not in q["options"] for x in value):
-                errors[field] = "must be a list of the offered choices"
-                continue
-        elif q["type"] == "yesno":
-            try:
-                value = v.boolean(value, field)
-            except ValidationFailed:
-                errors[field] = "must be yes or no"
-                continue
-        answers[q["key"]] = value
-    if errors:
-        raise ValidationFailed(errors)
-    return answers
-
-
 def check_open(event: dict, moment: datetime) -> None:
     """Raise Conflict with a reason unless the event takes registrations now."""
     if event["status"] == "draft":
@@ -141,22 +96,6 @@ def check_open(event: dict, moment: datetime) -> None:
         raise Conflict("Registration for this event has closed", "closed")
 
 
-def clean_person(data: dict) -> tuple[str, str]:
-    errors: dict[str, str] = {}
-    name = email = ""
-    try:
-        name = v.text(data, "name", required=True, max_len=200)
-    except ValidationFailed as exc:
-        errors.update(exc.fields)
-    try:
-        email = v.email(data.get("email"))
-    except ValidationFailed as exc:
-        errors.update(exc.fields)
-    if errors:
-        raise ValidationFailed(errors)
-    return name, email
-
-
 class StaleEvent(Exception):
     """The event changed after the caller read it (another process changed it)."""
 
@@ -164,10 +103,25 @@ class StaleEvent(Exception):
 async def register(event: dict, data: dict) -> dict:
     """Register `data` (name, email, answers, subscribe) for `event`.
 
-    Returns the registration as the registrant may see it. Raises ValidationFailed (all field
+    Returns the registration as stored, for trusted callers (staff tools, the CLI, tests); the
+    public doors answer with `register_public` instead. Raises ValidationFailed (all field
     errors at once) or Conflict (not open). Writes the registration, the seat and the
     confirmation's outbox row atomically. `event` may be a cached copy (events.current): a
     refusal, or a version that moved meanwhile, is judged again on the current event."""
+    return (await _judged(event, data))[0]
+
+
+async def register_public(event: dict, data: dict) -> dict:
+    """Register exactly as `register` does, and return what an anonymous caller may be told:
+    built only from what they sent (cleaned) and the status a NEW address would get at this
+    moment. A repeat (the address holds an active registration) therefore answers like a first
+    registration would now, e.g. "waitlisted" with the next place on a full event, and shows
+    nothing stored; its owner learns the truth from the re-sent confirmation. `id` is always
+    None: a row id would tell an old registration from a new one."""
+    return (await _judged(event, data))[1]
+
+
+async def _judged(event: dict, data: dict) -> tuple[dict, dict]:
     try:
         return await _register(event, data)
     except (ValidationFailed, Conflict, StaleEvent):
@@ -179,7 +133,8 @@ async def register(event: dict, data: dict) -> dict:
         return await _register(fresh, data)
 
 
-async def _register(event: dict, data: dict) -> dict:
+async def _register(event: dict, data: dict) -> tuple[dict, dict]:
+    """(the registration as stored, the anonymous answer)."""
     if not isinstance(data, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
     errors: dict[str, str] = {}
@@ -219,7 +174,21 @@ async def _register(event: dict, data: dict) -> dict:
         from . import subscriptions
 
         await subscriptions.subscribe(email, name, await subscriptions.topic_ids(["bulletin"]), source="registration")
-    return result
+    status, position = result.pop("as_new", None) or (result["status"], result["waitlist_position"])
+    answer = {"id": None, "event_id": event["id"], "name": name, "email": email, "status": status,
+              "answers": answers, "waitlist_position": position}
+    return result, answer
+
+
+async def _as_new(event_id: int) -> tuple[str, int | None]:
+    """What a new address would get now: a free seat, or the next place on the waitlist."""
+    rows = await db.fetch("SELECT capacity, taken FROM event WHERE id = {}", event_id)
+    if rows[0]["capacity"] is None or rows[0]["taken"] < rows[0]["capacity"]:
+        return "registered", None
+    waiting = await db.fetch(
+        "SELECT COUNT(*) AS n FROM registration WHERE event = {} AND status = 'waitlisted'", event_id
+    )
+    return "waitlisted", waiting[0]["n"] + 1
 
 
 async def _register_fast_pg(event, name, email, answers, subscribe, moment) -> dict | None:
@@ -256,7 +225,7 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
                 "UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", moment, row["id"]
             )
             await outbox.enqueue("registration_confirmed", email, {"registration_id": row["id"], "resend": True})
-        return await _shown(row)
+        return {**await _shown(row), "as_new": await _as_new(event["id"])}
     claimed = await db.fetch(CLAIM_SQL, event["id"])
     status = "registered" if claimed else "waitlisted"
     if not claimed and db.is_postgres():
@@ -349,10 +318,54 @@ async def by_join_token(token: str) -> dict:
     return await _by_link(token, JOIN_PURPOSE, "This join link is not valid.")
 
 
+@dataclass(frozen=True)
+class CancelRule:
+    allowed: bool
+    offers_seat: bool  # whether a seat this frees goes to the first waitlisted person
+    reason: str = ""  # why not, for a 409: "past", "cancelled"
+    message: str = ""
+
+
+def seat_offered(event: dict, moment: datetime | None = None) -> bool:
+    """A free seat is offered to the waitlist only while registration is open (published, before
+    the closing time): like pretix, whose waiting list stops when sales end. Nobody is emailed
+    "a seat opened up" for an event that is over, closed or cancelled."""
+    moment = moment or now()
+    return event["status"] == "published" and moment < (event["registration_closes_at"] or event["ends_at"])
+
+
+def cancel_rule(event: dict, registration: dict, moment: datetime | None = None) -> CancelRule:
+    """Who may cancel, and whether the freed seat is offered: the one rule behind the personal
+    page's button, its POST, and staff cancelling for someone. An active registration may be
+    cancelled until the event ends, unless the event itself was cancelled (everyone was told).
+    After the end nothing changes: the record of who held a seat stays as it was."""
+    moment = moment or now()
+    if registration["status"] not in ("registered", "waitlisted"):
+        return CancelRule(False, False, registration["status"], "This registration is already cancelled")
+    if event["status"] == "cancelled":
+        return CancelRule(False, False, "cancelled", "This event has been cancelled: there is nothing to cancel")
+    if event["ends_at"] <= moment:
+        return CancelRule(False, False, "past", "This event is over: a registration can no longer be cancelled")
+    return CancelRule(True, seat_offered(event, moment))
+
+
+async def _event_state(event_id: int) -> dict:
+    rows = await db.fetch(
+        "SELECT status, starts_at, ends_at, registration_closes_at FROM event WHERE id = {}", event_id
+    )
+    return rows[0]
+
+
 async def cancel(token: str) -> dict:
-    """Cancel by the registrant's token. A registered person gets a calendar CANCEL and their
-    seat goes to the first waitlisted person. Repeating it changes nothing."""
+    """Cancel by the registrant's token, as `cancel_rule` allows (Conflict otherwise). A
+    registered person gets a calendar CANCEL and, while `seat_offered`, their seat goes to the
+    first waitlisted person. Repeating it changes nothing."""
     row = await by_token(token)
+    if row["status"] == "cancelled":
+        return await view(row["id"])
+    rule = cancel_rule(await _event_state(row["event"]), row)
+    if not rule.allowed:
+        raise Conflict(rule.message, rule.reason)
     async with db.transaction():
         # One conditional UPDATE per prior status, so that a concurrent promotion cannot make us
         # free a seat that was never held, or keep one that was.
@@ -369,15 +382,18 @@ async def cancel(token: str) -> dict:
                 )
                 if was == "registered":
                     await db.fetch("UPDATE event SET taken = taken - 1 WHERE id = {}", row["event"])
-                    await promote_waitlisted(row["event"])
+                    if rule.offers_seat:
+                        await promote_waitlisted(row["event"])
                 break
     return await view(row["id"])
 
 
 async def promote_waitlisted(event_id: int) -> list[int]:
-    """Give free seats to waitlisted people in arrival order; each is told by email with a
-    calendar invite. Runs inside the caller's transaction."""
+    """Give free seats to waitlisted people in arrival order, while `seat_offered`; each is told
+    by email with a calendar invite. Runs inside the caller's transaction."""
     promoted: list[int] = []
+    if not seat_offered(await _event_state(event_id)):
+        return promoted
     while True:
         waiting = await db.fetch(
             "SELECT id, email FROM registration WHERE event = {} AND status = 'waitlisted' "

@@ -114,7 +114,8 @@ class EventsApi(Controller):
         event = await events.current(_check_id(event_id))
         if event["status"] == "draft" and await optional_staff(request) is None:
             raise NotFound("No such event")
-        return registration_json(await registrations.register(event, _object(data)))
+        # Built from what the caller sent: a repeat answers like a new address (see register_public).
+        return registration_json(await registrations.register_public(event, _object(data)))
 
     @get("/{event_id:int}/registrations", guards=[require_staff], summary="Registrants (staff)")
     async def registrants(self, event_id: FromPath[int]) -> list[dict]:
@@ -136,11 +137,11 @@ class EventsApi(Controller):
                 "; ".join(a) if isinstance(a := r["answers"].get(k, ""), list) else json.dumps(a) if isinstance(a, bool) else a
                 for k in keys
             ]
-            writer.writerow(
-                [r["id"], _cell(r["name"]), r["email"], r["status"], r["waitlist_position"] or "",
-                 r["created_at"].isoformat(), r["attended_at"].isoformat() if r["attended_at"] else "",
-                 *[_cell(str(a)) for a in answers]]
-            )
+            writer.writerow([_cell(str(cell)) for cell in (
+                r["id"], r["name"], r["email"], r["status"], r["waitlist_position"] or "",
+                r["created_at"].isoformat(), r["attended_at"].isoformat() if r["attended_at"] else "",
+                *answers,
+            )])
         return Response(
             out.getvalue(),
             media_type="text/csv; charset=utf-8",
@@ -149,5 +150,6 @@ class EventsApi(Controller):
 
 
 def _cell(value: str) -> str:
-    # Spreadsheets run cells that start with these as formulas (CSV injection).
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    # Spreadsheets run cells that start with these as formulas (CSV injection); every cell goes
+    # through here, whoever typed it (names, addresses and answers come from the public form).
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") else value

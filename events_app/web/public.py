@@ -39,6 +39,18 @@ def _ics_headers(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'inline; filename="{filename}"'}
 
 
+def _shown_back(value: Any) -> Any:
+    """A typed value as the form may show it again: strings that cannot be encoded (a lone
+    surrogate) get U+FFFD, so that re-showing a refused form can never fail."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_shown_back(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shown_back(v) for k, v in value.items()}
+    return value
+
+
 def _listing_key(kind: str, found: list[dict], *extra: Any) -> tuple:
     moment = datetime.now(timezone.utc)
     return (kind, *extra, tuple(
@@ -50,12 +62,12 @@ def _listing_key(kind: str, found: list[dict], *extra: Any) -> tuple:
 
 def form_to_data(event: dict, form: Any) -> dict:
     """Turn the registration form's fields into the API's shape. Questions are `q_<key>`;
-    multiple choice sends one value per ticked box."""
+    multiple choice sends one value per ticked box, and no field at all when none is ticked."""
     answers: dict[str, Any] = {}
     for q in event["questions"]:
         name = f"q_{q['key']}"
         if q["type"] == "multiple":
-            values = form.getall(name) if hasattr(form, "getall") else form.get(name) or []
+            values = form.getall(name, []) if hasattr(form, "getall") else form.get(name) or []
             answers[q["key"]] = [v for v in values if v]
         else:
             answers[q["key"]] = form.get(name)
@@ -149,11 +161,12 @@ class PublicPages(Controller):
         form = await request.form()
         data = form_to_data(event, form)
         try:
-            reg = await registrations.register(event, data)
+            # Built from what was typed: a repeat thanks the person like a first registration.
+            reg = await registrations.register_public(event, data)
         except ValidationFailed as exc:
-            return self._page(event, errors=exc.fields, values=data, status=400)
+            return self._page(event, errors=exc.fields, values=_shown_back(data), status=400)
         except Conflict as exc:
-            return self._page(event, values=data, status=409, notice=exc.message)
+            return self._page(event, values=_shown_back(data), status=409, notice=exc.message)
         return Template(
             "events/registered.html",
             context={**event_page(await events.get(event["id"])), "registration": reg},

@@ -30,9 +30,11 @@ class RegistrantPages(Controller):
 
         links = calendar_links(event, base_url=settings.get().base_url)
         links["ics"] = f"{settings.get().base_url}/r/{token}.ics"
+        # The same rule the POST applies: the button shows only when the POST would cancel.
+        rule = registrations.cancel_rule(event, reg)
         return Template(
             "registrant/page.html",
-            context={**event_page(event), "registration": view, "token": token, "links": links},
+            context={**event_page(event), "registration": view, "token": token, "links": links, "cancel": rule},
         )
 
     async def _ics(self, token: FromPath[str]) -> Response:
@@ -54,6 +56,7 @@ class RegistrantPages(Controller):
 
     @post("/r/{token:str}/cancel", status_code=303)
     async def cancel(self, token: FromPath[str]) -> Redirect:
+        """Cancel as registrations.cancel_rule allows; 409 with the reason otherwise."""
         await registrations.cancel(token)
         return Redirect(f"/r/{token}?cancelled=1", status_code=303)
 

@@ -101,7 +101,10 @@ async def test_header_injection_through_the_name_is_impossible():
     transport = MemoryTransport()
     worker = Worker(settings.get(), transport)
     event = await published_webinar()
-    await register(event, "Ada\r\nBcc: victim@example.net", "ada@example.com")
+    # The door refuses such a name now (validation: names are one line); a row stored before
+    # that must still not inject a header.
+    await register(event, "Ada", "ada@example.com")
+    await db.fetch("UPDATE registration SET name = {} WHERE email = 'ada@example.com'", "Ada\r\nBcc: victim@example.net")
     await worker.run_once()
 
     [message] = transport.messages
