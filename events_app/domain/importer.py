@@ -14,7 +14,9 @@ What each row does:
     still queued for them is dropped by the worker, which re-checks the status at send time;
   - an existing `confirmed` subscriber only gains the topics (paused stays paused);
   - an address whose hash belongs to an `unsubscribed` or `erased` subscriber is skipped and
-    reported: only its owner can come back, by a new double opt-in;
+    reported: only its owner can come back, by a new double opt-in. This holds while someone
+    has asked to subscribe it again: that request keeps the status (domain/subscriptions.py), so
+    the list owner's vouching never stands in for the owner's own confirmation;
   - names of existing subscribers are never changed (the person's own choice wins).
 
 Importing the same file again writes nothing: addresses already known are read per batch with

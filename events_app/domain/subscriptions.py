@@ -1,13 +1,25 @@
 """Subscriptions: double opt-in, the preference centre, one-click unsubscribe, erasure.
 
 Nothing here tells a caller whether an address is known: `subscribe` and `send_link` return
-nothing and the web layer answers the same way, after doing this work in the background. Every
-message goes through the outbox. Links are capabilities (`tokens.link`): `confirm` (valid a week
-after it was last sent) and `manage` (the preference centre and one-click unsubscribe). Re-sends
-to one address are throttled (`RESEND_EVERY`).
+nothing, do their writes before returning (so nothing is lost after the answer) and do comparable
+work for every address (one upsert or conditional UPDATE, then an email unless one went out in the
+last `RESEND_EVERY`); the web layer answers the same way whatever happened. Every message goes
+through the outbox. Links are capabilities (`tokens.link`): `confirm` (valid a week after it was
+last sent) and `manage` (the preference centre and one-click unsubscribe).
 
-Statuses: pending -> confirmed -> unsubscribed (may come back by a new double opt-in);
-erased keeps only the SHA-256 of the address.
+Statuses: pending -> confirmed -> unsubscribed; erased keeps only the SHA-256 of the address.
+
+An opt-out stands until its owner confirms otherwise. A request for an unsubscribed or erased
+address keeps the status and only records the topics asked for in `requested_topics` (a JSON list
+of topic ids); the confirmation email's link, POSTed by the owner, applies them. An erased address
+asked for again is stored again as a request only, like any unknown address: its old data is gone,
+it is not listed to staff, has no preference page and no export, and the importer skips it, until
+confirmed.
+
+Unsubscribing and erasure rotate `token_salt`, so every link already sent (confirmation,
+preferences, one-click unsubscribe) stops working for the old data. RFC 8058 one-click stays
+repeatable: `unsubscribe` accepts any well-formed token and answers alike whether it is current,
+stale or unknown, acting only on a current one.
 """
 
 from __future__ import annotations
@@ -27,6 +39,23 @@ MANAGE = "manage"
 CONFIRM_VALID = timedelta(days=7)
 RESEND_EVERY = timedelta(minutes=10)
 MAX_PAUSE_WEEKS = 52
+MAX_NAME = 200
+OPTED_OUT = ("unsubscribed", "erased")
+RETRIES = 3
+
+# One statement for every address, known or not: a new pending row, or (on the unique address
+# hash) a no-op update that returns the stored row and, on PostgreSQL, holds its lock until commit,
+# so identical requests at once queue up instead of racing. A row is new when its salt is ours.
+_UPSERT = (
+    "INSERT INTO subscriber (email, email_hash, name, status, token_salt, source, created_at) "
+    "VALUES ({}, {}, {}, 'pending', {}, {}, {}) "
+    "ON CONFLICT (email_hash) DO UPDATE SET email_hash = excluded.email_hash RETURNING *"
+)
+# The re-send throttle, claimed atomically: only one of many requests in a window gets a row back.
+_CLAIM_SEND = (
+    "UPDATE subscriber SET confirm_sent_at = {} WHERE id = {} "
+    "AND (confirm_sent_at IS NULL OR confirm_sent_at <= {}) RETURNING id"
+)
 
 
 def now() -> datetime:
@@ -45,6 +74,23 @@ def manage_token(row: dict) -> str:
     return tokens.link(settings.get().secret_key, MANAGE, row["id"], row["token_salt"])
 
 
+def requested_ids(row: dict) -> list[int]:
+    """The topic ids of an opt-in asked for while unsubscribed or erased ([] when none)."""
+    try:
+        ids = json.loads(row.get("requested_topics") or "[]")
+    except ValueError:
+        return []
+    return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
+
+
+def awaits_confirmation(row: dict) -> bool:
+    """True while a confirmation link for this row would change something: a pending address,
+    or an opt-out with a new opt-in asked for (and an address to write to)."""
+    if row["status"] == "pending":
+        return True
+    return row["status"] in OPTED_OUT and bool(row.get("email")) and bool(requested_ids(row))
+
+
 async def topic_ids(slugs: list[str] | None, field: str = "topics") -> dict[str, int]:
     """slug -> id for the given topic slugs (default: the bulletin); ValidationFailed names an
     unknown one."""
@@ -56,8 +102,14 @@ async def topic_ids(slugs: list[str] | None, field: str = "topics") -> dict[str,
     known = {r["slug"]: r["id"] for r in rows}
     unknown = [s for s in slugs if s not in known]
     if unknown:
-        raise ValidationFailed({field: f"unknown topic {unknown[0]!r}; known: {', '.join(sorted(known))}"})
+        raise ValidationFailed({field: f"unknown topic {unknown[0][:100]!r}; known: {', '.join(sorted(known))}"})
     return {s: known[s] for s in dict.fromkeys(slugs)}
+
+
+def clean_name(data: dict, field: str = "name") -> str:
+    """A person's name: one line (validation.text refuses control characters), at most
+    MAX_NAME characters; "" when absent."""
+    return v.text(data, field, max_len=MAX_NAME) or ""
 
 
 def clean_request(data: Any) -> tuple[str, str, list[str] | None]:
@@ -71,7 +123,7 @@ def clean_request(data: Any) -> tuple[str, str, list[str] | None]:
     except ValidationFailed as exc:
         errors.update(exc.fields)
     try:
-        name = v.text(data, "name", max_len=200) or ""
+        name = clean_name(data)
     except ValidationFailed as exc:
         errors.update(exc.fields)
     topics = data.get("topics")
@@ -93,67 +145,77 @@ async def _set_topics(subscriber_id: int, ids: list[int], *, replace: bool) -> N
         )
 
 
-async def subscribe(email: str, name: str, topics: dict[str, int], source: str = "form") -> None:
-    """Start (or continue) a double opt-in for `email`. Returns nothing on purpose.
+async def _retry(work):
+    """Run `work` (one transaction) again when a unique constraint refused it: two requests for
+    one new address at once; the next attempt finds the winner's row."""
+    for attempt in range(RETRIES):
+        try:
+            return await work()
+        except Exception as exc:
+            if not db.is_unique_violation(exc) or attempt == RETRIES - 1:
+                raise
 
-    Unknown, unsubscribed or erased address: a pending subscriber with these topics and a
-    confirmation email. Pending: the topics are added and the confirmation re-sent (at most every
-    10 minutes). Confirmed: nothing changes without the owner: they get a note with their
-    preference link instead (also throttled)."""
-    moment = now()
+
+async def subscribe(email: str, name: str, topics: dict[str, int], source: str = "form") -> None:
+    """Start (or continue) a double opt-in for `email`, written before returning. Returns nothing
+    on purpose. Safe to run many times at once for one address (one row, one email per window).
+
+    Unknown address: a pending subscriber with these topics and a confirmation email. Pending:
+    the topics are added and the confirmation re-sent. Confirmed: nothing changes without the
+    owner: a note with their preference link instead. Unsubscribed or erased: the opt-out stands;
+    the topics are recorded as requested (an erased address is stored again for the email, with
+    no old data) and a confirmation email asks the owner. Emails: at most one per RESEND_EVERY."""
+    await _retry(lambda: _subscribe_once(email, name, list(topics.values()), source))
+
+
+async def _subscribe_once(email: str, name: str, ids: list[int], source: str) -> None:
+    moment, salt = now(), tokens.new_salt()
     async with db.transaction():
-        rows = await db.fetch(
-            "SELECT * FROM subscriber WHERE email_hash = {}", email_hash(email)
-        )
-        if not rows:
-            created = await db.fetch(
-                "INSERT INTO subscriber (email, email_hash, name, status, token_salt, source, created_at, "
-                "confirm_sent_at) VALUES ({}, {}, {}, 'pending', {}, {}, {}, {}) RETURNING id",
-                email, email_hash(email), name, tokens.new_salt(), source, moment, moment,
-            )
-            await _set_topics(created[0]["id"], list(topics.values()), replace=True)
-            await outbox.enqueue("subscription_confirm", email, {"subscriber_id": created[0]["id"]})
-            return
-        row = rows[0]
-        recent = row["confirm_sent_at"] is not None and moment - row["confirm_sent_at"] < RESEND_EVERY
-        if row["status"] == "confirmed":
-            if not recent:
-                await db.fetch("UPDATE subscriber SET confirm_sent_at = {} WHERE id = {}", moment, row["id"])
-                await outbox.enqueue("subscription_known", email, {"subscriber_id": row["id"]})
-            return
-        if row["status"] in ("unsubscribed", "erased"):
-            await db.fetch(
-                "UPDATE subscriber SET status = 'pending', email = {}, name = {}, erased_at = NULL, "
-                "unsubscribed_at = NULL, confirmed_at = NULL, paused_until = NULL WHERE id = {}",
-                email, name or row["name"] or "", row["id"],
-            )
-            await _set_topics(row["id"], list(topics.values()), replace=True)
-        else:
-            await _set_topics(row["id"], list(topics.values()), replace=False)
+        row = (await db.fetch(_UPSERT, email, email_hash(email), name, salt, source, moment))[0]
+        if row["token_salt"] == salt:
+            await _set_topics(row["id"], ids, replace=True)
+        elif row["status"] == "pending":
+            await _set_topics(row["id"], ids, replace=False)
             if name and not row["name"]:
                 await db.fetch("UPDATE subscriber SET name = {} WHERE id = {}", name, row["id"])
-        if recent and row["status"] == "pending":
-            return
-        await db.fetch("UPDATE subscriber SET confirm_sent_at = {} WHERE id = {}", moment, row["id"])
-        await outbox.enqueue("subscription_confirm", email, {"subscriber_id": row["id"]})
+        elif row["status"] in OPTED_OUT:
+            wanted = sorted(set(requested_ids(row)) | set(ids))
+            if row["status"] == "erased":
+                # Stored again only as a request, like an unknown address (the email needs it).
+                await db.fetch(
+                    "UPDATE subscriber SET requested_topics = {}, email = {}, name = {} WHERE id = {}",
+                    json.dumps(wanted), email, row["name"] or name, row["id"],
+                )
+            else:  # the owner's own name and topics stay as they are
+                await db.fetch(
+                    "UPDATE subscriber SET requested_topics = {} WHERE id = {}", json.dumps(wanted), row["id"]
+                )
+        due = await db.fetch(_CLAIM_SEND, moment, row["id"], moment - RESEND_EVERY)
+        if due:
+            kind = "subscription_known" if row["status"] == "confirmed" else "subscription_confirm"
+            await outbox.enqueue(kind, email, {"subscriber_id": row["id"]})
 
 
 async def _by_link(token: str, purpose: str) -> dict:
     row_id = tokens.link_row_id(token)
     rows = await db.fetch("SELECT * FROM subscriber WHERE id = {}", row_id) if row_id else []
-    if not rows or rows[0]["status"] == "erased" or not tokens.link_matches(
-        token, settings.get().secret_key, purpose, row_id, rows[0]["token_salt"]
-    ):
+    if not rows or not tokens.link_matches(token, settings.get().secret_key, purpose, row_id, rows[0]["token_salt"]):
+        raise NotFound(
+            "This link is not valid. Links stop working when an address is unsubscribed or deleted; "
+            "ask for a new one at /s/link."
+        )
+    row = rows[0]
+    if row["status"] == "erased" and not (purpose == CONFIRM and awaits_confirmation(row)):
         raise NotFound("This link is not valid, or the subscription was deleted.")
-    return rows[0]
+    return row
 
 
 async def by_confirm_token(token: str) -> dict:
     """The subscriber a confirmation link names; NotFound when invalid or older than a week
-    (for a pending subscriber: a confirmed one just sees that it is done)."""
+    (while there is something to confirm: a confirmed one just sees that it is done)."""
     row = await _by_link(token, CONFIRM)
     sent = row["confirm_sent_at"] or row["created_at"]
-    if row["status"] == "pending" and now() - sent > CONFIRM_VALID:
+    if awaits_confirmation(row) and now() - sent > CONFIRM_VALID:
         raise NotFound("This confirmation link has expired. Subscribe again to get a new one.")
     return row
 
@@ -163,25 +225,40 @@ async def by_manage_token(token: str) -> dict:
 
 
 async def confirm(token: str) -> dict:
-    """Confirm a pending subscription (POST only). Repeating it changes nothing."""
+    """Confirm (POST only): a pending subscription, or the opt-in asked for since an unsubscribe
+    or erasure (status confirmed with exactly the topics asked for). Repeating it changes nothing."""
     row = await by_confirm_token(token)
-    if row["status"] == "unsubscribed":
-        raise Conflict(
-            "This address was unsubscribed after this link was sent. To receive our emails again, "
-            "subscribe again or choose topics on your preference page.",
-            "unsubscribed",
-        )
+    moment = now()
     if row["status"] == "pending":
         await db.fetch(
             # A working confirmation link proves the address works again: lift a bounce mark.
             "UPDATE subscriber SET status = 'confirmed', confirmed_at = {}, bounced_at = NULL, bounce_reason = '' "
             "WHERE id = {} AND status = 'pending'",
-            now(), row["id"],
+            moment, row["id"],
+        )
+    elif awaits_confirmation(row):
+        async with db.transaction():
+            applied = await db.fetch(
+                "UPDATE subscriber SET status = 'confirmed', confirmed_at = {}, unsubscribed_at = NULL, "
+                "erased_at = NULL, paused_until = NULL, bounced_at = NULL, bounce_reason = '', requested_topics = '' "
+                "WHERE id = {} AND status = {} AND requested_topics = {} RETURNING id",
+                moment, row["id"], row["status"], row["requested_topics"],
+            )
+            if applied:
+                known = {t["id"] for t in await db.fetch("SELECT id FROM topic")}
+                await _set_topics(row["id"], [i for i in requested_ids(row) if i in known], replace=True)
+    elif row["status"] == "unsubscribed":
+        raise Conflict(
+            "This address was unsubscribed after this link was sent. To receive our emails again, "
+            "subscribe again or choose topics on your preference page.",
+            "unsubscribed",
         )
     return await get(row["id"])
 
 
 async def get(subscriber_id: int) -> dict:
+    """The subscriber row with `topics` (slugs received), `requested` (slugs of an opt-in asked
+    for while opted out) and `confirm_topics` (what a confirmation would give)."""
     rows = await db.fetch("SELECT * FROM subscriber WHERE id = {}", subscriber_id)
     if not rows:
         raise NotFound("No such subscriber")
@@ -191,6 +268,10 @@ async def get(subscriber_id: int) -> dict:
         subscriber_id,
     )
     row["topics"] = [t["slug"] for t in topics]
+    wanted = set(requested_ids(row))
+    row["requested"] = [t["slug"] for t in await all_topics() if t["id"] in wanted] if wanted else []
+    row["awaits_confirmation"] = awaits_confirmation(row)
+    row["confirm_topics"] = row["requested"] if row["status"] in OPTED_OUT else row["topics"]
     return row
 
 
@@ -198,18 +279,22 @@ async def all_topics() -> list[dict]:
     return await db.fetch("SELECT id, slug, name, description FROM topic ORDER BY id")
 
 
-async def update_preferences(token: str, *, topics: list[str], name: str | None) -> dict:
-    """Set exactly these topics (joining and leaving) and the name. An empty list leaves
-    everything but keeps the address confirmed, so topics can be joined again later."""
+async def update_preferences(token: str, *, topics: list[str], name: Any) -> dict:
+    """Set exactly these topics (joining and leaving) and the name (None: unchanged; one line).
+    An empty list leaves everything but keeps the address confirmed, so topics can be joined
+    again later. Choosing topics while unsubscribed is the owner's consent: confirmed again."""
     row = await by_manage_token(token)
+    clean = clean_name({"name": name}) if name is not None else None
     ids = await topic_ids(topics, "topics") if topics else {}
     async with db.transaction():
         await _set_topics(row["id"], list(ids.values()), replace=True)
-        if name is not None:
-            await db.fetch("UPDATE subscriber SET name = {} WHERE id = {}", name.strip()[:200], row["id"])
+        if clean is not None:
+            await db.fetch("UPDATE subscriber SET name = {} WHERE id = {}", clean, row["id"])
         if row["status"] == "unsubscribed" and ids:
-            # Choosing topics again on one's own preference page is consent.
-            await db.fetch("UPDATE subscriber SET status = 'confirmed', unsubscribed_at = NULL WHERE id = {}", row["id"])
+            await db.fetch(
+                "UPDATE subscriber SET status = 'confirmed', unsubscribed_at = NULL, requested_topics = '' "
+                "WHERE id = {}", row["id"],
+            )
         # Saving from a link we emailed shows the address receives mail: lift a bounce mark.
         await db.fetch(
             "UPDATE subscriber SET bounced_at = NULL, bounce_reason = '' WHERE id = {} AND bounced_at IS NOT NULL",
@@ -218,7 +303,7 @@ async def update_preferences(token: str, *, topics: list[str], name: str | None)
     return await get(row["id"])
 
 
-async def leave_topic(token: str, slug: str) -> dict:
+async def leave_topic(token: str, slug: Any) -> dict:
     row = await by_manage_token(token)
     ids = await topic_ids([slug], "topic")
     await db.fetch("DELETE FROM subscription WHERE subscriber = {} AND topic = {}", row["id"], ids[slug])
@@ -237,12 +322,23 @@ async def pause(token: str, weeks: Any) -> dict:
 
 
 async def unsubscribe(token: str) -> None:
-    """One-click unsubscribe from everything (RFC 8058). Repeatable; erased is left alone."""
-    row = await by_manage_token(token)
+    """One-click unsubscribe from everything (RFC 8058), and any opt-in asked for meanwhile.
+    Rotates the link secret: every link sent before stops working. Repeatable: a well-formed
+    token that is stale (already used), forged or unknown does nothing and raises nothing, so
+    the answer is the same for all; only a malformed one raises NotFound."""
+    row_id = tokens.link_row_id(token)
+    if row_id is None:
+        raise NotFound("This link is not valid.")
+    rows = await db.fetch("SELECT id, status, token_salt FROM subscriber WHERE id = {}", row_id)
+    if not rows or rows[0]["status"] == "erased" or not tokens.link_matches(
+        token, settings.get().secret_key, MANAGE, row_id, rows[0]["token_salt"]
+    ):
+        return
     await db.fetch(
-        "UPDATE subscriber SET status = 'unsubscribed', unsubscribed_at = {} "
-        "WHERE id = {} AND status IN ('pending', 'confirmed')",
-        now(), row["id"],
+        # The salt in the condition: of two clicks at once only one acts (and rotates).
+        "UPDATE subscriber SET status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, {}), "
+        "requested_topics = '', token_salt = {} WHERE id = {} AND token_salt = {} AND status <> 'erased'",
+        now(), tokens.new_salt(), row_id, rows[0]["token_salt"],
     )
 
 
@@ -260,6 +356,7 @@ async def export(token: str) -> dict:
         "name": row["name"],
         "status": row["status"],
         "topics": row["topics"],
+        "requested_topics": row["requested"],
         "subscribed_at": iso(row["created_at"]),
         "confirmed_at": iso(row["confirmed_at"]),
         "paused_until": iso(row["paused_until"]),
@@ -274,37 +371,40 @@ async def export(token: str) -> dict:
 
 
 async def erase(token: str) -> None:
-    """Delete the personal data: topics go, name and address are blanked, and only the address's
-    SHA-256 stays so that an import cannot quietly add it again. Messages still queued to the
-    address are dropped."""
+    """Delete the personal data: topics go; address, name, every date and mark about the person
+    and any opt-in asked for are blanked; only the address's SHA-256 stays, so that an import
+    cannot quietly add it again. The link secret is rotated: every link sent before stops
+    working, also if the address is asked for again later. Messages still queued to the address
+    are dropped, and the delivery log forgets the address."""
     row = await by_manage_token(token)
+    moment = now()
     async with db.transaction():
         await db.fetch("DELETE FROM subscription WHERE subscriber = {}", row["id"])
         await db.fetch(
-            "UPDATE subscriber SET status = 'erased', email = NULL, name = '', erased_at = {}, "
-            "paused_until = NULL WHERE id = {}",
-            now(), row["id"],
+            "UPDATE subscriber SET status = 'erased', email = NULL, name = '', erased_at = {}, created_at = {}, "
+            "confirm_sent_at = NULL, confirmed_at = NULL, paused_until = NULL, unsubscribed_at = NULL, "
+            "bounced_at = NULL, bounce_reason = '', link_sent_at = NULL, requested_topics = '', token_salt = {} "
+            "WHERE id = {}",
+            moment, moment, tokens.new_salt(), row["id"],
         )
         await db.fetch(
             "UPDATE outbox SET status = 'failed', last_error = 'not sent: the subscriber was erased' "
             "WHERE recipient = {} AND status = 'queued' AND kind LIKE 'subscription_%'",
             row["email"],
         )
-        # The delivery log keeps no copy of the address either.
         await db.fetch("UPDATE outbox SET recipient = '' WHERE recipient = {}", row["email"])
 
 
 async def send_link(email: str) -> None:
-    """"Email me my link": the preference link to a known, not erased address (throttled).
-    Returns nothing on purpose."""
-    rows = await db.fetch(
-        "SELECT id, status, link_sent_at FROM subscriber WHERE email_hash = {}", email_hash(email)
-    )
-    if not rows or rows[0]["status"] == "erased":
-        return
-    row, moment = rows[0], now()
-    if row["link_sent_at"] is not None and moment - row["link_sent_at"] < RESEND_EVERY:
-        return
+    """"Email me my link": the preference link to a known, not erased address, at most once per
+    RESEND_EVERY (claimed by one conditional UPDATE, so requests at once send one). Written
+    before returning; returns nothing on purpose."""
+    moment = now()
     async with db.transaction():
-        await db.fetch("UPDATE subscriber SET link_sent_at = {} WHERE id = {}", moment, row["id"])
-        await outbox.enqueue("subscription_link", email, {"subscriber_id": row["id"]})
+        rows = await db.fetch(
+            "UPDATE subscriber SET link_sent_at = {} WHERE email_hash = {} AND status <> 'erased' "
+            "AND (link_sent_at IS NULL OR link_sent_at <= {}) RETURNING id",
+            moment, email_hash(email), moment - RESEND_EVERY,
+        )
+        if rows:
+            await outbox.enqueue("subscription_link", email, {"subscriber_id": rows[0]["id"]})

@@ -246,7 +246,8 @@ async def _subscriber(row: dict, payload: dict) -> dict:
         subscriber = await subscriptions.get(payload["subscriber_id"])
     except NotFound:
         raise Undeliverable(f"subscriber {payload['subscriber_id']} no longer exists") from None
-    if subscriber["status"] == "erased" or not subscriber["email"]:
+    # An erased address asked for again is written to only to confirm that request.
+    if not subscriber["email"] or (subscriber["status"] == "erased" and row["kind"] != "subscription_confirm"):
         raise Superseded("the subscriber erased their data")
     if row["recipient"] and row["recipient"].lower() != subscriber["email"].lower():
         raise Undeliverable("the row's recipient is not the subscriber's address")
@@ -256,8 +257,9 @@ async def _subscriber(row: dict, payload: dict) -> dict:
 def _plan_subscription(kind: str, subscriber: dict) -> None:
     """Raise Superseded when the subscriber's status makes the message wrong by now."""
     status = subscriber["status"]
-    if kind == "subscription_confirm" and status != "pending":
-        # Confirmed: nothing left to confirm. Unsubscribed since: asking again would be wrong.
+    if kind == "subscription_confirm" and not subscriber["awaits_confirmation"]:
+        # Confirmed: nothing left to confirm. Unsubscribed (or erased) since, with no new opt-in
+        # asked for: asking would be wrong.
         raise Superseded(f"the subscription is {status}; there is nothing to confirm")
     if kind == "subscription_known" and status != "confirmed":
         raise Superseded(f"the subscription is {status}, no longer confirmed")
@@ -283,7 +285,8 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
         token = subscriptions.manage_token(subscriber)
         links["manage"] = f"{base}/s/{token}"
         links["unsubscribe"] = f"{base}/s/{token}/unsubscribe"
-    chosen = set(subscriber["topics"])
+    # A confirmation lists what it would give (an opt-in asked for while opted out).
+    chosen = set(subscriber["confirm_topics"] if kind == "subscription_confirm" else subscriber["topics"])
     paused = subscriber["paused_until"]
     context = {
         "name": ics.clean_line(subscriber["name"]),

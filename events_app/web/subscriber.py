@@ -1,9 +1,10 @@
 """Subscribing and the subscriber's own pages, reached by the links in their emails.
 
-The subscribe and "email me my link" answers are the same whatever the address: the work (and
-any email) happens in a background task after the response is sent, so neither the content nor
-the time of the answer says whether an address is known. GET never changes anything (mail
-scanners follow links): confirming, changing preferences and unsubscribing are POSTs from the
+The subscribe and "email me my link" answers are the same whatever the address, byte for byte:
+they are built from what the caller sent, never from what is stored. The work is done before
+answering (nothing runs after the response, where a failure would be lost and would drop the
+connection), and the domain does comparable work for every address. GET never changes anything
+(mail scanners follow links): confirming, changing preferences and unsubscribing are POSTs from the
 page the link opens, except the RFC 8058 one-click POST that mail clients send themselves.
 The tokens are capabilities only their owner received, so these forms need no session.
 """
@@ -15,7 +16,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -30,16 +30,17 @@ ACCEPTED = (
 LINK_SENT = "If this address is subscribed, we've emailed it a link to your preferences."
 
 
-async def _subscribe_later(email: str, name: str, topics: list[str] | None, source: str) -> None:
-    try:
-        ids = await subscriptions.topic_ids(topics)
-    except ValidationFailed:
-        return
-    await subscriptions.subscribe(email, name, ids, source=source)
-
-
-def _form_topics(form: Any) -> list[str]:
+def _form_topics(form: Any) -> list[Any]:
     return [t for t in form.getall("topics", []) if t]
+
+
+def _shown(values: dict) -> dict:
+    """Form values to show again in the form: text only (an uploaded file in a text field is
+    not echoed)."""
+    shown = {k: v for k, v in values.items() if isinstance(v, str)}
+    if isinstance(values.get("topics"), list):
+        shown["topics"] = [t for t in values["topics"] if isinstance(t, str)]
+    return shown
 
 
 class SubscriberApi(Controller):
@@ -47,14 +48,12 @@ class SubscriberApi(Controller):
     tags = ["subscribers"]
 
     @post("/", status_code=HTTP_202_ACCEPTED, summary="Subscribe (double opt-in); same answer for any address")
-    async def subscribe(self, data: JSONBody[Any]) -> Response:
+    async def subscribe(self, data: JSONBody[Any] = None) -> Response:
         email, name, topics = subscriptions.clean_request(data)
-        await subscriptions.topic_ids(topics)  # an unknown topic is the caller's mistake: say so
-        body = {"email": email, "name": name, "topics": topics or ["bulletin"], "detail": ACCEPTED}
-        return Response(
-            body, status_code=HTTP_202_ACCEPTED,
-            background=BackgroundTask(_subscribe_later, email, name, topics, "api"),
-        )
+        ids = await subscriptions.topic_ids(topics)  # an unknown topic is the caller's mistake: say so
+        await subscriptions.subscribe(email, name, ids, source="api")
+        body = {"email": email, "name": name, "topics": list(ids), "detail": ACCEPTED}
+        return Response(body, status_code=HTTP_202_ACCEPTED)
 
 
 class SubscriberPages(Controller):
@@ -84,16 +83,13 @@ class SubscriberPages(Controller):
         try:
             if not values["topics"]:
                 raise ValidationFailed({"topics": "choose at least one"})
-            await subscriptions.topic_ids(values["topics"])
+            ids = await subscriptions.topic_ids(values["topics"])
         except ValidationFailed as exc:
             errors.update(exc.fields)
         if errors:
-            return await self._form(errors=errors, values=values, status=400)
-        return Template(
-            "subscriber/message.html",
-            context={"title": "Check your inbox", "message": ACCEPTED},
-            background=BackgroundTask(_subscribe_later, email, name, values["topics"], "form"),
-        )
+            return await self._form(errors=errors, values=_shown(values), status=400)
+        await subscriptions.subscribe(email, name, ids, source="form")
+        return Template("subscriber/message.html", context={"title": "Check your inbox", "message": ACCEPTED})
 
     @get("/s/confirm/{token:str}")
     async def confirm_page(self, token: FromPath[str]) -> Template:
@@ -119,13 +115,10 @@ class SubscriberPages(Controller):
         try:
             email = validation.email(form.get("email"))
         except ValidationFailed as exc:
-            return Template("subscriber/link.html", context={"errors": exc.fields, "values": dict(form)},
-                            status_code=400)
-        return Template(
-            "subscriber/message.html",
-            context={"title": "Check your inbox", "message": LINK_SENT},
-            background=BackgroundTask(subscriptions.send_link, email),
-        )
+            return Template("subscriber/link.html", status_code=400,
+                            context={"errors": exc.fields, "values": _shown({"email": form.get("email")})})
+        await subscriptions.send_link(email)
+        return Template("subscriber/message.html", context={"title": "Check your inbox", "message": LINK_SENT})
 
     @get("/s/{token:str}")
     async def preferences(self, token: FromPath[str], saved: FromQuery[str | None] = None) -> Template:
@@ -179,10 +172,13 @@ class SubscriberPages(Controller):
 
     @post("/s/{token:str}/unsubscribe", status_code=200)
     async def unsubscribe(self, token: FromPath[str]) -> Template:
-        """RFC 8058 one-click: no cookie or CSRF token needed, 200 without a redirect, repeatable."""
+        """RFC 8058 one-click: no cookie or CSRF token needed, 200 without a redirect, repeatable.
+        The link is retired by the first POST; this answer is the same for a current, a stale and
+        an unknown well-formed token, and carries no link (the owner asks for a new one)."""
         await subscriptions.unsubscribe(token)
         return Template("subscriber/message.html", context={
             "title": "You are unsubscribed",
-            "message": "You will get no more bulletins or announcements from us.",
-            "manage": token,
+            "message": "You will get no more bulletins or announcements from us, and the links in "
+                       "emails we sent before no longer work.",
+            "new_link": True,
         })

@@ -15,7 +15,7 @@ import pytest
 from events_app import db
 from events_app.domain import subscriptions
 from mail.sending import drain, smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
-from subscriber_mail import BULLETIN, confirm_url, manage_url, one_link, path_of, row, snapshot
+from subscriber_mail import BULLETIN, confirm_url, forget_throttle, manage_url, one_link, path_of, row, snapshot
 
 CONFIRM_PATH = r"/s/confirm/[0-9]+\.[A-Za-z0-9_-]{43}"
 MANAGE_PATH = r"/s/[0-9]+\.[A-Za-z0-9_-]{43}"
@@ -114,8 +114,17 @@ async def test_subscribe_by_api_confirm_change_preferences_unsubscribe_in_one_cl
             gone = await row("ada@example.org")
             assert gone["status"] == "unsubscribed" and gone["unsubscribed_at"] is not None
             if attempt == 1:
-                first_time = gone["unsubscribed_at"]
+                first_time, first_answer = gone["unsubscribed_at"], answer.content
     assert gone["unsubscribed_at"] == first_time, "the second POST changed nothing"
+    assert answer.content == first_answer, "the second POST answered differently"
+    # Unsubscribing retired the links already sent; the owner asks for a new one.
+    assert (await client.get(manage)).status_code == 404
+    await forget_throttle("ada@example.org")  # the link was asked for minutes ago
+    await client.post("/s/link", data={"email": "ada@example.org"})
+    await drain(worker)
+    message = await _only_message(smtp_server, "ada@example.org", "Your link to your subscription preferences")
+    old_manage, manage = manage, path_of(one_link(message, MANAGE_PATH))
+    assert manage != old_manage and "unsubscribed" in (await client.get(manage)).text
 
     # Erase: the address and name go, only the hash stays; the links stop working.
     erased = await client.post(manage, data={"action": "erase"})
@@ -126,7 +135,7 @@ async def test_subscribe_by_api_confirm_change_preferences_unsubscribe_in_one_cl
     assert left["erased_at"] is not None and left["paused_until"] is None
     assert await db.fetch("SELECT * FROM subscription") == []
     assert "ada@example.org" not in json.dumps(await snapshot(), default=str).lower()
-    for path in (manage, path_of(unsubscribe), path_of(confirm_url(left))):
+    for path in (manage, old_manage, path_of(unsubscribe), path_of(confirm_url(left))):
         assert (await client.get(path)).status_code == 404
 
 
@@ -178,8 +187,12 @@ async def test_choosing_topics_again_after_unsubscribing_resubscribes(client, sm
     await client.post("/api/v1/subscribers", json={"email": "ada@example.org", "topics": ["events"]})
     subscriber = await _confirm_from_email(client, smtp_server, worker, "ada@example.org",
                                            "Please confirm your subscription to Events")
-    manage = path_of(manage_url(subscriber))
-    assert (await client.post(manage + "/unsubscribe")).status_code == 200
+    assert (await client.post(path_of(manage_url(subscriber)) + "/unsubscribe")).status_code == 200
+    # The old links are retired; a new one, asked for by email, shows the page without the button.
+    await client.post("/s/link", data={"email": "ada@example.org"})
+    await drain(worker)
+    message = await _only_message(smtp_server, "ada@example.org", "Your link to your subscription preferences")
+    manage = path_of(one_link(message, MANAGE_PATH))
     assert 'action="' + manage + '/unsubscribe"' not in (await client.get(manage + "/unsubscribe")).text
     await client.post(manage, data={"action": "save", "topics": ["bulletin"], "name": ""})
     back = await row("ada@example.org")
