@@ -1,35 +1,55 @@
 """Staff accounts (argon2 password hashes), their browser sessions and their API tokens.
 
 Secrets are never stored: a session cookie's value and an API token are random and only their
-SHA-256 is kept. Failed sign-ins are counted per account; after `FREE_ATTEMPTS` in a row the next
-attempt must wait a period that doubles with every further failure. Addresses without an account
-are counted the same way in this process, so the answers never tell which addresses exist.
+SHA-256 is kept.
+
+Signing in. Password hashes are checked off the event loop, in a small pool of low-priority
+threads (`HASH_THREADS`), so a stream of sign-ins cannot slow every other request; when the
+pool and its short queue (`HASH_QUEUE`) are full, an attempt is refused at once with `Busy`
+rather than waiting behind the others. Failed sign-ins are counted per address in one shared
+table, `login_attempt` (keyed by the SHA-256 of the lower-cased address), for addresses with and
+without an account alike, so the answers never tell which addresses exist, in any process or
+after a restart. An attempt is claimed before its hash is checked, by one atomic statement that
+counts it and says whether it may go ahead: after `FREE_ATTEMPTS` failures in a row the next one
+must wait a period that doubles with every further failure, however many arrive at once. Signing
+in (or an operator's password reset) clears the count. The old `staff_user.failed_logins` and
+`last_failed_login_at` columns are no longer used.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .. import db, tokens
 from . import validation as v
-from .errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from .errors import Conflict, DomainError, NotFound, Unauthorized, ValidationFailed
 
 _hasher = PasswordHasher()
 # Verified against when the address has no account, so that both answers take as long.
 _DUMMY_HASH = _hasher.hash("no account has this password")
 
 MIN_PASSWORD = 10
+MAX_PASSWORD = 1000
 FREE_ATTEMPTS = 5  # failures in a row before attempts are slowed down
 BASE_DELAY = 30  # seconds of waiting after the fifth failure; doubles with each further one
 MAX_DELAY = 3600
+FORGET_AFTER = timedelta(days=1)  # a count untouched this long is dropped
 SESSION_HOURS = 12  # a session ends this long after it was last used
 SESSION_MAX_DAYS = 14  # ... and in any case this long after signing in
-
-# Failures for addresses without an account (email -> (count, last failure)), this process only.
-_UNKNOWN: dict[str, tuple[int, datetime]] = {}
+# Password checks at once per process (each argon2 check uses several cores for ~0.1 s), and
+# attempts allowed to wait for one; more than that are refused with Busy.
+HASH_THREADS = 2
+HASH_QUEUE = 8
 
 
 def now() -> datetime:
@@ -39,10 +59,71 @@ def now() -> datetime:
 def _password(value: object, field: str = "password") -> str:
     if not isinstance(value, str) or len(value) < MIN_PASSWORD:
         raise ValidationFailed({field: f"must be at least {MIN_PASSWORD} characters"})
-    if len(value) > 1000:
-        raise ValidationFailed({field: "must be at most 1000 characters"})
+    if len(value) > MAX_PASSWORD:
+        raise ValidationFailed({field: f"must be at most {MAX_PASSWORD} characters"})
     return value
 
+
+# Hashing off the event loop ----------------------------------------------------------------
+
+def _lower_priority() -> None:
+    """Run this pool thread (and the threads argon2 starts from it) at the lowest CPU priority,
+    so that serving pages wins the CPU over checking passwords. Linux sets niceness per thread;
+    elsewhere the call would change the whole process, so it is skipped."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:
+            pass
+
+
+_pool = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="argon2", initializer=_lower_priority)
+_slots = threading.Lock()
+_in_flight = 0
+
+
+class Busy(DomainError):
+    """Too many sign-ins at once in this process; try again in `retry_after` seconds."""
+
+    def __init__(self) -> None:
+        super().__init__("Sign-in is busy right now. Please try again in a moment.")
+        self.retry_after = 1
+
+
+class _Slot:
+    """A place among the HASH_THREADS + HASH_QUEUE attempts a process handles at once."""
+
+    def __enter__(self) -> None:
+        global _in_flight
+        with _slots:
+            if _in_flight >= HASH_THREADS + HASH_QUEUE:
+                raise Busy()
+            _in_flight += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _in_flight
+        with _slots:
+            _in_flight -= 1
+
+
+async def _off_loop(work: Callable[..., Any], *args: Any) -> Any:
+    """Run CPU-heavy `work` in the hashing pool. (A waiter cancelled before its turn is dropped
+    from the pool's queue, so abandoned requests leave no work behind.)"""
+    return await asyncio.get_running_loop().run_in_executor(_pool, work, *args)
+
+
+def _verify(stored: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def _hash(password: str) -> str:
+    return await _off_loop(_hasher.hash, password)
+
+
+# Accounts ----------------------------------------------------------------------------------
 
 async def create(email: str, password: str, name: str = "") -> dict:
     """Create a staff account. Raises ValidationFailed for a bad email, a short password or an
@@ -53,7 +134,7 @@ async def create(email: str, password: str, name: str = "") -> dict:
         rows = await db.fetch(
             "INSERT INTO staff_user (email, name, password_hash, created_at) VALUES ({}, {}, {}, {}) "
             "RETURNING id, email, name",
-            address, (name or "").strip()[:200], _hasher.hash(password), now(),
+            address, (name or "").strip()[:200], await _hash(password), now(),
         )
     except Exception as exc:
         if db.is_unique_violation(exc):
@@ -74,6 +155,23 @@ async def members() -> list[dict]:
     return await db.fetch("SELECT id, email, name, created_at FROM staff_user ORDER BY id")
 
 
+async def reset_password(email: str, password: str) -> dict:
+    """An operator sets a new password (`events-app staff password`): every session of the
+    member ends and the sign-in throttle of the address is lifted. Raises NotFound or
+    ValidationFailed (password)."""
+    member = await get_by_email(email)
+    _password(password)
+    hashed = await _hash(password)
+    async with db.transaction():
+        await db.fetch(
+            "UPDATE staff_user SET password_hash = {}, password_changed_at = {} WHERE id = {}",
+            hashed, now(), member["id"],
+        )
+        await db.fetch("DELETE FROM staff_session WHERE staff = {}", member["id"])
+        await db.fetch("DELETE FROM login_attempt WHERE key = {}", _attempt_key(member["email"]))
+    return member
+
+
 # Signing in --------------------------------------------------------------------------------
 
 class Throttled(Conflict):
@@ -89,56 +187,80 @@ class Throttled(Conflict):
         self.retry_after = retry_after
 
 
+def _delay(failures: int) -> int:
+    """Seconds to wait after `failures` failures in a row before the next attempt."""
+    if failures < FREE_ATTEMPTS:
+        return 0
+    return min(BASE_DELAY * 2 ** min(failures - FREE_ATTEMPTS, 20), MAX_DELAY)
+
+
 def _wait(failures: int, last: datetime | None, moment: datetime) -> int:
     """Seconds still to wait before the next attempt (0: go ahead)."""
     if failures < FREE_ATTEMPTS or last is None:
         return 0
-    delay = min(BASE_DELAY * 2 ** (failures - FREE_ATTEMPTS), MAX_DELAY)
-    return max(0, int((last + timedelta(seconds=delay) - moment).total_seconds() + 0.999))
+    return max(0, int((last + timedelta(seconds=_delay(failures)) - moment).total_seconds() + 0.999))
+
+
+def _attempt_key(address: str) -> str:
+    return hashlib.sha256(address.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# The failure counts with a wait of their own below MAX_DELAY; from the next count on it is MAX_DELAY.
+_STEPS = [f for f in range(FREE_ATTEMPTS, FREE_ATTEMPTS + 64) if _delay(f) < MAX_DELAY]
+# The one statement that claims an attempt: it counts a failure in advance (signing in clears
+# it) only when no wait is due, and returns a row only then. The waits are spelt out per count
+# with their deadlines as parameters: no date arithmetic in SQL, so the same text runs on SQLite
+# and PostgreSQL (which infers every parameter's type from the column it is compared with).
+_CLAIM = (
+    "INSERT INTO login_attempt AS a (key, failures, last_failed_at) VALUES ({}, 1, {}) "
+    "ON CONFLICT (key) DO UPDATE SET failures = a.failures + 1, last_failed_at = excluded.last_failed_at "
+    f"WHERE a.failures < {FREE_ATTEMPTS} OR "
+    + " OR ".join(f"(a.failures = {f} AND a.last_failed_at <= {{}})" for f in _STEPS)
+    + f" OR (a.failures > {_STEPS[-1]} AND a.last_failed_at <= {{}}) RETURNING failures"
+)
+_claims = 0
+
+
+async def _claim(key: str, moment: datetime) -> None:
+    """Claim one attempt for `key` (atomically, whatever runs in parallel), or raise Throttled
+    with the seconds still to wait."""
+    global _claims
+    deadlines = [moment - timedelta(seconds=_delay(f)) for f in _STEPS] + [moment - timedelta(seconds=MAX_DELAY)]
+    for _ in range(2):
+        if await db.fetch(_CLAIM, key, moment, *deadlines):
+            _claims += 1
+            if _claims % 1000 == 0:  # counts nobody has touched for a day are forgotten
+                await db.fetch("DELETE FROM login_attempt WHERE last_failed_at < {}", moment - FORGET_AFTER)
+            return
+        rows = await db.fetch("SELECT failures, last_failed_at FROM login_attempt WHERE key = {}", key)
+        if rows and (wait := _wait(rows[0]["failures"], rows[0]["last_failed_at"], moment)):
+            raise Throttled(wait)
+        # The wait ended (or the count was cleared) between the two statements: claim again.
+    raise Throttled(1)
 
 
 async def authenticate(email: str, password: str) -> dict:
-    """The staff member with this address and password. Raises Throttled while attempts are
-    slowed down (even for the right password, which is not checked then), and Unauthorized with
-    one message for a wrong address or a wrong password."""
-    address = (email or "").strip().lower()[:320]
-    password = password if isinstance(password, str) else ""
-    moment = now()
-    rows = await db.fetch(
-        "SELECT id, email, name, password_hash, failed_logins, last_failed_login_at FROM staff_user "
-        "WHERE email = {}",
-        address,
-    )
-    wrong = Unauthorized("That email and password do not match a staff account.")
-    if not rows:
-        count, last = _UNKNOWN.get(address, (0, None))
-        if wait := _wait(count, last, moment):
-            raise Throttled(wait)
-        try:
-            _hasher.verify(_DUMMY_HASH, password)
-        except (VerificationError, InvalidHashError):
-            pass
-        if len(_UNKNOWN) > 10_000:
-            _UNKNOWN.clear()
-        _UNKNOWN[address] = (count + 1, moment)
-        raise wrong
+    """The staff member with this address and password.
+
+    Raises Busy (before anything is counted) when the process already handles as many sign-ins
+    as it takes; Throttled while attempts for the address are slowed down (even for the right
+    password, which is not checked then); Unauthorized with one message for a wrong address or a
+    wrong password. Every attempt that is let through costs exactly one password check, whether
+    or not the address has an account, and is counted as a failure until it succeeds."""
+    address = (email if isinstance(email, str) else "").strip().lower()[:320]
+    # No password can be longer (create refuses it): a cut one stays wrong, at bounded cost.
+    password = password[: MAX_PASSWORD + 1] if isinstance(password, str) else ""
+    key = _attempt_key(address)
+    with _Slot():
+        await _claim(key, now())
+        rows = await db.fetch("SELECT id, email, name, password_hash FROM staff_user WHERE email = {}", address)
+        stored = rows[0]["password_hash"] if rows else _DUMMY_HASH
+        if not await _off_loop(_verify, stored, password) or not rows:
+            raise Unauthorized("That email and password do not match a staff account.")
     row = rows[0]
-    if wait := _wait(row["failed_logins"], row["last_failed_login_at"], moment):
-        raise Throttled(wait)
-    try:
-        _hasher.verify(row["password_hash"], password)
-    except (VerificationError, InvalidHashError):
-        await db.fetch(
-            "UPDATE staff_user SET failed_logins = failed_logins + 1, last_failed_login_at = {} WHERE id = {}",
-            moment, row["id"],
-        )
-        raise wrong from None
-    if row["failed_logins"]:
-        await db.fetch("UPDATE staff_user SET failed_logins = 0 WHERE id = {}", row["id"])
+    await db.fetch("DELETE FROM login_attempt WHERE key = {}", key)
     if _hasher.check_needs_rehash(row["password_hash"]):
-        await db.fetch(
-            "UPDATE staff_user SET password_hash = {} WHERE id = {}", _hasher.hash(password), row["id"]
-        )
+        await db.fetch("UPDATE staff_user SET password_hash = {} WHERE id = {}", await _hash(password), row["id"])
     return {"id": row["id"], "email": row["email"], "name": row["name"]}
 
 
@@ -148,16 +270,16 @@ async def change_password(staff_id: int, current: str, new: str, keep_session_ha
     rows = await db.fetch("SELECT password_hash FROM staff_user WHERE id = {}", staff_id)
     if not rows:
         raise NotFound("No such staff account")
-    try:
-        _hasher.verify(rows[0]["password_hash"], current if isinstance(current, str) else "")
-    except (VerificationError, InvalidHashError):
-        raise ValidationFailed({"current_password": "is not your current password"}) from None
+    given = current[: MAX_PASSWORD + 1] if isinstance(current, str) else ""
+    if not await _off_loop(_verify, rows[0]["password_hash"], given):
+        raise ValidationFailed({"current_password": "is not your current password"})
     _password(new, "new_password")
+    hashed = await _hash(new)
     moment = now()
     async with db.transaction():
         await db.fetch(
             "UPDATE staff_user SET password_hash = {}, password_changed_at = {} WHERE id = {}",
-            _hasher.hash(new), moment, staff_id,
+            hashed, moment, staff_id,
         )
         await db.fetch(
             "DELETE FROM staff_session WHERE staff = {} AND token_hash <> {}", staff_id, keep_session_hash or ""

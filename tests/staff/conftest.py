@@ -19,9 +19,15 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+async def post_login(client, **data):
+    """Post the sign-in form as a browser does: opened first, sent back with its CSRF token."""
+    token = csrf_of((await client.get("/staff/login")).text)
+    return await client.post("/staff/login", data={"csrf_token": token, **data})
+
+
 async def sign_in(client, email: str = EMAIL, password: str = PASSWORD) -> str:
     """Sign in through the form; return the CSRF token of the session."""
-    answer = await client.post("/staff/login", data={"email": email, "password": password})
+    answer = await post_login(client, email=email, password=password)
     assert answer.status_code == 303, answer.text
     return csrf_of((await client.get("/staff")).text)
 

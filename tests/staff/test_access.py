@@ -3,6 +3,7 @@ colleagues' accounts, through the HTTP app."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -10,7 +11,7 @@ import httpx
 from events_app import db, tokens
 from events_app.domain import staff
 
-from .conftest import EMAIL, PASSWORD, assert_refused, audit_actions, sign_in
+from .conftest import EMAIL, PASSWORD, assert_refused, audit_actions, post_login, sign_in
 
 
 async def test_workspace_sends_strangers_to_the_sign_in_form(client):
@@ -23,7 +24,7 @@ async def test_workspace_sends_strangers_to_the_sign_in_form(client):
 
 
 async def test_sign_in_sets_a_safe_cookie_and_stores_only_its_hash(client, member):
-    answer = await client.post("/staff/login", data={"email": EMAIL.upper(), "password": PASSWORD})
+    answer = await post_login(client, email=EMAIL.upper(), password=PASSWORD)
     assert answer.status_code == 303 and answer.headers["location"] == "/staff"
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax") and "Path=/staff" in cookie
@@ -40,22 +41,22 @@ async def test_cookie_is_secure_under_https(client, member, monkeypatch):
     from events_app import settings
 
     monkeypatch.setattr(settings, "_current", settings.Settings(**{**settings.get().__dict__, "base_url": "https://events.example.org"}))
-    answer = await client.post("/staff/login", data={"email": EMAIL, "password": PASSWORD})
+    answer = await post_login(client, email=EMAIL, password=PASSWORD)
     assert "Secure" in answer.headers["set-cookie"]
 
 
 async def test_sign_in_returns_to_the_page_asked_for_but_never_off_site(client, member):
-    answer = await client.post("/staff/login", data={"email": EMAIL, "password": PASSWORD, "next": "/staff/mail"})
+    answer = await post_login(client, email=EMAIL, password=PASSWORD, next="/staff/mail")
     assert answer.headers["location"] == "/staff/mail"
-    answer = await client.post("/staff/login", data={"email": EMAIL, "password": PASSWORD, "next": "https://evil.example"})
+    answer = await post_login(client, email=EMAIL, password=PASSWORD, next="https://evil.example")
     assert answer.headers["location"] == "/staff"
-    answer = await client.post("/staff/login", data={"email": EMAIL, "password": PASSWORD, "next": "/staff//evil.example"})
+    answer = await post_login(client, email=EMAIL, password=PASSWORD, next="/staff//evil.example")
     assert answer.headers["location"] == "/staff"
 
 
 async def test_wrong_password_and_unknown_address_answer_alike(client, member):
-    wrong = await client.post("/staff/login", data={"email": EMAIL, "password": "not the password"})
-    unknown = await client.post("/staff/login", data={"email": "nobody@example.org", "password": "whatever it is"})
+    wrong = await post_login(client, email=EMAIL, password="not the password")
+    unknown = await post_login(client, email="nobody@example.org", password="whatever it is")
     assert wrong.status_code == unknown.status_code == 401
     assert "do not match a staff account" in wrong.text
     assert wrong.text.replace(EMAIL, "X") == unknown.text.replace("nobody@example.org", "X")
@@ -64,25 +65,26 @@ async def test_wrong_password_and_unknown_address_answer_alike(client, member):
 
 async def test_failed_sign_ins_slow_down_then_refuse_with_429_even_the_right_password(client, member):
     for _ in range(staff.FREE_ATTEMPTS):
-        assert (await client.post("/staff/login", data={"email": EMAIL, "password": "guess guess"})).status_code == 401
-    refused = await client.post("/staff/login", data={"email": EMAIL, "password": PASSWORD})
+        assert (await post_login(client, email=EMAIL, password="guess guess")).status_code == 401
+    refused = await post_login(client, email=EMAIL, password=PASSWORD)
     assert refused.status_code == 429
     assert "wait 1 minute" in refused.text and int(refused.headers["retry-after"]) <= 30
     assert "events_staff" not in client.cookies
     # Unknown addresses are slowed down the same way, so a 429 says nothing about an account.
     for _ in range(staff.FREE_ATTEMPTS):
-        await client.post("/staff/login", data={"email": "ghost@example.org", "password": "guess guess"})
-    assert (await client.post("/staff/login", data={"email": "ghost@example.org", "password": "x"})).status_code == 429
+        await post_login(client, email="ghost@example.org", password="guess guess")
+    assert (await post_login(client, email="ghost@example.org", password="x")).status_code == 429
     # The wait doubles with every further failure: after the pause, one more failure waits 60 s.
     past = datetime.now(timezone.utc) - timedelta(seconds=31)
-    await db.fetch("UPDATE staff_user SET last_failed_login_at = {}", past)
-    assert (await client.post("/staff/login", data={"email": EMAIL, "password": "guess again"})).status_code == 401
-    again = await client.post("/staff/login", data={"email": EMAIL, "password": PASSWORD})
+    key = hashlib.sha256(EMAIL.encode()).hexdigest()
+    await db.fetch("UPDATE login_attempt SET last_failed_at = {} WHERE key = {}", past, key)
+    assert (await post_login(client, email=EMAIL, password="guess again")).status_code == 401
+    again = await post_login(client, email=EMAIL, password=PASSWORD)
     assert again.status_code == 429 and 30 < int(again.headers["retry-after"]) <= 60
     # Once the wait is over, the right password works and the count starts again.
-    await db.fetch("UPDATE staff_user SET last_failed_login_at = {}", past - timedelta(seconds=60))
-    assert (await client.post("/staff/login", data={"email": EMAIL, "password": PASSWORD})).status_code == 303
-    assert (await db.fetch("SELECT failed_logins FROM staff_user"))[0]["failed_logins"] == 0
+    await db.fetch("UPDATE login_attempt SET last_failed_at = {} WHERE key = {}", past - timedelta(seconds=60), key)
+    assert (await post_login(client, email=EMAIL, password=PASSWORD)).status_code == 303
+    assert await db.fetch("SELECT key FROM login_attempt WHERE key = {}", key) == []
 
 
 async def test_sign_out_ends_the_session_on_the_server(client, csrf):

@@ -1,8 +1,9 @@
 """Signing in and out, the account page: password, API tokens, colleagues' accounts.
 
-The sign-in form posts `email` and `password` to /staff/login (the contract). It carries no CSRF
-token: there is no session yet to bind one to, and the SameSite=Lax cookie set on success is
-never sent by another site's form posts anyway.
+The sign-in form posts `email` and `password` to /staff/login (the contract), with a CSRF token
+tied to a cookie of its own (session.login_csrf): a post without it answers 403 with the form
+again. The per-client request limit runs before this handler (web/limits.py); the password check
+itself runs off the event loop (domain/staff.py), and a full hashing pool answers 503.
 """
 
 from __future__ import annotations
@@ -13,7 +14,19 @@ from litestar.response import Redirect, Template
 
 from ...domain import audit, staff
 from ...domain.errors import Unauthorized, ValidationFailed
-from .session import COOKIE, LoginRequired, StaffController, me, page, require_session, safe_next, session_cookie, to_login
+from .session import (
+    COOKIE, CSRF_FIELD, LoginRequired, StaffController, login_csrf, login_csrf_ok, me, page, require_session, safe_next,
+    session_cookie, to_login,
+)
+
+CSRF_FAILED = "This sign-in form has expired or did not come from this site. It has been renewed: please sign in again."
+
+
+def _login_page(request: Request, context: dict, status: int = 200, headers: dict | None = None) -> Template:
+    """The sign-in form with its CSRF token (setting the token's cookie when the browser has none)."""
+    token, cookie = login_csrf(request)
+    return Template("staff/login.html", context={"error": None, "email": "", "me": None, **context, "csrf": token},
+                    status_code=status, headers=headers, cookies=[cookie] if cookie else None)
 
 
 class SignIn(Controller):
@@ -23,25 +36,23 @@ class SignIn(Controller):
 
     @get("/login")
     async def login_form(self, request: Request, next: FromQuery[str | None] = None) -> Template:
-        return Template(
-            "staff/login.html", context={"next": safe_next(next), "email": "", "error": None, "me": None}
-        )
+        return _login_page(request, {"next": safe_next(next)})
 
     @post("/login")
     async def login(self, request: Request) -> Response:
         form = await request.form()
         email, password = form.get("email") or "", form.get("password") or ""
         target = safe_next(form.get("next"))
-        context = {"next": target, "email": email if isinstance(email, str) else "", "me": None}
+        context = {"next": target, "email": email if isinstance(email, str) else ""}
+        if not login_csrf_ok(request, form.get(CSRF_FIELD)):
+            return _login_page(request, {**context, "error": CSRF_FAILED}, 403)
         try:
             member = await staff.authenticate(email, password)
-        except staff.Throttled as exc:
-            return Template(
-                "staff/login.html", context={**context, "error": exc.message}, status_code=429,
-                headers={"Retry-After": str(exc.retry_after)},
-            )
+        except (staff.Throttled, staff.Busy) as exc:
+            status = 429 if isinstance(exc, staff.Throttled) else 503
+            return _login_page(request, {**context, "error": exc.message}, status, {"Retry-After": str(exc.retry_after)})
         except Unauthorized as exc:
-            return Template("staff/login.html", context={**context, "error": exc.message}, status_code=401)
+            return _login_page(request, {**context, "error": exc.message}, 401)
         token = await staff.start_session(member["id"], request.headers.get("user-agent", ""))
         await audit.record(member["id"], "staff.login", "staff", member["id"], "signed in")
         return Redirect(target, status_code=303, cookies=[session_cookie(token)])

@@ -6,6 +6,11 @@ under /staff except the sign-in itself must carry `csrf_token`, an HMAC of the s
 value under the secret key: a page on another site can make the browser send the cookie, but it
 cannot read or compute the token. (Litestar's global CSRF middleware is not used: it would also
 demand a token from the public JSON API and from RFC 8058 one-click unsubscribes.)
+
+The sign-in form has no session to bind a token to, so it uses a signed double-submit cookie:
+`events_login` holds a random value (HttpOnly, SameSite=Lax, path /staff) and the form carries
+an HMAC of it. Another site can neither read the cookie nor compute the HMAC, so it cannot sign
+a visitor in to an account of its choosing (login CSRF).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Redirect, Template
 
-from ... import settings
+from ... import settings, tokens
 from ...domain import staff
 
 COOKIE = "events_staff"
+LOGIN_COOKIE = "events_login"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -45,6 +51,28 @@ class CsrfRejected(HTTPException):
 def csrf_token(cookie_value: str) -> str:
     key = settings.get().secret_key.encode()
     return hmac.new(key, f"staff-csrf:{cookie_value}".encode(), hashlib.sha256).hexdigest()
+
+
+def login_csrf(request: Request) -> tuple[str, Cookie | None]:
+    """The sign-in form's token, and the cookie to set when the browser has none yet (a second
+    tab keeps the same cookie, so both forms work)."""
+    value = request.cookies.get(LOGIN_COOKIE, "")
+    cookie = None
+    if not (isinstance(value, str) and 20 <= len(value) <= 100):
+        value = tokens.new_random()
+        cookie = Cookie(
+            key=LOGIN_COOKIE, value=value, path="/staff", httponly=True, samesite="lax",
+            secure=settings.get().base_url.startswith("https://"), max_age=86400,
+        )
+    return csrf_token(f"login:{value}"), cookie
+
+
+def login_csrf_ok(request: Request, given: Any) -> bool:
+    """Whether the posted sign-in form carries the token of this browser's cookie."""
+    value = request.cookies.get(LOGIN_COOKIE, "")
+    if not value or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode(), csrf_token(f"login:{value}").encode())
 
 
 def session_cookie(value: str, *, clear: bool = False) -> Cookie:
