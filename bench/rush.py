@@ -153,7 +153,10 @@ async def _rush(bases: list[str], event_id: int, attempts: int, concurrency: int
                 i = queue.pop()
                 email = f"rush{i}@bench.example.org"
                 body = jsonlib.dumps({"name": f"Rush {i}", "email": email}).encode()
+                # Each attempt is another person, from an address of their own (the per-client
+                # registration limit, web/limits.py, is on in the PostgreSQL deployment).
                 writer.write(f"POST {path} HTTP/1.1\r\nHost: {target.netloc}\r\nContent-Type: application/json\r\n"
+                             f"X-Forwarded-For: 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}\r\n"
                              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")

@@ -53,32 +53,24 @@ def _template_engine() -> TemplateConfig:
     )
 
 
-# Attempts from one client on the forms that send email to an address: enough for a person,
-# too few to flood someone's inbox or to probe addresses.
-FORM_LIMIT = ("minute", 10)
-LIMITED_PATHS = {"/bulletin/subscribe", "/api/v1/subscribers", "/s/link"}
+# The per-client budgets of the public doors (registration, subscribe, "my link", sign-in) are
+# set, and explained, in web/limits.py.
 
 
 def _stores(cfg: settings.Settings) -> dict:
-    """Rate-limit counters: in this process, or in Redis so that several processes share them."""
-    if cfg.redis_url:
-        from litestar.stores.redis import RedisStore
-
-        return {"rate_limit": RedisStore.with_client(url=cfg.redis_url, namespace="events_rate_limit")}
-    from litestar.stores.memory import MemoryStore
-
-    return {"rate_limit": MemoryStore()}
+    """Litestar stores: none. The rate-limit counters live in web/limits.py (in this process, or
+    in Redis when EVENTS_REDIS_URL is set), because a limit needs an atomic increment, which
+    Litestar's store interface does not offer."""
+    return {}
 
 
 def _rate_limits(cfg: settings.Settings) -> list:
+    """The per-client limits on the public doors (web/limits.py); none with EVENTS_RATE_LIMITS=off."""
     if not cfg.rate_limits:
         return []
-    from litestar.middleware.rate_limit import RateLimitConfig
+    from .web import limits
 
-    def limited(request) -> bool:
-        return request.method == "POST" and request.url.path.rstrip("/") in LIMITED_PATHS
-
-    return [RateLimitConfig(rate_limit=FORM_LIMIT, check_throttle_handler=limited).middleware]
+    return limits.middleware(cfg.redis_url)
 
 
 def _edge(cfg: settings.Settings) -> list:

@@ -107,7 +107,10 @@ async def test_two_servers_and_two_workers_behave_like_one():
             async with httpx.AsyncClient(limits=limits, timeout=120) as http:
                 answers = await asyncio.gather(*(
                     http.post(f"{bases[i % 2]}/api/v1/events/{event['id']}/registrations",
-                              json={"name": f"Person {i}", "email": f"person{i}@example.org"})
+                              json={"name": f"Person {i}", "email": f"person{i}@example.org"},
+                              # 400 different people: each from an address of their own, as the
+                              # per-client registration limit (web/limits.py) expects of a crowd.
+                              headers={"X-Forwarded-For": f"10.200.{i // 250}.{i % 250 + 1}"})
                     for i in range(ATTEMPTS)
                 ))
             subscribed = await _subscribe_burst(bases, 12)
