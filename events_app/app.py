@@ -1,4 +1,5 @@
-"""The one place that wires the app: routes, templates, error mapping, OpenAPI and lifespan.
+"""The one place that wires the app: routes, templates, error mapping, OpenAPI and lifespan,
+and the edge (web/edge.py: HEAD, security headers, body limits, id ranges).
 
 `create_app(run_worker=True)` also runs the mail worker inside the server process, which is the
 simple default (`make run`); `events-app serve --no-worker` plus `events-app worker` split them.
@@ -14,13 +15,14 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
 from . import db, settings
 from .resources import resource_dir
+from .web import api_docs
 from .web.api import EventsApi
+from .web.edge import Edge, RouteLimits
 from .web.errors import HANDLERS
 from .web.issues import BulletinPages, IssuesApi, announce, mailing_delivery
 from .web.public import PublicPages
@@ -74,8 +76,10 @@ def _rate_limits(cfg: settings.Settings) -> list:
 
 
 def _edge(cfg: settings.Settings) -> list:
-    """Middleware at the edge, outermost first: security headers, HEAD, body limits."""
-    return []
+    """Middleware that runs once a route is chosen (web/edge.py): ids outside the integer
+    columns answer 404, bodies past the route's limit 413. HEAD and the security headers sit
+    outside routing (`Edge`, below), where every answer passes."""
+    return [RouteLimits()]
 
 
 def create_app(run_worker: bool = False) -> Litestar:
@@ -104,9 +108,9 @@ def create_app(run_worker: bool = False) -> Litestar:
                     await asyncio.wait_for(task, timeout=10)
             await db.stop()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[PublicPages, RegistrantPages, EventsApi, SubscriberApi, SubscriberPages, *STAFF_SUBSCRIBER_HANDLERS, *STAFF_HANDLERS,
-                        IssuesApi, announce, mailing_delivery, BulletinPages],
+                        IssuesApi, announce, mailing_delivery, BulletinPages, *api_docs.handlers()],
         middleware=[*_edge(cfg), *_rate_limits(cfg)],
         stores=_stores(cfg),
         template_config=_template_engine(),
@@ -117,7 +121,10 @@ def create_app(run_worker: bool = False) -> Litestar:
             version="1.0.0",
             description="Events, registrations with calendar invites, and a bulletin.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[api_docs.LocalSwaggerPlugin()],
         ),
         debug=False,
     )
+    # Outside routing, so that 404s and 405s get the headers too and HEAD reaches GET routes.
+    app.asgi_handler = Edge(app.asgi_handler, cfg)
+    return app

@@ -123,18 +123,12 @@ async def _subscribers_import(path: str, topics: list[str] | None) -> None:
 
 
 def _serve(host: str, port: int, worker: bool) -> None:
-    import uvicorn
-
     from .app import create_app
+    from .web.server import serve
 
     app = create_app(run_worker=worker)
     level = os.environ.get("EVENTS_LOG_LEVEL", "info").lower()
-    uvicorn.run(
-        app, host=host, port=port, log_level=level,
-        # Access lines are info-level; skip building them at all when they would be dropped.
-        access_log=level in ("debug", "info", "trace"),
-        proxy_headers=True, server_header=False,
-    )
+    serve(app, settings_module.get(), host=host, port=port, log_level=level)
 
 
 def _worker() -> None:
@@ -171,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Everything this process creates (database and its -wal/-shm, secret key, .eml mail, the var
+    # dir itself) is readable by its owner only, whatever the shell's umask.
+    os.umask(0o077)
     try:
         args = build_parser().parse_args(argv)
         settings_module.get()  # a bad environment fails here, with its reason

@@ -6,11 +6,13 @@ Piccolo's `PostgresEngine` with an asyncpg pool opened in the app's lifespan.
 
 `fetch()` runs one SQL text with `{}` placeholders on either engine; `atomic()` runs a unit of
 work atomically (sharing a commit on SQLite); `is_unique_violation()` recognises a
-unique-constraint error from sqlite3 and from asyncpg alike.
+unique-constraint error from sqlite3 and from asyncpg alike, `is_outage()` an unreachable
+database (web/errors.py answers it with 503).
 """
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -152,6 +154,72 @@ def is_unique_violation(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(exc, asyncpg.exceptions.UniqueViolationError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) means the database cannot be reached just now: a
+    PostgreSQL server stopping, restarting or refusing connections, a connection lost mid-query,
+    a connect that timed out, or SQLite still locked after its busy timeout. The statement did
+    not take effect, or its transaction was rolled back with the connection: trying again later
+    is right. asyncpg's pool replaces a broken connection on its next acquire, so the app
+    recovers by itself once the server answers again."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_outage_error(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_outage_error(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return "database is locked" in str(exc)
+    if isinstance(exc, (ConnectionError, TimeoutError)):  # refused, reset; connect timed out
+        return True
+    if isinstance(exc, OSError) and (
+        exc.errno in _NETWORK_ERRNOS or "Connect call failed" in str(exc)  # asyncloop, several addresses
+    ):
+        return True
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover
+        return False
+    if isinstance(exc, asyncpg.exceptions.InterfaceError):  # only a closed connection or pool
+        return "closed" in str(exc) or "closing" in str(exc)
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # A pooled connection the server ended while it sat idle: its protocol state is left
+        # mid-message ("cannot switch to state 12; another operation (2) is in progress",
+        # asyncpg issues #784 and #1069). The pool terminates it when it fails to reset.
+        return "another operation" in str(exc)
+    return isinstance(exc, (
+        asyncpg.exceptions.PostgresConnectionError,    # connection lost or failed (08xxx)
+        asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (57xxx)
+    ))
+
+
+_NETWORK_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
+                   errno.ENETUNREACH, errno.ETIMEDOUT, errno.EPIPE}
+
+
+async def while_away(work: Callable[[], Awaitable[T]], within: float = 60.0) -> T:
+    """Run `work`, an idempotent write, again while the database is away (`is_outage`), with a
+    growing pause, for up to `within` seconds; then let the error through. For recording what
+    already happened outside the database (a message handed to the mail server): giving up at
+    the first failure would have that done twice once the row is retried."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + within, 0.1
+    while True:
+        try:
+            return await work()
+        except Exception as exc:
+            if not is_outage(exc) or loop.time() + pause > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def is_postgres() -> bool:

@@ -54,6 +54,12 @@ class Settings:
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
     # forwarded_allow_ips): a comma-separated list of addresses; default only loopback.
     forwarded_allow_ips: str = "127.0.0.1"
+    # The HTTP server (events_app/web/server.py): a connection whose request head is not complete
+    # this long after it began is closed (slow clients); an idle keep-alive connection is closed
+    # after keepalive_seconds; past max_connections open connections, new requests get a quick 503.
+    header_timeout_seconds: float = 10.0
+    keepalive_seconds: float = 5.0
+    max_connections: int = 1000
 
     @property
     def is_sqlite(self) -> bool:
@@ -101,9 +107,20 @@ def _number(name: str, default: str, kind: type, minimum: float):
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a {'whole ' if kind is int else ''}number, not {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):  # nan and infinity pass float()
+        raise SettingsError(f"{name} must be a finite number, not {raw!r}")
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, not {raw!r}")
     return value
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and its parents) readable by its owner only, if it is not there yet. An
+    existing directory keeps its mode: the operator chose it."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    return path
 
 
 def _secret_key(env: str, var_dir: Path) -> str:
@@ -117,7 +134,7 @@ def _secret_key(env: str, var_dir: Path) -> str:
     path = var_dir / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(var_dir)
     key = secrets.token_urlsafe(48)
     # Written once and kept: links in emails already sent depend on it.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -128,8 +145,9 @@ def _secret_key(env: str, var_dir: Path) -> str:
 
 def load() -> Settings:
     """Read the environment; raise SettingsError naming the first bad variable."""
-    var_dir = Path(os.environ.get("EVENTS_VAR_DIR", "var"))
-    database_url = os.environ.get("EVENTS_DATABASE_URL", "sqlite:///var/events.sqlite3").strip()
+    var_dir = Path(os.environ.get("EVENTS_VAR_DIR", "var").strip() or "var")
+    # Unset, the database is a SQLite file in the var dir, beside the secret key and the mail.
+    database_url = os.environ.get("EVENTS_DATABASE_URL", "").strip() or f"sqlite:///{var_dir / 'events.sqlite3'}"
     scheme = urlsplit(database_url).scheme
     if scheme not in {"sqlite", "postgresql", "postgres"}:
         raise SettingsError(
@@ -158,9 +176,9 @@ def load() -> Settings:
         rate_limits=_flag("EVENTS_RATE_LIMITS", "on"),
         env=env,
         var_dir=var_dir,
-        resend_interval_seconds=int(os.environ.get("EVENTS_RESEND_INTERVAL_SECONDS", "300")),
-        worker_poll_seconds=float(os.environ.get("EVENTS_WORKER_POLL_SECONDS", "0.5")),
-        schedule_interval_seconds=float(os.environ.get("EVENTS_SCHEDULE_INTERVAL_SECONDS", "30")),
+        resend_interval_seconds=_number("EVENTS_RESEND_INTERVAL_SECONDS", "300", int, 0),
+        worker_poll_seconds=_number("EVENTS_WORKER_POLL_SECONDS", "0.5", float, 0.01),
+        schedule_interval_seconds=_number("EVENTS_SCHEDULE_INTERVAL_SECONDS", "30", float, 0.1),
         outbox_claim_timeout_seconds=_number("EVENTS_OUTBOX_CLAIM_TIMEOUT_SECONDS", "300", int, 1),
         smtp_connections=_number("EVENTS_SMTP_CONNECTIONS", "2", int, 1),
         smtp_rate=_number("EVENTS_SMTP_RATE", "0", float, 0),
@@ -169,6 +187,9 @@ def load() -> Settings:
         bulk_pause_minutes=_number("EVENTS_BULK_PAUSE_MINUTES", "10", float, 0),
         retention_days=_number("EVENTS_RETENTION_DAYS", "90", int, 1),
         forwarded_allow_ips=os.environ.get("EVENTS_FORWARDED_ALLOW_IPS", "127.0.0.1").strip(),
+        header_timeout_seconds=_number("EVENTS_HEADER_TIMEOUT_SECONDS", "10", float, 0.1),
+        keepalive_seconds=_number("EVENTS_KEEPALIVE_SECONDS", "5", float, 0.1),
+        max_connections=_number("EVENTS_MAX_CONNECTIONS", "1000", int, 1),
     )
 
 

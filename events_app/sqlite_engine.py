@@ -13,6 +13,7 @@ turn of the loop share a commit (group commit); WAL checkpoints run on a thread 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -149,6 +150,23 @@ class FastSQLiteTransaction(SQLiteTransaction):
         return exception is None
 
 
+def create_private_file(path: str) -> None:
+    """Create the database file (and its folder) readable by its owner only, before SQLite opens
+    it: SQLite gives its -wal and -shm files the database file's permissions, and would otherwise
+    create the database with whatever the umask allows (world-readable by default). An empty file
+    is a valid, empty database. An existing file keeps its mode."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    folder = Path(path).parent
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(folder, 0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 class FastSQLiteEngine(SQLiteEngine):
     """Piccolo's SQLite engine on one persistent, tuned connection per event loop."""
 
@@ -229,7 +247,7 @@ class FastSQLiteEngine(SQLiteEngine):
         # a second thread and loop, and sqlite coordinates the two connections with its own locks.
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(self.path)
             conn = _LoopConnection(self.path, self.timeout)
             self._local.conn = conn
             self._all.append(conn)

@@ -2,8 +2,10 @@
 
 API answers are JSON: `{"status_code", "detail", "errors": {field: reason}}` for 400,
 `{"status_code", "detail", "reason"}` for 409. Pages get the same status with an HTML page.
-Nothing escapes as a 500 with a traceback: unexpected errors are logged and answered with a
-plain 500 page (and tests treat any 500 as a failure).
+Nothing escapes as a 500 with a traceback: a database that cannot be reached just now answers
+503 with Retry-After ("try again"), JSON nested too deeply 400 naming the body, and other
+unexpected errors are logged and answered with a plain 500 page (tests treat any 500 as a
+failure).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.response import Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from .. import db
 from ..domain.errors import Conflict, DomainError, NotFound, Unauthorized, ValidationFailed
 
 log = logging.getLogger("events_app.web")
@@ -70,7 +73,32 @@ def not_found(request: Request, exc: NotFoundException) -> Response:
     return _answer(request, 404, {"status_code": 404, "detail": "Not found"})
 
 
+def too_deep(request: Request, exc: RecursionError) -> Response:
+    """JSON nested past what the decoder follows (e.g. 50,000 '['): the body is at fault."""
+    return _answer(request, 400, {"status_code": 400, "detail": "Invalid input",
+                                  "errors": {"body": "is nested too deeply"}})
+
+
+# Seconds a client should wait before trying again while the database is away (a restart takes
+# a few seconds). The answer is 503, never a 500: each unit of work is one transaction, so the
+# request either took effect whole (its answer was lost) or not at all.
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    response = _answer(request, 503, {
+        "status_code": 503,
+        "detail": "The service is briefly unavailable and could not finish this request. "
+                  "Please try again in a few seconds.",
+    })
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def unexpected(request: Request, exc: Exception) -> Response:
+    if db.is_outage(exc):
+        return unavailable(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _answer(
         request,
@@ -80,6 +108,7 @@ def unexpected(request: Request, exc: Exception) -> Response:
 
 
 HANDLERS = {
+    RecursionError: too_deep,
     DomainError: domain_error,
     ValidationException: validation_error,
     NotFoundException: not_found,

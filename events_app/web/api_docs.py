@@ -1,0 +1,71 @@
+"""The API's documentation page (/schema, /schema/swagger): Swagger UI served from this app.
+
+Litestar's Swagger plugin loads Swagger UI, its stylesheet and a favicon from a CDN and starts
+it with an inline script holding the whole schema. Here the files come from the
+`swagger-ui-bundle-v2` package under /static/swagger-ui/, and the page starts Swagger UI with a
+script of our own (/static/api-docs.js) that fetches /schema/openapi.json: nothing is loaded
+from another site, and the Content-Security-Policy needs no inline script.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from litestar import Request, get
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+
+ASSETS = "/static/swagger-ui"
+
+START_SCRIPT = """\
+window.addEventListener("load", function () {
+  window.ui = SwaggerUIBundle({
+    url: "/schema/openapi.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    plugins: [SwaggerUIBundle.plugins.DownloadUrl],
+    layout: "StandaloneLayout",
+  });
+});
+"""
+
+
+class LocalSwaggerPlugin(SwaggerRenderPlugin):
+    """Swagger UI from /static/swagger-ui/ and /static/api-docs.js; no inline script."""
+
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        title = escape(str(openapi_schema.get("info", {}).get("title", "API")))
+        return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="icon" type="image/png" href="{ASSETS}/favicon-32x32.png">
+<link rel="stylesheet" href="{ASSETS}/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{ASSETS}/swagger-ui-bundle.js"></script>
+<script src="{ASSETS}/swagger-ui-standalone-preset.js"></script>
+<script src="/static/api-docs.js"></script>
+</body>
+</html>
+""".encode()
+
+
+@get("/static/api-docs.js", media_type="text/javascript", include_in_schema=False)
+async def start_script() -> str:
+    return START_SCRIPT
+
+
+def handlers() -> list:
+    """The routes serving the page's files (registered by app.py)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    return [
+        start_script,
+        create_static_files_router(path=ASSETS, directories=[swagger_ui_path], include_in_schema=False),
+    ]

@@ -1,0 +1,189 @@
+"""The app's edge: what every request meets before (and every answer after) the route handlers.
+
+Two layers, each applied once for the whole app by `app.py`:
+
+- `Edge` wraps Litestar's ASGI handler, outside routing, so it sees every answer, 404s and
+  405s included. It answers HEAD for every GET route (the GET handler runs; its status and
+  headers go out, its body does not; GET never changes state) and adds the security headers:
+  a Content-Security-Policy allowing scripts from this origin plus the templates' own inline
+  scripts by hash, no framing anywhere (`frame-ancestors 'none'` and X-Frame-Options), no
+  Referer from pages whose URL holds a token (/r/, /j/, /s/), nosniff, and HSTS when
+  EVENTS_BASE_URL is https.
+- `RouteLimits` is a Litestar middleware, so it runs after routing and knows the route: it
+  answers 404 for an `{...:int}` path parameter outside the integer columns (before any
+  handler turns it into a query that overflows) and caps the request body: 64 KiB for anyone's
+  request, more for staff routes (the staff CSV import most), answering 413 with the limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.middleware import ASGIMiddleware
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..resources import resource_dir
+from ..settings import Settings
+
+# Ids are PostgreSQL `serial` / `integer` columns (and the same range on SQLite).
+MAX_ID = 2**31 - 1
+
+KIB = 1024
+PUBLIC_BODY_LIMIT = 64 * KIB
+STAFF_BODY_LIMIT = 1024 * KIB  # an issue's Markdown, an event with many questions
+# Litestar's own default cap: the staff CSV import reads the upload in one piece.
+IMPORT_BODY_LIMIT = 10 * 1024 * KIB
+LARGE_BODY_PATHS = {"/staff/subscribers/import": IMPORT_BODY_LIMIT}
+
+# Pages whose URL carries a secret: browsers must not pass it on in a Referer.
+TOKEN_PREFIXES = ("/r/", "/j/", "/s/")
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * KIB)} MiB" if limit >= 1024 * KIB else f"{limit // KIB} KiB"
+
+
+class BodyTooLarge(ClientException):
+    status_code = 413
+
+
+# --- Security headers -------------------------------------------------------------------------
+
+@lru_cache(maxsize=4)
+def inline_script_hashes(templates: Path) -> tuple[str, ...]:
+    """CSP source expressions ('sha256-...') for every inline <script> in the templates. The
+    scripts hold no template expressions, so the rendered text is the template's text."""
+    found: set[str] = set()
+    for path in sorted(templates.rglob("*.html")):
+        for body in re.findall(r"<script>(.*?)</script>", path.read_text(encoding="utf-8"), re.S):
+            digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+            found.add(f"'sha256-{digest}'")
+    return tuple(sorted(found))
+
+
+def content_security_policy(script_hashes: Iterable[str]) -> str:
+    """Scripts only from here (and the templates' inline scripts by hash). Inline styles stay
+    allowed: the templates set widths (charts, bars) in style attributes, and a style cannot run
+    code. Images may come from any https site: cover images and speaker photos are URLs."""
+    return "; ".join([
+        "default-src 'self'",
+        " ".join(["script-src 'self'", *script_hashes]),
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' https: data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def security_headers(cfg: Settings) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """(headers for token pages, headers for every other answer)."""
+    common = [
+        (b"content-security-policy", content_security_policy(inline_script_hashes(resource_dir("templates"))).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+    ]
+    if cfg.base_url.startswith("https://"):
+        common.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    token = [*common, (b"referrer-policy", b"no-referrer")]
+    other = [*common, (b"referrer-policy", b"strict-origin-when-cross-origin")]
+    return token, other
+
+
+class Edge:
+    """ASGI wrapper around Litestar's handler: HEAD as GET without a body, security headers."""
+
+    def __init__(self, app: ASGIApp, cfg: Settings) -> None:
+        self.app = app
+        self.token_headers, self.other_headers = security_headers(cfg)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = self.token_headers if scope["path"].startswith(TOKEN_PREFIXES) else self.other_headers
+        head = scope["method"] == "HEAD"
+        if head:
+            # The server still knows the request was HEAD (it keeps its own scope) and sends the
+            # GET's headers, Content-Length included, with no body.
+            scope = {**scope, "method": "GET"}  # type: ignore[assignment]
+        finished = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                added = [(name, value) for name, value in extra if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *added]}  # type: ignore[assignment]
+            elif message["type"] == "http.response.body" and head:
+                if finished:
+                    return  # the rest of a streamed GET body
+                finished = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# --- Per-route limits -------------------------------------------------------------------------
+
+def _staff_only(handler: Any) -> bool:
+    from .auth import require_staff
+    from .staff.session import require_session
+
+    guards = handler.resolve_guards() if handler is not None else ()
+    return any(guard in (require_staff, require_session) for guard in guards)
+
+
+def body_limit(scope: Scope) -> int:
+    """The largest request body this route takes: 64 KiB unless only staff may call it."""
+    handler = scope.get("route_handler")
+    if not _staff_only(handler):
+        return PUBLIC_BODY_LIMIT
+    return LARGE_BODY_PATHS.get(scope["path"].rstrip("/"), STAFF_BODY_LIMIT)
+
+
+def _limited(receive: Receive, scope: Scope, limit: int) -> Receive:
+    declared = None
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            declared = int(value) if value.isdigit() else None
+    received = 0
+    reason = f"The request body is over the limit of {_size(limit)} for this address."
+
+    async def limited_receive() -> Message:
+        nonlocal received
+        if declared is not None and declared > limit:
+            raise BodyTooLarge(detail=reason)
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(detail=reason)
+        return message
+
+    return limited_receive
+
+
+def _id_in_range(value: Any) -> bool:
+    return not isinstance(value, int) or isinstance(value, bool) or 0 < value <= MAX_ID
+
+
+class RouteLimits(ASGIMiddleware):
+    """404 for ids outside the integer columns; 413 past the route's body limit."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if not all(_id_in_range(v) for v in scope.get("path_params", {}).values()):
+            raise NotFoundException("Not found")
+        await next_app(scope, _limited(receive, scope, body_limit(scope)), send)
