@@ -78,11 +78,14 @@ async def _claim(which: str, args: tuple, moment: datetime, limit: int) -> list[
 
 
 async def mark_sent(row_id: int) -> None:
-    await db.fetch(
+    """Record a message as handed over; tried again while the database is away (db.while_away),
+    because a row left `sending` is sent a second time after the claim time-out."""
+    sent_at = now()
+    await db.while_away(lambda: db.fetch(
         "UPDATE outbox SET status = 'sent', sent_at = {}, last_error = '' WHERE id = {}",
-        now(),
+        sent_at,
         row_id,
-    )
+    ))
 
 
 async def mark_sent_many(row_ids: list[int]) -> None:
@@ -90,7 +93,9 @@ async def mark_sent_many(row_ids: list[int]) -> None:
     `sending`: a crash in between re-sends at most them (the messages in flight)."""
     if row_ids:
         where, args = db.sql_in("id", row_ids)
-        await db.fetch(f"UPDATE outbox SET status = 'sent', sent_at = {{}}, last_error = '' WHERE {where}", now(), *args)
+        sent_at = now()
+        await db.while_away(lambda: db.fetch(
+            f"UPDATE outbox SET status = 'sent', sent_at = {{}}, last_error = '' WHERE {where}", sent_at, *args))
 
 
 async def mark_skipped(row_id: int, reason: str) -> None:
