@@ -5,8 +5,8 @@ process or in Redis (shared by every process), answered with 429 and Retry-After
 |------------------|-----------------------------------------------------------------|----------------------|
 | `register`       | /events/{slug}/register and /api/v1/events/{id}/registrations   | 100 per 10 minutes   |
 | `register-event` | the same, per event (form and API together)                     | 50 per hour          |
-| `subscribe`      | /api/v1/subscribers, /bulletin/subscribe, and every registration | 10 per minute       |
-|                  | that asks for the bulletin (`subscribe` true, or the form's box) |                      |
+| `subscribe`      | /api/v1/subscribers, /bulletin/subscribe, and each registration | 10 per minute        |
+|                  | asking for the bulletin (`subscribe` true, or the form's box)   |                      |
 | `link`           | "email me my link": /s/link and /r/link                         | 10 per 10 minutes    |
 | `signin`         | /staff/login (checked before any password is hashed)            | 20 per 10 minutes    |
 
@@ -14,14 +14,19 @@ Why these figures: a class or an office behind one NAT address registering forty
 event within minutes fits, and so do two such events; a script from one address takes at most 50
 seats of an event per hour. Subscribe and "my link" send an email to any address typed in, so
 they get the budget of a few people; the subscribe budget is the figure the service always had.
-Ten failed sign-ins in a row are already slowed down per address (domain/staff.py); twenty an
-address per ten minutes leaves room for a team behind one address, not for trying passwords.
+Five failed sign-ins in a row already slow one account down (domain/staff.py); twenty attempts
+per client per ten minutes leave room for a team behind one address, not for trying passwords
+across many accounts.
 
 A window starts with a client's first counted request and lasts its length (the counter is
 created with INCR and given its expiry with EXPIRE NX in the same transaction), so a burst cannot
 straddle two wall-clock windows. Refused requests count too: knocking on does not shorten the
-wait. The client is the ASGI scope's client address (uvicorn takes it from X-Forwarded-For only
-when the proxy is in EVENTS_FORWARDED_ALLOW_IPS); an IPv6 client is counted per /64, the block one
+wait, and a client still knocking after twice its budget gets each refusal only after a pause of
+a second (at most 256 held at once per process), so a script looping on a few connections costs
+the server a handful of answers a second instead of thousands.
+
+The client is the ASGI scope's client address (uvicorn takes it from X-Forwarded-For only when
+the proxy is in EVENTS_FORWARDED_ALLOW_IPS); an IPv6 client is counted per /64, the block one
 host usually owns. When Redis does not answer, requests go through (logged), since the limits
 guard resources, not secrets: sign-in stays throttled per address and hashes in a bounded pool.
 EVENTS_RATE_LIMITS=off lifts every limit (app.py then installs no middleware).
@@ -29,6 +34,7 @@ EVENTS_RATE_LIMITS=off lifts every limit (app.py then installs no middleware).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
@@ -64,6 +70,10 @@ REGISTER_EVENT = Limit("register-event", 50, 3600, "registrations for this event
 SUBSCRIBE = Limit("subscribe", 10, 60, "bulletin sign-ups")
 LINK = Limit("link", 10, 600, "link requests")
 SIGNIN = Limit("signin", 20, 600, "sign-in attempts")
+# A client refused more than its whole budget over again in one window gets each further
+# refusal after this pause; at most TARPIT_MAX refusals are held at once per process.
+TARPIT_SECONDS = 1.0
+TARPIT_MAX = 256
 
 _REGISTER_FORM = re.compile(r"/events/([^/]+)/register/?")
 _REGISTER_API = re.compile(r"/api/v1/events/([0-9]{1,19})/registrations/?")
@@ -182,11 +192,21 @@ class RateLimits(ASGIMiddleware):
     def __init__(self, counters: MemoryCounters | RedisCounters) -> None:
         self.counters = counters
         self._event_ids: dict[str, str] = {}  # slug -> id, so form and API share an event's cap
+        self._held = 0  # refusals being held back (TARPIT_SECONDS) right now
 
     async def _spend(self, limit: Limit, client: str, extra: str = "", advice: str = "") -> None:
         key = f"{NAMESPACE}:{limit.bucket}:{client}{':' + extra if extra else ''}"
         count, left = await self.counters.hit(key, limit.seconds)
         if count > limit.requests:
+            if count > 2 * limit.requests and self._held < TARPIT_MAX:
+                # Still knocking long after the first refusal: a script. Holding the refusal
+                # costs a sleeping coroutine; answering at once would let each of its
+                # connections take thousands of (cheap, but not free) answers a second.
+                self._held += 1
+                try:
+                    await asyncio.sleep(TARPIT_SECONDS)
+                finally:
+                    self._held -= 1
             raise refused(limit, left, advice)
 
     async def _event_key(self, slug: str) -> str:

@@ -210,7 +210,8 @@ async def test_unknown_address_and_wrong_password_answer_alike_through_the_throt
         assert abs(int(mine.headers.get("retry-after", 0)) - int(other.headers.get("retry-after", 0))) <= 1
     assert [a.status_code for a in answers[EMAIL]] == [401] * staff.FREE_ATTEMPTS + [429, 429]
     checked = {a: statistics.median(t[: staff.FREE_ATTEMPTS]) for a, t in times.items()}
-    assert 0.5 < checked[EMAIL] / checked[GHOST] < 2, checked
+    # One password check each: the same order of time (without a check it would be ~100x less).
+    assert 1 / 3 < checked[EMAIL] / checked[GHOST] < 3, checked
 
 
 async def test_signing_in_clears_the_count(client, member):
