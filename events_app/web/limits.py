@@ -75,8 +75,8 @@ SIGNIN = Limit("signin", 20, 600, "sign-in attempts")
 TARPIT_SECONDS = 1.0
 TARPIT_MAX = 256
 
-_REGISTER_FORM = re.compile(r"/events/([^/]+)/register/?")
-_REGISTER_API = re.compile(r"/api/v1/events/([0-9]{1,19})/registrations/?")
+_REGISTER_FORM = re.compile(r"/events/([^/]+)/register")  # matched without a trailing slash
+_REGISTER_API = re.compile(r"/api/v1/events/([0-9]{1,19})/registrations")
 _SUBSCRIBE_PATHS = {"/api/v1/subscribers", "/bulletin/subscribe"}
 _LINK_PATHS = {"/s/link", "/r/link"}
 _SIGNIN_PATHS = {"/staff/login"}
@@ -148,9 +148,11 @@ def client_of(scope: Scope) -> str:
         address = ipaddress.ip_address(host)
     except ValueError:
         return host[:100] or "unknown"
-    if address.version == 6 and not address.ipv4_mapped:
+    if address.version == 6:
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
+    return str(address)
 
 
 async def _asks_for_bulletin(request: Request, is_form: bool) -> bool:
@@ -227,9 +229,9 @@ class RateLimits(ASGIMiddleware):
         await next_app(scope, receive, send)
 
     async def _check(self, scope: Scope, receive: Receive) -> None:
-        path: str = scope["path"]
+        path: str = scope["path"].rstrip("/")
         client = client_of(scope)
-        if path in _SUBSCRIBE_PATHS or path.rstrip("/") in _SUBSCRIBE_PATHS:
+        if path in _SUBSCRIBE_PATHS:
             await self._spend(SUBSCRIBE, client)
         elif path in _LINK_PATHS:
             await self._spend(LINK, client)
