@@ -11,6 +11,11 @@ quoted-printable (binascii's C encoder), and the bulk headers of RFC 2369 and RF
     List-Unsubscribe: <https://example.org/s/TOKEN/unsubscribe>, <mailto:events@example.org?subject=unsubscribe%20TOKEN>
     List-Unsubscribe-Post: List-Unsubscribe=One-Click
 
+Headers go through the header registry (mail/headers.py): From, Subject and List-Id folded once
+per mailing, the To line per message (a safe phrase and a checked address; plain ones on a fast
+path that is byte for byte what the registry writes). An address that cannot be written fails its
+row once (`Unbuildable`). The greeting's name is one line.
+
 The Message-ID comes from the outbox row (messages.message_id), so a retry is the same message.
 The shared parts are cached per mailing and content version: an edit to the issue reaches the
 emails not yet sent. `preview()` renders what one subscriber would see, for staff.
@@ -28,17 +33,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
-from email.header import Header
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from urllib.parse import quote
 
-from .. import db, ics, markdown
+from .. import db, markdown
 from ..domain import events, issues, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
 from ..timefmt import format_range, issue_day
-from . import render
-from .messages import Superseded, Undeliverable, message_id
+from . import headers, render
+from .messages import Superseded, Unbuildable, Undeliverable, message_id
 
 GREETING, MANAGE, UNSUBSCRIBE = "@@greeting@@", "@@manage@@", "@@unsubscribe@@"
 KINDS = {"issue", "announcement", "issue_test"}
@@ -69,9 +73,10 @@ class _Encoded:
     def __init__(self, shared: Shared) -> None:
         self.text = _pieces(shared.text)
         self.html = _pieces(shared.html)
-        self.subject = _header(shared.subject)
-        self.list_id = _header(shared.list_id)
-        self.senders: dict[str, tuple[str, str]] = {}  # mail_from -> (header, envelope address)
+        # Whole header lines, folded by the registry once per mailing.
+        self.subject = headers.fold("Subject", headers.subject(shared.subject))
+        self.list_id = headers.fold("List-Id", shared.list_id)
+        self.senders: dict[str, tuple[str, str]] = {}  # mail_from -> (From line, envelope address)
         self.boundary = "=_" + secrets.token_hex(12)  # "=_" never occurs in quoted-printable
 
 
@@ -131,7 +136,7 @@ def render_issue(issue: dict, settings: Settings, *, test: bool = False) -> Shar
         subject=("[Test] " if test else "") + subject,
         text=text,
         html=html,
-        list_id=f'"{issue["topic_name"]}" <{issue["topic_slug"]}.{settings.host}>',
+        list_id=_list_id(issue["topic_name"], issue["topic_slug"], settings),
         test=test,
     )
 
@@ -151,8 +156,19 @@ def render_announcement(event: dict, topics: list[dict], settings: Settings) -> 
         subject=subject,
         text=text,
         html=html,
-        list_id=f'"{topics[0]["name"]}" <{topics[0]["slug"]}.{settings.host}>',
+        list_id=_list_id(topics[0]["name"], topics[0]["slug"], settings),
     )
+
+
+def _list_id(name: str, slug: str, settings: Settings) -> str:
+    """RFC 2919 `"Topic name" <slug.host>`. The name is reduced to a safe phrase (nothing to
+    escape inside the quotes); a non-ASCII one goes unquoted, as encoded words (RFC 2047 words
+    are not decoded inside quotes). The label keeps only characters a dot-atom allows."""
+    phrase = headers.safe_phrase(name)
+    label = re.sub(r"[^A-Za-z0-9-]+", "-", slug or "list").strip("-") + "." + settings.host
+    if not phrase:
+        return f"<{label}>"
+    return f'"{phrase}" <{label}>' if phrase.isascii() else f"{phrase} <{label}>"
 
 
 def _qp(text: str) -> bytes:
@@ -170,18 +186,13 @@ def _date_now() -> str:
     return _clock[1]
 
 
-def _header(value: str) -> str:
-    """A header value, RFC 2047-encoded when it is not plain ASCII (done once per mailing)."""
-    return value if value.isascii() else Header(value, "utf-8").encode()
-
-
 def compose(
     shared: Shared, row: dict, subscriber: dict | None, address: str, settings: Settings
 ) -> RawMessage:
     """The message of one ledger row: the greeting and links of `subscriber` (None: a staff
     test with sample links) filled into `shared`."""
     base = settings.base_url.rstrip("/")
-    name = ics.clean_line(subscriber["name"]) if subscriber else ""
+    name = headers.single_line(subscriber["name"]) if subscriber else ""
     greeting = f"Hello {name}," if name else "Hello,"
     if subscriber is not None:
         token = subscriptions.manage_token(subscriber)
@@ -192,16 +203,24 @@ def compose(
     wire = shared.encoded
     sender = wire.senders.get(settings.mail_from)
     if sender is None:  # parsing the From setting once per mailing, not per message
-        sender = wire.senders[settings.mail_from] = (_header(settings.mail_from), settings.mail_from_address)
+        try:
+            line = headers.fold("From", headers.sender(settings.mail_from))
+        except headers.BadAddress as exc:  # our configuration, not this row: retried once fixed
+            raise RuntimeError(f"EVENTS_MAIL_FROM cannot be used: {exc}") from None
+        sender = wire.senders[settings.mail_from] = (line, settings.mail_from_address)
+    try:
+        to_line, envelope = headers.to_line(name, address)
+    except headers.BadAddress as exc:
+        raise Unbuildable(f"the message cannot be built: {exc}") from None
     plain = (_qp(greeting), _qp(manage), _qp(unsubscribe))
     marked = tuple(_qp(html_lib.escape(value)) for value in (greeting, manage, unsubscribe))
     lines = [
-        f"From: {sender[0]}",
-        f"To: {formataddr((name, address))}",
-        f"Subject: {wire.subject}",
+        sender[0],
+        to_line,
+        wire.subject,
         f"Date: {_date_now()}",
         f"Message-ID: {message_id(row['id'], settings, row.get('created_at'))}",
-        f"List-Id: {wire.list_id}",
+        wire.list_id,
     ]
     if token is not None:
         mailto = f"mailto:{sender[1]}?subject={quote('unsubscribe ' + token)}"
@@ -228,7 +247,7 @@ def compose(
         "Content-Transfer-Encoding: quoted-printable\n\n"
     ).encode()
     data = b"".join((head, _join(wire.text, plain), middle, _join(wire.html, marked), f"\n--{boundary}--\n".encode()))
-    return RawMessage(sender[1], address, data)
+    return RawMessage(sender[1], envelope, data)
 
 
 class Builder:

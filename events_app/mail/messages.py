@@ -20,6 +20,10 @@ subscriber row as it is at send time. One for an erased or deleted subscriber is
 is a confirmation request once the subscription is no longer pending (confirmed, or unsubscribed
 since) and an "already subscribed" note once it is no longer confirmed.
 
+Names and titles from people's input reach headers only through mail/headers.py (registry
+Address objects, display names reduced to a safe phrase) and reach bodies on one line. A row whose
+address cannot be written into a header raises `Unbuildable` (an `Undeliverable`): it fails once.
+
 A row whose registration or event is gone raises `Undeliverable`, one of a kind not built here
 `UnknownKind`; a row overtaken by a later change raises `Superseded`: a confirmation for a
 registration since cancelled, a cancellation for one since renewed (sending it would put a wrong
@@ -35,7 +39,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
@@ -43,7 +46,7 @@ from .. import db, ics
 from ..domain import events, registrations, retention, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
-from . import render
+from . import headers, render
 
 # Answers to a subscriber's own request (domain/subscriptions.py), built from the subscriber row.
 SUBSCRIPTION_KINDS = {"subscription_confirm", "subscription_known", "subscription_link"}
@@ -81,6 +84,11 @@ class Undeliverable(Exception):
 
 class Superseded(Undeliverable):
     """A later change made this message wrong; the message about that change is queued."""
+
+
+class Unbuildable(Undeliverable):
+    """The row's data cannot be written as a message (an address with control characters, or
+    non-ASCII before the @): the same on every attempt, so it fails once with the reason."""
 
 
 class UnknownKind(Exception):
@@ -223,10 +231,18 @@ async def _message(
 ) -> EmailMessage:
     """The headers every message has and its text and HTML parts (multipart/alternative)."""
     subject, text, html = rendered
+    try:
+        recipient = headers.address(name, address)
+    except headers.BadAddress as exc:
+        raise Unbuildable(f"the message cannot be built: {exc}") from None
+    try:
+        sender = headers.sender(settings.mail_from)
+    except headers.BadAddress as exc:  # our configuration, not this row: retried once it is fixed
+        raise RuntimeError(f"EVENTS_MAIL_FROM cannot be used: {exc}") from None
     message = EmailMessage()
-    message["From"] = settings.mail_from
-    message["To"] = Address(display_name=ics.clean_line(name), addr_spec=address)
-    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = headers.subject(subject)
     message["Date"] = format_datetime(datetime.now(timezone.utc))
     message["Message-ID"] = message_id(row["id"], settings, await _created_at(row))
     # RFC 3834: a machine wrote this; autoresponders should not answer it.
@@ -289,7 +305,7 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
     chosen = set(subscriber["confirm_topics"] if kind == "subscription_confirm" else subscriber["topics"])
     paused = subscriber["paused_until"]
     context = {
-        "name": ics.clean_line(subscriber["name"]),
+        "name": headers.single_line(subscriber["name"]),
         "status": subscriber["status"],
         "topics": [t for t in await subscriptions.all_topics() if t["slug"] in chosen],
         "paused_until": _day(paused) if paused and paused > datetime.now(timezone.utc) else None,
@@ -333,7 +349,7 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
     }
     links.update(ics.calendar_links(event, base_url=base, location=links["join"]))
     context = {
-        "name": registration["name"],
+        "name": headers.single_line(registration["name"]),  # a name cannot add lines
         "event": event,
         "when": render.format_range(event["starts_at"], event["ends_at"], event["timezone"]),
         "links": links,

@@ -15,12 +15,13 @@ import contextlib
 import logging
 import signal
 import zlib
+from email.errors import MessageError
 
 from .. import db
 from .. import settings as settings_module
 from ..settings import Settings
 from ..domain import mailings, schedule
-from . import bulk, messages, outbox
+from . import bulk, headers, messages, outbox
 from .transport import PermanentFailure, TemporaryFailure, Transport, make_transport
 
 log = logging.getLogger(__name__)
@@ -228,9 +229,15 @@ class Worker:
             log.warning("outbox row %s (%s) not sent: %s", row_id, row["kind"], exc)
             await outbox.mark_failed(row_id, f"not sent: {exc}")
             return None
+        except (ValueError, MessageError) as exc:
+            # A value no header or encoder takes: the same on every attempt, so fail once.
+            reason = f"not sent: the message cannot be built: {_one_line(exc)}"
+            log.warning("outbox row %s (%s) %s", row_id, row["kind"], reason)
+            await outbox.mark_failed(row_id, reason)
+            return None
         except Exception as exc:  # a database hiccup or a template bug: retry with backoff
-            log.exception("outbox row %s (%s): building the message failed", row_id, row["kind"])
-            await self._retry(row, f"building the message failed: {type(exc).__name__}: {exc}")
+            self._log_unexpected(row, "building the message failed")
+            await self._retry(row, f"building the message failed: {_one_line(exc)}")
             return None
         try:
             if isinstance(message, bulk.RawMessage):
@@ -250,8 +257,8 @@ class Worker:
                 await outbox.suppress(row["recipient"], str(exc))
             return None
         except Exception as exc:
-            log.exception("outbox row %s: unexpected error while sending", row_id)
-            await self._retry(row, f"{type(exc).__name__}: {exc}")
+            self._log_unexpected(row, "unexpected error while sending")
+            await self._retry(row, _one_line(exc))
             return None
         if row.get("mailing") is not None:
             self.failures_in_a_row = 0
@@ -261,6 +268,15 @@ class Worker:
         # Row ids, not addresses, in the log: it outlives the personal data it would copy.
         log.info("outbox row %s (%s) sent", row_id, row["kind"])
         return None
+
+    @staticmethod
+    def _log_unexpected(row: dict, what: str) -> None:
+        """The traceback on a row's first attempt only: a row retried eight times must not
+        leave eight tracebacks (the reason stays in the row's last_error)."""
+        if row["attempts"] <= 1:
+            log.exception("outbox row %s (%s): %s", row["id"], row["kind"], what)
+        else:
+            log.warning("outbox row %s (%s): %s again (attempt %s)", row["id"], row["kind"], what, row["attempts"])
 
     async def _count_failure(self, error: str) -> None:
         """A run of temporary failures means the server is struggling (or throttling us): pause
@@ -336,6 +352,11 @@ class Worker:
                     await asyncio.wait_for(stop.wait(), timeout=pause)
         finally:
             await self.close()
+
+
+def _one_line(exc: Exception) -> str:
+    """An exception as the one line staff read in the outbox (no control characters)."""
+    return headers.single_line(f"{type(exc).__name__}: {exc}", 500)
 
 
 async def run_forever() -> None:
