@@ -43,6 +43,9 @@ class Settings:
     # second over all of them (0: as fast as the server takes them).
     smtp_connections: int = 2
     smtp_rate: float = 0.0
+    # Longest wait for the SMTP server at each step (connect, greeting, each command): a server
+    # that accepts and never answers is a temporary failure after this long.
+    smtp_timeout_seconds: float = 30.0
     # First retry after a temporary failure (4xx, server away); doubles per attempt, up to an hour.
     retry_base_seconds: float = 30.0
     # Bulk mail pauses itself after this many temporary failures in a row, for this long.

@@ -7,7 +7,13 @@ these into a retry with backoff or a failed row.
 
 `SMTPTransport` keeps one connection open and reuses it for message after message (a TCP and TLS
 handshake plus EHLO and AUTH per message would cost more than the message), and reconnects when
-the server has dropped it in between.
+the server has dropped it in between. Every step (connect, greeting, each command, DATA) has a
+bounded time-out (`smtp_timeout_seconds`, 30 s by default): a server that accepts and then never
+answers is a temporary failure like one that is down.
+
+`FileTransport` keeps its directory readable by its owner only (0700, tightened if it was
+wider) and creates each file 0600; a message is written whole (temporary file, fsync, rename) or
+not at all, so a full disk is a temporary failure that leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import os
 import ssl
 import tempfile
 from datetime import datetime, timezone
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
@@ -184,32 +191,46 @@ class SMTPTransport:
 class FileTransport:
     """Writes each message to `<directory>/<UTC timestamp>-<outbox id>.eml` (development, and
     installations without SMTP). The file appears whole or not at all: written to a temporary
-    name in the same directory, then renamed."""
+    name in the same directory (mode 0600), flushed to disk, then renamed. The directory is kept
+    0700: messages hold personal links."""
 
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
+        self._checked = False
 
     async def send(self, message: EmailMessage, *, outbox_id: int | None = None) -> None:
         try:
-            self._write(message, outbox_id)
-        except OSError as exc:  # a full or read-only disk may be fixed; keep the row
-            raise TemporaryFailure(f"cannot write to {self.directory}: {exc}", connection=True) from exc
+            data = message.as_bytes(policy=SMTP_POLICY)
+        except (ValueError, MessageError) as exc:  # e.g. a header no encoder takes: no retry helps
+            raise PermanentFailure(f"the message cannot be written: {exc}") from exc
+        await self.send_raw("", "", data, outbox_id=outbox_id)
 
     async def send_raw(self, sender: str, recipient: str, data: bytes, *, outbox_id: int | None = None) -> None:
         try:
             self._write(data, outbox_id)
-        except OSError as exc:
+        except OSError as exc:  # a full or read-only disk may be fixed; keep the row
             raise TemporaryFailure(f"cannot write to {self.directory}: {exc}", connection=True) from exc
 
-    def _write(self, message: EmailMessage | bytes, outbox_id: int | None) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def _prepare_directory(self) -> None:
+        if self._checked and self.directory.is_dir():
+            return
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.directory.stat().st_mode & 0o077:  # made wider by hand or by an older version
+            os.chmod(self.directory, 0o700)
+        self._checked = True
+
+    def _write(self, data: bytes, outbox_id: int | None) -> Path:
+        self._prepare_directory()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         target = self.directory / f"{stamp}-{outbox_id if outbox_id is not None else 'message'}.eml"
-        data = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP_POLICY)
-        fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.directory)
+        fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.directory)  # mode 0600
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+                handle.flush()
+                # On disk before the rename: the row is marked sent right after, so a crash must
+                # not leave an empty file under the final name.
+                os.fsync(handle.fileno())
             os.replace(temp, target)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
@@ -251,5 +272,5 @@ Transport = SMTPTransport | FileTransport | MemoryTransport
 def make_transport(settings: Settings) -> Transport:
     """SMTP when `EVENTS_SMTP_URL` is set, else .eml files in the mail directory."""
     if settings.smtp_url:
-        return SMTPTransport(settings.smtp_url)
+        return SMTPTransport(settings.smtp_url, timeout=settings.smtp_timeout_seconds)
     return FileTransport(settings.mail_dir)
