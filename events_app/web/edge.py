@@ -25,11 +25,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException
 from litestar.middleware import ASGIMiddleware
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..domain.errors import NotFound
 from ..resources import resource_dir
 from ..settings import Settings
 
@@ -178,12 +179,18 @@ def _id_in_range(value: Any) -> bool:
     return not isinstance(value, int) or isinstance(value, bool) or 0 < value <= MAX_ID
 
 
+# What a path's id names, for the 404's wording ("No such event"), as the handlers word it.
+_ID_NAMES = {"event_id": "event", "issue_id": "issue", "mailing_id": "mailing", "reg_id": "registration",
+             "row_id": "message", "token_id": "token"}
+
+
 class RouteLimits(ASGIMiddleware):
     """404 for ids outside the integer columns; 413 past the route's body limit."""
 
     scopes = (ScopeType.HTTP,)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if not all(_id_in_range(v) for v in scope.get("path_params", {}).values()):
-            raise NotFoundException("Not found")
+        for key, value in scope.get("path_params", {}).items():
+            if not _id_in_range(value):
+                raise NotFound(f"No such {_ID_NAMES.get(key, key.removesuffix('_id'))}")
         await next_app(scope, _limited(receive, scope, body_limit(scope)), send)
