@@ -62,7 +62,10 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
 
 
 def http_error(request: Request, exc: HTTPException) -> Response:
-    body = {"status_code": exc.status_code, "detail": exc.detail}
+    body: dict = {"status_code": exc.status_code, "detail": exc.detail}
+    if exc.status_code == 400:
+        # The framework refused the body itself (not JSON, truncated, bad UTF-8): name it.
+        body = {"status_code": 400, "detail": "Invalid input", "errors": {"body": exc.detail or "is invalid"}}
     response = _answer(request, exc.status_code, body)
     if exc.headers:
         response.headers.update(exc.headers)
