@@ -45,7 +45,10 @@ def days_for(event: dict) -> int:
 
 def due_at(event: dict) -> datetime:
     """When the event's registrants' details are (or were) due for deletion."""
-    return event["ends_at"] + timedelta(days=days_for(event))
+    try:
+        return event["ends_at"] + timedelta(days=days_for(event))
+    except OverflowError:  # a stored end near year 9999: never due
+        return datetime.max.replace(tzinfo=timezone.utc)
 
 
 def is_purged(registration: dict) -> bool:

@@ -11,7 +11,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from ... import db, settings
+from ... import db, settings, timefmt
 from ...domain import audit, issues
 from ...domain import validation as v
 from ...domain.errors import Conflict, ValidationFailed
@@ -190,4 +190,4 @@ class BulletinPages(StaffController):
 def _in_zone(moment: datetime | None, zone: str) -> str:
     if moment is None:
         return ""
-    return moment.astimezone(ZoneInfo(zone)).strftime(f"%Y-%m-%d %H:%M {zone}")
+    return timefmt.local(moment, ZoneInfo(zone)).strftime(f"%Y-%m-%d %H:%M {zone}")

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
+from ... import timefmt
+
 MAX_BARS = 60
 
 
@@ -22,7 +24,7 @@ def buckets(moments: list[datetime], tz: str, first: date | None = None, last: d
     to `last` (default: the latest); several days per bucket when the span exceeds `max_bars`.
     Each bucket: {start, end (inclusive dates), count}."""
     zone = ZoneInfo(tz)
-    days = [m.astimezone(zone).date() for m in moments]
+    days = [timefmt.local(m, zone).date() for m in moments]
     if first is None:
         first = min(days) if days else None
     if last is None:

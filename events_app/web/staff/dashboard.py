@@ -11,6 +11,7 @@ from litestar.response import Template
 
 from ... import db
 from ...domain import events
+from ... import timefmt
 from ...timefmt import format_range
 from . import chart
 from .session import StaffController, page
@@ -45,8 +46,8 @@ async def registrations_chart(event: dict, moment: datetime) -> dict:
     )
     moments = [r["created_at"] for r in rows]
     zone = event["timezone"]
-    first = min([event["created_at"], *moments]).astimezone(chart.ZoneInfo(zone)).date()
-    last = max([min(moment, event["starts_at"]), *moments]).astimezone(chart.ZoneInfo(zone)).date()
+    first = timefmt.local(min([event["created_at"], *moments]), chart.ZoneInfo(zone)).date()
+    last = timefmt.local(max([min(moment, event["starts_at"]), *moments]), chart.ZoneInfo(zone)).date()
     items = chart.buckets(moments, zone, first, last)
     return {
         "items": items,

@@ -14,6 +14,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
+from ... import timefmt
+
 QUESTION_TYPES = [
     ("text", "Short text"), ("single", "One choice"), ("multiple", "Several choices"), ("yesno", "Yes or no"),
 ]
@@ -37,7 +39,7 @@ def local_input(moment: datetime | None, tz: str) -> str:
     untouched form changes nothing)."""
     if moment is None:
         return ""
-    local = moment.astimezone(ZoneInfo(tz))
+    local = timefmt.local(moment, ZoneInfo(tz))
     return local.strftime("%Y-%m-%dT%H:%M:%S" if local.second else "%Y-%m-%dT%H:%M")
 
 

@@ -15,6 +15,7 @@ from litestar.response import Redirect, Template
 
 from ...domain import audit, events, registrant_admin, registrations, retention
 from ...domain.errors import Conflict, ValidationFailed
+from ... import timefmt
 from ...timefmt import format_range
 from ..api import EventsApi
 from ..present import event_page
@@ -45,7 +46,7 @@ def _retention(event: dict) -> dict:
 def _day(moment, zone: ZoneInfo) -> str:
     if moment is None:
         return ""
-    local = moment.astimezone(zone)
+    local = timefmt.local(moment, zone)
     return f"{local.day} {local:%B %Y}"
 
 
@@ -230,7 +231,7 @@ class EventPages(StaffController):
 
 
 def _local(moment, zone: ZoneInfo) -> str:
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if moment else "–"
+    return timefmt.local(moment, zone).strftime("%Y-%m-%d %H:%M %Z") if moment else "–"
 
 
 _REG_DONE = {
