@@ -6,14 +6,19 @@ from __future__ import annotations
 
 from .. import db
 from ..mail import outbox
+from . import retention
 from .errors import Conflict, NotFound
 from .registrations import _event_state, cancel, now, personal_token, view
 
 
 async def _row(reg_id: int) -> dict:
+    """The registration staff act on; Conflict once its details were deleted after the event
+    (nothing may be sent to, or changed for, a person who is no longer on record)."""
     rows = await db.fetch("SELECT * FROM registration WHERE id = {}", reg_id)
     if not rows:
         raise NotFound("No such registration")
+    if retention.is_purged(rows[0]):
+        raise Conflict("This registration's details were deleted after the event.", "purged")
     return rows[0]
 
 

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from events_app import db, settings
 from events_app.domain import audit, events, registrant_admin, registrations, retention, schedule
+from events_app.domain.errors import Conflict
 from events_app.tables import ALL_TABLES
 from factories import event_data
 from mail.sending import drain, smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
@@ -281,7 +282,17 @@ async def test_a_purged_registration_is_never_mailed_again(worker, smtp_server):
     assert retention.is_purged(await row(person["id"]))
     received = len(smtp_server.received)
 
-    await registrant_admin.resend_confirmation(person["id"])  # a staff slip after the purge
+    # A staff slip after the purge is refused by the domain; a row queued by any other path is
+    # still dropped by the message builder.
+    try:
+        await registrant_admin.resend_confirmation(person["id"])
+    except Conflict:
+        pass
+    else:
+        raise AssertionError("a purged registration's confirmation was re-sent")
+    from events_app.mail import outbox
+
+    await outbox.enqueue("registration_confirmed", "deleted-x", {"registration_id": person["id"]})
     await schedule.enqueue_due()  # no follow-up for a purged event
     await drain(worker)
 
@@ -365,3 +376,22 @@ async def test_details_go_exactly_when_the_retention_runs_out(days, offset_minut
     await ended(event, figure + offset_minutes / 1440)
     await retention.purge_due()
     assert retention.is_purged(await row(person["id"])) == (offset_minutes >= 0)
+
+
+async def test_staff_can_neither_mail_nor_change_a_purged_registration():
+    """Promote and resend on a purged registration are refused by the domain (409), so no
+    outbox row and no status change can come from a person who is no longer on record."""
+    event = await open_event("Purged then poked", capacity=1)
+    await sign_up(event, "Ada Lovelace", "ada@example.org")
+    waiting = await sign_up(event, "Grace Hopper", "grace@example.org")
+    await ended(event, days_ago=91)
+    await retention.purge_due()
+    before = await dump()
+    for action in (registrant_admin.promote, registrant_admin.resend_confirmation, registrant_admin.cancel_by_staff):
+        try:
+            await action(waiting["id"])
+        except Conflict as exc:
+            assert exc.reason == "purged"
+        else:
+            raise AssertionError(f"{action.__name__} acted on a purged registration")
+    assert await dump() == before
