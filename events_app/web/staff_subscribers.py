@@ -22,7 +22,7 @@ from ..domain import validation as v
 from ..domain.errors import ValidationFailed
 from ..domain.subscriptions import topic_ids
 from ..timefmt import iso
-from .api import _cell
+from .api import CSV, _cell
 from .auth import require_staff
 
 STATUSES = ("confirmed", "paused", "pending", "unsubscribed")
@@ -156,7 +156,7 @@ class StaffSubscribersApi(Controller):
     async def topics(self) -> dict:
         return {"topics": await topic_counts()}
 
-    @get("/subscribers.csv", summary="Subscribers as CSV, streamed (staff)")
+    @get("/subscribers.csv", media_type=CSV, summary="Subscribers as CSV, streamed (staff)")
     async def subscribers_csv(
         self,
         topic: FromQuery[str | None] = None,
@@ -167,7 +167,7 @@ class StaffSubscribersApi(Controller):
         name = f"subscribers-{topic.strip()}.csv" if flt.topic is not None and topic else "subscribers.csv"
         return Stream(
             _csv_rows(flt),
-            media_type="text/csv; charset=utf-8",
+            media_type=CSV,
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 

@@ -162,7 +162,7 @@ async def test_csv_export_lists_registrants_with_answers(client, auth):
     await client.post(f"/api/v1/events/{event['id']}/registrations",
                       json={"name": "=HYPERLINK(1)", "email": "ada@example.org", "answers": {"stage": "PhD"}})
     answer = await client.get(f"/api/v1/events/{event['id']}/registrations.csv", headers=auth)
-    assert answer.headers["content-type"].startswith("text/csv")
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     lines = answer.text.strip().splitlines()
     assert lines[0].split(",")[-1] == "stage"
     assert "'=HYPERLINK(1)" in lines[1] and "ada@example.org" in lines[1] and lines[1].endswith("PhD")

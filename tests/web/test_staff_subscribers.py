@@ -126,7 +126,7 @@ async def test_keyset_pagination_by_id(client, auth):
 async def test_csv_export_is_streamed_filtered_and_injection_safe(client, auth, mailing_list):
     answer = await client.get("/api/v1/subscribers.csv", headers=auth)
     assert answer.status_code == 200
-    assert answer.headers["content-type"].startswith("text/csv")
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     assert 'filename="subscribers.csv"' in answer.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     assert list(rows[0]) == ["email", "name", "status", "topics", "created_at", "confirmed_at"]
