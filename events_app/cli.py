@@ -61,21 +61,39 @@ async def _demo() -> None:
     await load(print)
 
 
-async def _staff_create(email: str, name: str) -> None:
-    from .domain import staff
-    from .domain.errors import ValidationFailed
-
+def _read_password() -> str:
+    """A new password: prompted for twice on a terminal, else one line of standard input."""
     if sys.stdin.isatty():
         password = getpass.getpass("Password (at least 10 characters): ")
         if getpass.getpass("Again: ") != password:
             raise CliError("the two passwords differ")
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+async def _staff_create(email: str, name: str) -> None:
+    from .domain import staff
+    from .domain.errors import ValidationFailed
+
+    password = _read_password()
     try:
         member = await staff.create(email, password, name)
     except ValidationFailed as exc:
         raise CliError(exc.message) from None
     print(f"Created staff account {member['email']}.")
+
+
+async def _staff_password(email: str) -> None:
+    """Set a member's password; their sessions end and the sign-in throttle of the address lifts."""
+    from .domain import staff
+    from .domain.errors import NotFound, ValidationFailed
+
+    password = _read_password()
+    try:
+        member = await staff.reset_password(email, password)
+    except (NotFound, ValidationFailed) as exc:
+        raise CliError(exc.message) from None
+    print(f"New password set for {member['email']}; their sessions have ended.")
 
 
 async def _staff_token(email: str, label: str) -> None:
@@ -151,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     create = staff.add_parser("create", help="create a staff account (password from the prompt or stdin)")
     create.add_argument("email")
     create.add_argument("--name", default="")
+    password = staff.add_parser("password", help="set a new password (prompt or stdin) and end that member's sessions")
+    password.add_argument("email")
     token = staff.add_parser("token", help="print a new API token")
     token.add_argument("email")
     token.add_argument("--label", default="")
@@ -181,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_with_db(_demo))
         elif args.command == "staff" and args.staff_command == "create":
             asyncio.run(_with_db(_staff_create, args.email, args.name))
+        elif args.command == "staff" and args.staff_command == "password":
+            asyncio.run(_with_db(_staff_password, args.email))
         elif args.command == "staff" and args.staff_command == "token":
             asyncio.run(_with_db(_staff_token, args.email, args.label))
         elif args.command == "subscribers" and args.subscribers_command == "import":

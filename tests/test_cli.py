@@ -46,6 +46,22 @@ async def test_staff_create_and_token_from_stdin():
     assert short.returncode == 2 and "at least 10 characters" in short.stderr
 
 
+async def test_staff_password_sets_a_new_password_and_ends_sessions():
+    from events_app.domain import staff
+
+    assert cli("staff", "create", "lead@example.org", stdin="the first password\n").returncode == 0
+    member = await staff.get_by_email("lead@example.org")
+    session = await staff.start_session(member["id"])
+    changed = cli("staff", "password", "lead@example.org", stdin="the second password\n")
+    assert changed.returncode == 0, changed.stderr
+    assert await staff.by_session(session) is None
+    assert (await staff.authenticate("lead@example.org", "the second password"))["email"] == "lead@example.org"
+    unknown = cli("staff", "password", "nobody@example.org", stdin="a long enough password\n")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "Traceback" not in unknown.stderr
+    short = cli("staff", "password", "lead@example.org", stdin="short\n")
+    assert short.returncode == 2 and "at least 10 characters" in short.stderr
+
+
 async def test_demo_loads_once():
     first = cli("demo")
     assert first.returncode == 0, first.stderr
