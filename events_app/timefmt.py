@@ -11,7 +11,7 @@ def _zone(tz: str | ZoneInfo) -> ZoneInfo:
     return tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
 
 
-def local(moment: datetime, zone: ZoneInfo) -> datetime:
+def in_zone(moment: datetime, zone: ZoneInfo) -> datetime:
     """The moment in `zone`; in UTC where the zone's time would leave the calendar (a stored
     year 1 or 9999: new times are refused outside 1970-2100, older rows may hold anything)."""
     try:
@@ -40,7 +40,7 @@ def _day(moment: datetime) -> str:
 
 def format_time(moment: datetime, tz: str | ZoneInfo) -> str:
     """One moment in zone `tz`: 'Tuesday 29 November 2022, 12:00 PM EST'."""
-    local = local(moment, _zone(tz))
+    local = in_zone(moment, _zone(tz))
     return f"{_day(local)}, {_clock(local)} {_meridiem(local)} {zone_abbreviation(local)}"
 
 
@@ -50,7 +50,7 @@ def format_range(starts_at: datetime, ends_at: datetime, tz: str | ZoneInfo) -> 
     and both days in full when it ends on another day (or in another abbreviation, across a
     daylight-saving change)."""
     zone = _zone(tz)
-    start, end = local(starts_at, zone), local(ends_at, zone)
+    start, end = in_zone(starts_at, zone), in_zone(ends_at, zone)
     start_abbr, end_abbr = zone_abbreviation(start), zone_abbreviation(end)
     if start.date() != end.date():
         return f"{format_time(start, zone)} – {format_time(end, zone)}"

@@ -20,6 +20,8 @@ from events_app.web.staff.session import COOKIE
 EDGES = [
     (datetime(1, 1, 1, 0, 30, tzinfo=timezone.utc), datetime(1, 1, 1, 1, 30, tzinfo=timezone.utc)),
     (datetime(9999, 12, 31, 22, 0, tzinfo=timezone.utc), datetime(9999, 12, 31, 23, 30, tzinfo=timezone.utc)),
+    # Over several days: each end is written out on its own.
+    (datetime(1, 1, 1, 0, 30, tzinfo=timezone.utc), datetime(1, 1, 3, 1, 30, tzinfo=timezone.utc)),
 ]
 
 

@@ -190,4 +190,4 @@ class BulletinPages(StaffController):
 def _in_zone(moment: datetime | None, zone: str) -> str:
     if moment is None:
         return ""
-    return timefmt.local(moment, ZoneInfo(zone)).strftime(f"%Y-%m-%d %H:%M {zone}")
+    return timefmt.in_zone(moment, ZoneInfo(zone)).strftime(f"%Y-%m-%d %H:%M {zone}")

@@ -24,7 +24,7 @@ def buckets(moments: list[datetime], tz: str, first: date | None = None, last: d
     to `last` (default: the latest); several days per bucket when the span exceeds `max_bars`.
     Each bucket: {start, end (inclusive dates), count}."""
     zone = ZoneInfo(tz)
-    days = [timefmt.local(m, zone).date() for m in moments]
+    days = [timefmt.in_zone(m, zone).date() for m in moments]
     if first is None:
         first = min(days) if days else None
     if last is None:

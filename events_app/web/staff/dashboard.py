@@ -46,8 +46,8 @@ async def registrations_chart(event: dict, moment: datetime) -> dict:
     )
     moments = [r["created_at"] for r in rows]
     zone = event["timezone"]
-    first = timefmt.local(min([event["created_at"], *moments]), chart.ZoneInfo(zone)).date()
-    last = timefmt.local(max([min(moment, event["starts_at"]), *moments]), chart.ZoneInfo(zone)).date()
+    first = timefmt.in_zone(min([event["created_at"], *moments]), chart.ZoneInfo(zone)).date()
+    last = timefmt.in_zone(max([min(moment, event["starts_at"]), *moments]), chart.ZoneInfo(zone)).date()
     items = chart.buckets(moments, zone, first, last)
     return {
         "items": items,

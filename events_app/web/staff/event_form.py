@@ -39,7 +39,7 @@ def local_input(moment: datetime | None, tz: str) -> str:
     untouched form changes nothing)."""
     if moment is None:
         return ""
-    local = timefmt.local(moment, ZoneInfo(tz))
+    local = timefmt.in_zone(moment, ZoneInfo(tz))
     return local.strftime("%Y-%m-%dT%H:%M:%S" if local.second else "%Y-%m-%dT%H:%M")
 
 

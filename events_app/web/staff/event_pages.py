@@ -46,7 +46,7 @@ def _retention(event: dict) -> dict:
 def _day(moment, zone: ZoneInfo) -> str:
     if moment is None:
         return ""
-    local = timefmt.local(moment, zone)
+    local = timefmt.in_zone(moment, zone)
     return f"{local.day} {local:%B %Y}"
 
 
@@ -231,7 +231,7 @@ class EventPages(StaffController):
 
 
 def _local(moment, zone: ZoneInfo) -> str:
-    return timefmt.local(moment, zone).strftime("%Y-%m-%d %H:%M %Z") if moment else "–"
+    return timefmt.in_zone(moment, zone).strftime("%Y-%m-%d %H:%M %Z") if moment else "–"
 
 
 _REG_DONE = {
