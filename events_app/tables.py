@@ -102,6 +102,9 @@ class Event(Table):
     # end; null: the installation's default (EVENTS_RETENTION_DAYS).
     retention_days = Integer(null=True, default=None)
     purged_at = Timestamptz(null=True, default=None)  # when that purge ran
+    # The public calendar entry's UID: random, stored, never derived from the id or the host, so a
+    # second database behind the same address never reuses one ("" until first needed).
+    calendar_uid = Varchar(length=64, default="")
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 
@@ -122,6 +125,12 @@ class Registration(Table):
     promoted_at = Timestamptz(null=True, default=None)
     confirmation_sent_at = Timestamptz(null=True, default=None)
     attended_at = Timestamptz(null=True, default=None)
+    # The invite's UID: random and stored for the life of the registration ("" until first needed);
+    # a new registration after a cancel gets a new one.
+    calendar_uid = Varchar(length=64, default="")
+    # The attendee's answer to the invite (iMIP REPLY): "" | accepted | tentative | declined.
+    rsvp = Varchar(length=16, default="")
+    rsvp_at = Timestamptz(null=True, default=None)
 
     # (event, email) is unique: a unique index made by the first migration.
 
@@ -159,6 +168,8 @@ class Subscriber(Table):
     erased_at = Timestamptz(null=True, default=None)
     bounced_at = Timestamptz(null=True, default=None)  # a 5xx refusal: no more bulk mail
     bounce_reason = Text(default="")
+    soft_bounces = Integer(default=0)  # temporary delivery failures reported by DSN, in a row
+    complained_at = Timestamptz(null=True, default=None)  # a spam complaint (ARF): no more mail
     link_sent_at = Timestamptz(null=True, default=None)  # last "email me my link"
     # An opt-in asked for while unsubscribed or erased: JSON list of topic ids that the owner's
     # confirmation will apply. Until then the opt-out stands ("" or "[]": none asked for).
@@ -200,9 +211,30 @@ class Issue(Table):
     release_at = Timestamptz(null=True, default=None)
     released_at = Timestamptz(null=True, default=None)
     version = Integer(default=1)
+    uid = Varchar(length=64, default="")  # random and stored: the Atom entry id, whatever the slug
     created_by = ForeignKey(StaffUser, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class IssueAlias(Table):
+    """An issue's earlier slug: its old archive address redirects to the issue's current one."""
+
+    id = Serial(primary_key=True)
+    slug = Varchar(length=120, unique=True)
+    issue = ForeignKey(Issue, null=False)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class InboundMessage(Table):
+    """A message read by `events-app inbound`: one row per message key (its Message-ID, or a
+    digest of it), unique, so that the same message delivered twice acts once."""
+
+    id = Serial(primary_key=True)
+    key = Varchar(length=128, unique=True)
+    kind = Varchar(length=32, default="")  # unsubscribe | dsn | complaint | reply | ignored
+    outcome = Text(default="")
+    received_at = Timestamptz(default=TimestamptzNow())
 
 
 class Mailing(Table):
@@ -247,5 +279,5 @@ class Outbox(Table):
 
 ALL_TABLES: list[type[Table]] = [
     Topic, StaffUser, ApiToken, StaffSession, AuditEntry, Event, Registration, ScheduledSend,
-    Subscriber, Subscription, Issue, Mailing, Outbox, LoginAttempt,
+    Subscriber, Subscription, Issue, IssueAlias, Mailing, Outbox, LoginAttempt, InboundMessage,
 ]
