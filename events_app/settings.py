@@ -63,6 +63,12 @@ class Settings:
     header_timeout_seconds: float = 10.0
     keepalive_seconds: float = 5.0
     max_connections: int = 1000
+    # Envelope sender of every message (default: the From address); bulk mail uses it VERP-style,
+    # local+<tag>@domain, so that a bounce names the row it is about.
+    return_path: str = ""
+    # DKIM: a PEM private key file and its selector; unset: no signing.
+    dkim_key_path: Path | None = None
+    dkim_selector: str = ""
 
     @property
     def is_sqlite(self) -> bool:
@@ -146,6 +152,29 @@ def _secret_key(env: str, var_dir: Path) -> str:
     return key
 
 
+def _return_path(mail_from: str) -> str:
+    value = os.environ.get("EVENTS_RETURN_PATH", "").strip()
+    if not value:
+        return parseaddr(mail_from)[1]
+    address = parseaddr(value)[1]
+    if "@" not in address or address != value:
+        raise SettingsError("EVENTS_RETURN_PATH must be one plain address, e.g. bounces@example.org")
+    return address
+
+
+def _dkim() -> dict:
+    key = os.environ.get("EVENTS_DKIM_KEY", "").strip()
+    selector = os.environ.get("EVENTS_DKIM_SELECTOR", "").strip()
+    if not key and not selector:
+        return {}
+    if not (key and selector):
+        raise SettingsError("EVENTS_DKIM_KEY and EVENTS_DKIM_SELECTOR go together: set both or neither")
+    path = Path(key)
+    if not path.is_file():
+        raise SettingsError(f"EVENTS_DKIM_KEY names no readable file: {key}")
+    return {"dkim_key_path": path, "dkim_selector": selector}
+
+
 def load() -> Settings:
     """Read the environment; raise SettingsError naming the first bad variable."""
     var_dir = Path(os.environ.get("EVENTS_VAR_DIR", "var").strip() or "var")
@@ -193,6 +222,8 @@ def load() -> Settings:
         header_timeout_seconds=_number("EVENTS_HEADER_TIMEOUT_SECONDS", "10", float, 0.1),
         keepalive_seconds=_number("EVENTS_KEEPALIVE_SECONDS", "5", float, 0.1),
         max_connections=_number("EVENTS_MAX_CONNECTIONS", "1000", int, 1),
+        return_path=_return_path(mail_from),
+        **_dkim(),
     )
 
 
