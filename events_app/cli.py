@@ -1,4 +1,4 @@
-"""The `events-app` command: migrate, serve, worker, demo, staff, subscribers.
+"""The `events-app` command: migrate, serve, worker, demo, staff, subscribers, inbound.
 
 Bad arguments or a bad environment end with exit status 2 and a one-line reason on stderr,
 never a traceback.
@@ -155,6 +155,35 @@ def _worker() -> None:
     asyncio.run(run_forever())
 
 
+def _listen_address(value: str) -> tuple[str, int]:
+    """HOST:PORT (an IPv6 host in brackets) for `inbound --listen`."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:2525, not {value!r}")
+    return host, int(port)
+
+
+def _inbound(listen: tuple[str, int] | None, recipients: list[str] | None) -> int:
+    """Mail that comes back (events_app/inbound): one message on stdin, or an LMTP server."""
+    import logging
+
+    from .inbound import lmtp
+
+    # One message on stdin prints its outcome; the listener logs each message (default info).
+    default = "info" if listen is not None else "warning"
+    level = getattr(logging, os.environ.get("EVENTS_LOG_LEVEL", default).upper(), logging.INFO)
+    logging.basicConfig(level=level if isinstance(level, int) else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if listen is not None:
+        asyncio.run(lmtp.serve(*listen))
+        return 0
+    try:
+        return asyncio.run(lmtp.from_stdin(recipients or []))
+    except ValueError as exc:
+        raise CliError(f"events-app inbound: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="events-app", description="Events, registrations, invites and a bulletin.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -181,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("file", metavar="FILE.csv", help="header row with 'email' and optionally 'name'")
     imports.add_argument("--topic", action="append", dest="topics", metavar="SLUG",
                          help="a topic to subscribe them to; repeatable (default: bulletin)")
+    inbound = sub.add_parser("inbound", help="act on returned mail: unsubscribes, bounces, complaints, calendar replies")
+    inbound.add_argument("--listen", type=_listen_address, metavar="HOST:PORT",
+                         help="run an LMTP server instead of reading one message on standard input")
+    inbound.add_argument("--recipient", action="append", dest="recipients", metavar="ADDRESS",
+                         help="the envelope recipient (e.g. Postfix pipe's ${recipient}); repeatable")
     return parser
 
 
@@ -207,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_with_db(_staff_token, args.email, args.label))
         elif args.command == "subscribers" and args.subscribers_command == "import":
             asyncio.run(_with_db(_subscribers_import, args.file, args.topics))
+        elif args.command == "inbound":
+            return _inbound(args.listen, args.recipients)
         return 0
     except CliError as exc:
         print(str(exc), file=sys.stderr)
