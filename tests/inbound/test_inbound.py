@@ -314,3 +314,21 @@ async def test_lmtp_answers_451_while_the_database_is_away_and_the_retry_acts_on
             (250, "2.0.0 OK"), (250, "2.0.0 OK")]
     assert (await subscriber(ada["id"]))["status"] == "unsubscribed"
     assert [r["kind"] for r in await ledger()] == ["unsubscribe"]
+
+
+async def test_one_decline_delivered_three_times_at_once_promotes_one(listener):
+    """An MTA retrying while another copy is in flight: stdin and LMTP at the same moment."""
+    _, ada, bob, cy = await full_event_with_waitlist()
+    uid = f"{uuid.uuid4().hex}@testserver"
+    await db.fetch("UPDATE registration SET calendar_uid = {} WHERE id = {}", uid, ada["id"])
+    raw = fill("gmail_reply.eml", calendar="gmail_reply.ics", UID=uid, PARTSTAT="DECLINED", VERB="Declined",
+               ATTENDEE="ada.lovelace@gmail.com", DTSTAMP=dtstamp())
+    results = await asyncio.gather(
+        asyncio.to_thread(run_cli, "inbound", stdin=raw),
+        asyncio.to_thread(lmtp_deliver, listener, raw, ["events@example.org"]),
+        asyncio.to_thread(lmtp_deliver, listener, raw, ["events@example.org"]),
+    )
+    assert results[0].returncode == 0 and results[1:] == [[(250, "2.0.0 OK")]] * 2
+    assert [(await status_of(r["id"]))["status"] for r in (ada, bob, cy)] == ["cancelled", "registered", "waitlisted"]
+    assert len(await db.fetch("SELECT id FROM outbox WHERE kind = 'registration_promoted'")) == 1
+    assert len(await ledger()) == 1
