@@ -4,11 +4,19 @@ An issue is draft until released; releasing it (now or at a time) creates its ma
 (domain/mailings.py), whose ledger guarantees one email per recipient. The archive shows an issue
 once its release time has come. Editing a released issue changes the archive page and the emails
 not yet handed over, never those already sent. `version` grows on every edit (caches key on it).
+
+Addresses that last: each issue has a `uid` (a random UUID, stored at creation; a row from before
+the column gets one on first use), the Atom entry id whatever the slug. When a released or
+scheduled issue's slug changes, the old one is kept in `issue_alias` and its archive address
+redirects to the current one (every old slug points at the issue itself, so several renames
+never chain). A slug chosen on purpose for another issue takes an old address over (its alias
+is dropped); a slug made from a title never does.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -75,9 +83,18 @@ async def _clean(data: Any, *, creating: bool) -> dict:
     return {k: val for k, val in out.items() if val is not None or k == "summary"}
 
 
+async def _slug_in_use(slug: str) -> bool:
+    """Whether `slug` is an issue's address, current or old."""
+    return bool(
+        await db.fetch("SELECT id FROM issue WHERE slug = {}", slug)
+        or await db.fetch("SELECT id FROM issue_alias WHERE slug = {}", slug)
+    )
+
+
 async def _unique_slug(base: str) -> str:
+    """`base`, or `base-2`, `base-3`...: never another issue's current or old address."""
     candidate, n = base or "issue", 1
-    while await db.fetch("SELECT id FROM issue WHERE slug = {}", candidate):
+    while await _slug_in_use(candidate):
         n += 1
         candidate = f"{base}-{n}"
     return candidate
@@ -97,12 +114,16 @@ async def create(data: Any, staff_id: int | None = None) -> dict:
         fields["slug"] = await _unique_slug(v.slugify(fields["title"])[:100])
     moment = now()
     try:
-        rows = await db.fetch(
-            "INSERT INTO issue (slug, title, issue_date, summary, body, topic, status, version, created_by, "
-            "created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {}, 'draft', 1, {}, {}, {}) RETURNING id",
-            fields["slug"], fields["title"], fields["issue_date"], fields.get("summary", ""),
-            fields.get("body", ""), fields["topic"], staff_id, moment, moment,
-        )
+        async with db.transaction():
+            # A slug chosen on purpose takes over an old address of another issue.
+            await db.fetch("DELETE FROM issue_alias WHERE slug = {}", fields["slug"])
+            rows = await db.fetch(
+                "INSERT INTO issue (slug, title, issue_date, summary, body, topic, status, version, uid, "
+                "created_by, created_at, updated_at) "
+                "VALUES ({}, {}, {}, {}, {}, {}, 'draft', 1, {}, {}, {}, {}) RETURNING id",
+                fields["slug"], fields["title"], fields["issue_date"], fields.get("summary", ""),
+                fields.get("body", ""), fields["topic"], str(uuid.uuid4()), staff_id, moment, moment,
+            )
     except Exception as exc:
         if db.is_unique_violation(exc):
             raise v.fail("slug", "is taken by another issue") from None
@@ -127,13 +148,53 @@ async def update(issue_id: int, data: Any) -> dict:
         "SELECT id FROM issue WHERE slug = {} AND id != {}", fields["slug"], issue_id
     ):
         raise v.fail("slug", "is taken by another issue")
-    if fields:
-        sets = ", ".join(f"{name} = {{}}" for name in fields)
-        await db.fetch(
-            f"UPDATE issue SET {sets}, version = version + 1, updated_at = {{}} WHERE id = {{}}",
-            *fields.values(), now(), issue_id,
-        )
+    if not fields:
+        return current
+    sets = ", ".join(f"{name} = {{}}" for name in fields)
+    renamed = "slug" in fields and fields["slug"] != current["slug"]
+    try:
+        async with db.transaction():
+            if renamed:
+                await _move(current, fields["slug"])
+            await db.fetch(
+                f"UPDATE issue SET {sets}, version = version + 1, updated_at = {{}} WHERE id = {{}}",
+                *fields.values(), now(), issue_id,
+            )
+    except Exception as exc:
+        if db.is_unique_violation(exc):  # a concurrent rename took it first
+            raise v.fail("slug", "is taken by another issue") from None
+        raise
     return await get(issue_id)
+
+
+async def _move(current: dict, slug: str) -> None:
+    """Within the rename's transaction: `slug` stops being anyone's old address (this issue's
+    own, or another's taken over on purpose), and the slug being left becomes one of this
+    issue's when people may have it (released or scheduled: sent emails, feeds, bookmarks)."""
+    await db.fetch("DELETE FROM issue_alias WHERE slug = {}", slug)
+    if current["status"] != "draft":
+        await db.fetch(
+            "INSERT INTO issue_alias (slug, issue, created_at) VALUES ({}, {}, {})",
+            current["slug"], current["id"], now(),
+        )
+
+
+async def uid_of(issue_id: int) -> str:
+    """The issue's stable uid (a UUID string). A row made before issue.uid existed gets a random
+    one here, once: the UPDATE only writes while the column is still empty, so callers racing
+    on the same row all read back the same value. Raises NotFound."""
+    rows = await db.fetch("SELECT uid FROM issue WHERE id = {}", issue_id)
+    if not rows:
+        raise NotFound(f"No issue {issue_id}")
+    if rows[0]["uid"]:
+        return rows[0]["uid"]
+    await db.fetch("UPDATE issue SET uid = {} WHERE id = {} AND uid = ''", str(uuid.uuid4()), issue_id)
+    return (await db.fetch("SELECT uid FROM issue WHERE id = {}", issue_id))[0]["uid"]
+
+
+async def with_uids(found: list[dict]) -> list[dict]:
+    """`found` with every `uid` filled in (see `uid_of`)."""
+    return [issue if issue["uid"] else {**issue, "uid": await uid_of(issue["id"])} for issue in found]
 
 
 async def listing() -> list[dict]:
@@ -156,6 +217,15 @@ async def released_by_slug(slug: str) -> dict:
     if not rows:
         raise NotFound("No released issue at this address")
     return rows[0]
+
+
+async def moved_to(slug: str) -> str | None:
+    """The current slug of the released issue that once had `slug`, or None."""
+    rows = await db.fetch(
+        "SELECT i.slug FROM issue_alias a JOIN issue i ON i.id = a.issue "
+        "WHERE a.slug = {} AND i.released_at IS NOT NULL AND i.released_at <= {}", slug, now()
+    )
+    return rows[0]["slug"] if rows else None
 
 
 def body_html(issue: dict) -> str:
