@@ -127,8 +127,8 @@ def render_issue(issue: dict, settings: Settings, *, test: bool = False) -> Shar
     context["links"]["issue"] = f"{settings.base_url.rstrip('/')}/bulletin/{issue['slug']}"
     context.update(
         issue={**issue, "date": issue_day(issue["issue_date"])},
-        body_html=markdown.to_html(issue["body"]),
-        body_text=issue["body"].strip(),
+        body_html=markdown.to_html(issue["body"], context["links"]["issue"]),  # links absolute: no page in a mail client
+        body_text=markdown.to_text(issue["body"], context["links"]["issue"]),
     )
     subject, text, html = render.render("issue", context)
     return Shared(
@@ -146,9 +146,9 @@ def render_announcement(event: dict, topics: list[dict], settings: Settings) -> 
     context = _context(settings, " or ".join(t["name"] for t in topics))
     context["links"]["event"] = f"{settings.base_url.rstrip('/')}/events/{event['slug']}"
     context.update(
-        event=event,
+        event={**event, "description": markdown.to_text(event["description"], context["links"]["event"])},
         when=format_range(event["starts_at"], event["ends_at"], event["timezone"]),
-        description_html=markdown.to_html(event["description"]),
+        description_html=markdown.to_html(event["description"], context["links"]["event"]),
     )
     subject, text, html = render.render("announcement", context)
     return Shared(
