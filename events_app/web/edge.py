@@ -192,7 +192,7 @@ def _id_in_range(value: Any) -> bool:
 
 # What a path's id names, for the 404's wording ("No such event"), as the handlers word it.
 _ID_NAMES = {"event_id": "event", "issue_id": "issue", "mailing_id": "mailing", "reg_id": "registration",
-             "row_id": "message", "token_id": "token"}
+             "row_id": "message", "token_id": "token", "slug": "page", "token": "link"}
 
 
 class RouteLimits(ASGIMiddleware):
@@ -202,6 +202,8 @@ class RouteLimits(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         for key, value in scope.get("path_params", {}).items():
-            if not _id_in_range(value):
+            # No stored slug or token holds a NUL (PostgreSQL text cannot), and a NUL sent to
+            # PostgreSQL in a query is an error rather than no row: answer as for any unknown one.
+            if not _id_in_range(value) or (isinstance(value, str) and "\x00" in value):
                 raise NotFound(f"No such {_ID_NAMES.get(key, key.removesuffix('_id'))}")
         await next_app(scope, _limited(receive, scope, body_limit(scope)), send)
