@@ -87,3 +87,28 @@ async def test_a_registration_is_judged_on_the_current_event_not_a_stale_copy(cl
     assert (await client.post(url, json={"name": "Bo", "email": "bo@example.org"})).status_code == 201
     rows = await db.fetch("SELECT email FROM registration WHERE event = {} ORDER BY id", event["id"])
     assert [r["email"] for r in rows] == ["ada@example.org", "bo@example.org"]
+
+
+async def test_rows_made_before_stored_identifiers_get_them_at_migration():
+    """Existing registrations and events keep the UIDs their invites already carried; issues get
+    a random uid; rows that have one keep it (so no GET ever has to write one)."""
+    import importlib
+
+    from factories import published_event
+
+    from events_app.domain import issues, registrations
+
+    backfill = importlib.import_module("events_app.migrations.events_app_2026_11_30t06_20_00_000000").backfill
+    event = await published_event()
+    reg = await registrations.register(event, {"name": "Ada", "email": "ada@example.org"})
+    first = await issues.create({"title": "Old", "issue_date": "2019-10-15"}, None)
+    second = await issues.create({"title": "Older", "issue_date": "2019-09-15"}, None)
+    await db.fetch("UPDATE registration SET calendar_uid = ''")
+    await db.fetch("UPDATE event SET calendar_uid = ''")
+    await db.fetch("UPDATE issue SET uid = '' WHERE id IN ({}, {})", first["id"], second["id"])
+    await backfill()
+    await backfill()
+    assert (await db.fetch("SELECT calendar_uid FROM registration WHERE id = {}", reg["id"]))[0]["calendar_uid"] == f"reg-{reg['id']}@testserver"
+    assert (await db.fetch("SELECT calendar_uid FROM event WHERE id = {}", event["id"]))[0]["calendar_uid"] == f"event-{event['id']}@testserver"
+    uids = [r["uid"] for r in await db.fetch("SELECT uid FROM issue ORDER BY id")]
+    assert all(len(u) == 32 for u in uids) and len(set(uids)) == 2
