@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 
 from .. import db, settings
 from ..inbound.parse import Inbound, RecipientReport, outbox_id_of
-from ..mail import bulk, messages, outbox
+from ..mail import bulk, messages, outbox, verp
 from . import registrations, subscriptions
 from .errors import Conflict, NotFound
 
@@ -77,7 +77,25 @@ async def _unsubscribe(item: Inbound) -> str:
     return await _unsubscribe_token(item.token)
 
 
-async def _unsubscribe_token(token: str) -> str:
+async def _manage_token(value: str) -> str:
+    """The manage token an unsubscribe request names: a tagged address's value (verp:
+    `<id>-<digest>`) is checked against the subscriber's current token; a token written in a
+    subject is taken as it is (it is itself a capability). "" when it names nobody now."""
+    subscriber_id, dash, _ = value.partition("-")
+    if not dash or "." in value or not subscriber_id.isdigit() or len(subscriber_id) > 10:
+        return value
+    rows = await db.fetch("SELECT * FROM subscriber WHERE id = {}", int(subscriber_id))
+    if rows and rows[0]["status"] != "erased":
+        token = subscriptions.manage_token(rows[0])
+        if verp.unsubscribe_matches(value, token):
+            return token
+    return ""
+
+
+async def _unsubscribe_token(value: str) -> str:
+    token = await _manage_token(value)
+    if not token:
+        return "unsubscribe: stale or unknown address, nothing to do"
     before = await _subscriber_by_token_id(token)
     try:
         await subscriptions.unsubscribe(token)
@@ -224,7 +242,8 @@ async def _complainer(item: Inbound) -> dict | None:
             found = await db.fetch("SELECT * FROM subscriber WHERE email = {}", row["recipient"].lower())
         if found:
             return found[0]
-    for token in returned.unsubscribe_tokens:
+    for value in returned.unsubscribe_tokens:
+        token = await _manage_token(value)
         row_id = tokens.link_row_id(token)
         found = await db.fetch("SELECT * FROM subscriber WHERE id = {}", row_id) if row_id else []
         if found and tokens.link_matches(token, config.secret_key, subscriptions.MANAGE, row_id, found[0]["token_salt"]):

@@ -7,8 +7,11 @@ sub-address: `local+<kind>-<value>-<mac>@domain`. The MAC (HMAC-SHA256 under the
 hex characters) makes the tags unforgeable, so a made-up bounce or unsubscribe mail cannot act
 on someone else's row. `parse` reads any address back and returns (kind, value) or None.
 
-Kinds: `b` a bounce address for outbox row `value`; `u` an unsubscribe address for the manage
-token `value` (which is itself a capability; the MAC only keeps the address well-formed and ours).
+Kinds: `b` a bounce address for outbox row `value`; `u` an unsubscribe address, whose value is
+`<subscriber id>-<16 hex>`: a digest of the subscriber's current manage token, so the address dies
+with the token (unsubscribe and erasure rotate it) and `unsubscribe_matches` checks it against the
+token read from the database. Every tag is digits and lower-case hex, and short: mail systems that
+lower-case local parts or cut them at RFC 5321's 64 characters leave it readable.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import re
 
 from .. import settings
 
-_TAG = re.compile(r"^(?P<local>[^+@]+)\+(?P<kind>[bu])-(?P<value>[A-Za-z0-9._-]+)-(?P<mac>[0-9a-f]{10})@(?P<domain>.+)$")
+_TAG = re.compile(r"^(?P<local>[^+@]+)\+(?P<kind>[bu])-(?P<value>[0-9]+(?:-[0-9a-f]{16})?)-(?P<mac>[0-9a-f]{10})@(?P<domain>.+)$",
+                  re.IGNORECASE)
 
 
 def _mac(kind: str, value: str) -> str:
@@ -38,9 +42,22 @@ def bounce_address(outbox_id: int) -> str:
     return _tagged("b", str(outbox_id))
 
 
+def _token_digest(manage_token: str) -> str:
+    key = settings.get().secret_key.encode()
+    return hmac.new(key, f"verp-u:{manage_token}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
 def unsubscribe_address(manage_token: str) -> str:
-    """The List-Unsubscribe `mailto:` address for the subscriber whose manage token this is."""
-    return _tagged("u", manage_token)
+    """The List-Unsubscribe `mailto:` address for the subscriber whose manage token this is
+    (`<id>.<mac>`, see tokens.link)."""
+    subscriber_id = manage_token.partition(".")[0]
+    return _tagged("u", f"{subscriber_id}-{_token_digest(manage_token)}")
+
+
+def unsubscribe_matches(value: str, manage_token: str) -> bool:
+    """Whether a parsed `u` value was made from this (current) manage token."""
+    subscriber_id, _, digest = value.lower().partition("-")
+    return subscriber_id == manage_token.partition(".")[0] and hmac.compare_digest(digest, _token_digest(manage_token))
 
 
 def parse(address: str) -> tuple[str, str] | None:
@@ -48,7 +65,9 @@ def parse(address: str) -> tuple[str, str] | None:
     found = _TAG.match((address or "").strip().strip("<>"))
     if not found:
         return None
-    kind, value = found["kind"], found["value"]
-    if not hmac.compare_digest(found["mac"], _mac(kind, value)):
+    kind, value, mac = found["kind"].lower(), found["value"].lower(), found["mac"].lower()
+    if kind == "b" and "-" in value or kind == "u" and "-" not in value:
+        return None
+    if not hmac.compare_digest(mac, _mac(kind, value)):
         return None
     return kind, value
