@@ -93,6 +93,7 @@ async def test_rows_made_before_stored_identifiers_get_them_at_migration():
     """Existing registrations and events keep the UIDs their invites already carried; issues get
     a random uid; rows that have one keep it (so no GET ever has to write one)."""
     import importlib
+    import uuid
 
     from factories import published_event
 
@@ -111,4 +112,4 @@ async def test_rows_made_before_stored_identifiers_get_them_at_migration():
     assert (await db.fetch("SELECT calendar_uid FROM registration WHERE id = {}", reg["id"]))[0]["calendar_uid"] == f"reg-{reg['id']}@testserver"
     assert (await db.fetch("SELECT calendar_uid FROM event WHERE id = {}", event["id"]))[0]["calendar_uid"] == f"event-{event['id']}@testserver"
     uids = [r["uid"] for r in await db.fetch("SELECT uid FROM issue ORDER BY id")]
-    assert all(len(u) == 32 for u in uids) and len(set(uids)) == 2
+    assert all(str(uuid.UUID(u)) == u for u in uids) and len(set(uids)) == 2

@@ -3,9 +3,10 @@
 Registrations and events keep the UIDs their invites and calendar files already carried
 (`reg-<id>@<host>`, `event-<id>@<host>`): calendars hold entries under them, and a new UID would
 put a second copy beside each. Only rows made from now on get random ones (domain code). Issues
-get a random `uid` (their Atom id changes once, from the slug address to `urn:uuid:`).
+get a random UUID (their Atom id changes once, from the slug address to `urn:uuid:`).
 """
 
+import uuid
 from urllib.parse import urlsplit
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
@@ -22,10 +23,11 @@ async def backfill() -> None:
 
     cfg = settings.get()
     host = (urlsplit(cfg.base_url).hostname or "localhost").replace("'", "")
-    random_hex = "lower(hex(randomblob(16)))" if cfg.is_sqlite else "replace(gen_random_uuid()::text, '-', '')"
     await Table.raw(f"UPDATE registration SET calendar_uid = 'reg-' || id || '@{host}' WHERE calendar_uid = ''")
     await Table.raw(f"UPDATE event SET calendar_uid = 'event-' || id || '@{host}' WHERE calendar_uid = ''")
-    await Table.raw(f"UPDATE issue SET uid = {random_hex} WHERE uid = ''")
+    # A random UUID each, as domain/issues.py gives new issues (a few rows: one statement each).
+    for row in await Table.raw("SELECT id FROM issue WHERE uid = ''"):
+        await Table.raw("UPDATE issue SET uid = {} WHERE id = {} AND uid = ''", str(uuid.uuid4()), row["id"])
 
 
 async def forwards():
