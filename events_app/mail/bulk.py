@@ -5,11 +5,20 @@ Rendering the templates and inlining the CSS for every one of 100,000 recipients
 more than sending. Instead `Shared` holds the subject and both bodies rendered once, with
 placeholders where the greeting and the personal links go; `compose()` fills them in and writes
 the MIME message by hand: multipart/alternative with a text and an HTML part in
-quoted-printable (binascii's C encoder), and the bulk headers of RFC 2369 and RFC 8058:
+quoted-printable (binascii's C encoder), CRLF line ends throughout, and the bulk headers of
+RFC 2369 and RFC 8058, per topic:
 
     List-Id: "Implementation in Action" <bulletin.example.org>
-    List-Unsubscribe: <https://example.org/s/TOKEN/unsubscribe>, <mailto:events@example.org?subject=unsubscribe%20TOKEN>
+    List-Unsubscribe: <https://example.org/s/TOKEN/unsubscribe?topic=bulletin>,
+     <mailto:events+u-TOKEN-MAC@example.org>
     List-Unsubscribe-Post: List-Unsubscribe=One-Click
+
+Each topic is its own list: the List-Id and the one-click URL name the topic (or topics) this
+recipient gets the mailing through, so leaving the events announcements keeps the bulletin. The
+`mailto:` is the subscriber's tagged address (mail/verp.py: the token is in the address, since
+some clients strip a subject). The envelope sender is the row's VERP bounce address, so a bounce
+names its row. No header line is over 78 characters except one holding a single URL longer than
+that (a URL is never split), and no quoted-printable line over 76.
 
 Headers go through the header registry (mail/headers.py): From, Subject and List-Id folded once
 per mailing, the To line per message (a safe phrase and a checked address; plain ones on a fast
@@ -41,7 +50,7 @@ from ..domain import events, issues, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
 from ..timefmt import format_range, issue_day
-from . import headers, render
+from . import headers, render, verp
 from .messages import Superseded, Unbuildable, Undeliverable, message_id
 
 GREETING, MANAGE, UNSUBSCRIBE = "@@greeting@@", "@@manage@@", "@@unsubscribe@@"
@@ -58,6 +67,8 @@ class Shared:
     html: str
     list_id: str
     test: bool = False
+    # (slug, name) of the mailing's topics, in order; a recipient's List-Id is their first.
+    topics: tuple = ()
 
     @cached_property
     def encoded(self) -> "_Encoded":
@@ -74,8 +85,10 @@ class _Encoded:
         self.text = _pieces(shared.text)
         self.html = _pieces(shared.html)
         # Whole header lines, folded by the registry once per mailing.
-        self.subject = headers.fold("Subject", headers.subject(shared.subject))
-        self.list_id = headers.fold("List-Id", shared.list_id)
+        self.subject = headers.fold_text("Subject", headers.subject(shared.subject))
+        self.list_id = shared.list_id
+        self.list_ids: dict[str, str] = {}  # topic slug -> folded List-Id line
+        self.topic_ids: dict[str, int] = {}  # topic slug -> id (announcements)
         self.senders: dict[str, tuple[str, str]] = {}  # mail_from -> (From line, envelope address)
         self.boundary = "=_" + secrets.token_hex(12)  # "=_" never occurs in quoted-printable
 
@@ -96,7 +109,8 @@ def _pieces(body: str) -> list[bytes | int]:
 
 
 def _join(pieces: list[bytes | int], values: tuple[bytes, bytes, bytes]) -> bytes:
-    return b"=\n".join(values[p] if isinstance(p, int) else p for p in pieces)
+    # Each piece's last line leaves room for the "=" of the soft break (see _qp).
+    return b"=\r\n".join(values[p] if isinstance(p, int) else p for p in pieces)
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,7 @@ def render_issue(issue: dict, settings: Settings, *, test: bool = False) -> Shar
         html=html,
         list_id=_list_id(issue["topic_name"], issue["topic_slug"], settings),
         test=test,
+        topics=((issue["topic_slug"], issue["topic_name"]),),
     )
 
 
@@ -157,22 +172,33 @@ def render_announcement(event: dict, topics: list[dict], settings: Settings) -> 
         text=text,
         html=html,
         list_id=_list_id(topics[0]["name"], topics[0]["slug"], settings),
+        topics=tuple((t["slug"], t["name"]) for t in topics),
     )
 
 
 def _list_id(name: str, slug: str, settings: Settings) -> str:
-    """RFC 2919 `"Topic name" <slug.host>`. The name is reduced to a safe phrase (nothing to
-    escape inside the quotes); a non-ASCII one goes unquoted, as encoded words (RFC 2047 words
-    are not decoded inside quotes). The label keeps only characters a dot-atom allows."""
-    phrase = headers.safe_phrase(name)
+    """The folded RFC 2919 line `List-Id: "Topic name" <slug.host>`. The name is reduced to a
+    safe phrase (nothing to escape inside the quotes); a non-ASCII one goes unquoted, as encoded
+    words (RFC 2047 words are not decoded inside quotes). The label keeps only characters a
+    dot-atom allows."""
     label = re.sub(r"[^A-Za-z0-9-]+", "-", slug or "list").strip("-") + "." + settings.host
-    if not phrase:
-        return f"<{label}>"
-    return f'"{phrase}" <{label}>' if phrase.isascii() else f"{phrase} <{label}>"
+    return headers.fold_list_id(headers.safe_phrase(name), label)
 
 
 def _qp(text: str) -> bytes:
-    return binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    """`text` quoted-printable with CRLF line ends. binascii keeps lines within 76 characters,
+    but a piece is followed by a soft break ("=" at the end of its last line): a last line of 76
+    would become 77, so it is cut at 75, before any "=XX" escape it would split."""
+    data = binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    start = data.rfind(b"\n") + 1
+    if len(data) - start > 75:
+        tail = data[start:]
+        cut = 75
+        escape = tail.rfind(b"=", cut - 2, cut)
+        if escape != -1:
+            cut = escape
+        data = data[:start] + tail[:cut] + b"=\r\n" + tail[cut:]
+    return data
 
 
 _clock: list = [0, ""]
@@ -186,25 +212,40 @@ def _date_now() -> str:
     return _clock[1]
 
 
+def _topics_query(slugs: tuple[str, ...]) -> str:
+    return "?" + "&".join(f"topic={quote(slug, safe='')}" for slug in slugs)
+
+
 def compose(
-    shared: Shared, row: dict, subscriber: dict | None, address: str, settings: Settings
+    shared: Shared, row: dict, subscriber: dict | None, address: str, settings: Settings,
+    topics: tuple[str, ...] | None = None,
 ) -> RawMessage:
     """The message of one ledger row: the greeting and links of `subscriber` (None: a staff
-    test with sample links) filled into `shared`."""
+    test with sample links) filled into `shared`. `topics`: the slugs of the mailing's topics
+    this subscriber receives it through (None: all of them); the List-Id is the first's and the
+    one-click URL leaves exactly these."""
     base = settings.base_url.rstrip("/")
     name = headers.single_line(subscriber["name"]) if subscriber else ""
     greeting = f"Hello {name}," if name else "Hello,"
+    wire = shared.encoded
+    slugs = topics or tuple(slug for slug, _ in shared.topics)
     if subscriber is not None:
         token = subscriptions.manage_token(subscriber)
-        manage, unsubscribe = f"{base}/s/{token}", f"{base}/s/{token}/unsubscribe"
+        query = _topics_query(slugs) if slugs else ""
+        manage, unsubscribe = f"{base}/s/{token}", f"{base}/s/{token}/unsubscribe{query}"
     else:
         token = None
         manage = unsubscribe = f"{base}/s/link"
-    wire = shared.encoded
+    list_id = wire.list_id
+    if slugs and slugs[0] != (shared.topics[0][0] if shared.topics else None):
+        list_id = wire.list_ids.get(slugs[0])
+        if list_id is None:
+            names = dict(shared.topics)
+            list_id = wire.list_ids[slugs[0]] = _list_id(names.get(slugs[0], slugs[0]), slugs[0], settings)
     sender = wire.senders.get(settings.mail_from)
     if sender is None:  # parsing the From setting once per mailing, not per message
         try:
-            line = headers.fold("From", headers.sender(settings.mail_from))
+            line = headers.fold_address("From", headers.sender(settings.mail_from))
         except headers.BadAddress as exc:  # our configuration, not this row: retried once fixed
             raise RuntimeError(f"EVENTS_MAIL_FROM cannot be used: {exc}") from None
         sender = wire.senders[settings.mail_from] = (line, settings.mail_from_address)
@@ -220,12 +261,11 @@ def compose(
         wire.subject,
         f"Date: {_date_now()}",
         f"Message-ID: {message_id(row['id'], settings, row.get('created_at'))}",
-        wire.list_id,
+        list_id,
     ]
     if token is not None:
-        mailto = f"mailto:{sender[1]}?subject={quote('unsubscribe ' + token)}"
         lines += [
-            f"List-Unsubscribe: <{unsubscribe}>, <{mailto}>",
+            headers.fold_tokens("List-Unsubscribe", f"<{unsubscribe}>,", f"<mailto:{verp.unsubscribe_address(token)}>"),
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         ]
     boundary = wire.boundary
@@ -241,13 +281,14 @@ def compose(
         "",
         "",
     ]
-    head = "\n".join(lines).encode()
+    head = "\r\n".join(lines).encode()
     middle = (
-        f"\n--{boundary}\nContent-Type: text/html; charset=\"utf-8\"\n"
-        "Content-Transfer-Encoding: quoted-printable\n\n"
+        f"\r\n--{boundary}\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     ).encode()
-    data = b"".join((head, _join(wire.text, plain), middle, _join(wire.html, marked), f"\n--{boundary}--\n".encode()))
-    return RawMessage(sender[1], envelope, data)
+    data = b"".join((head, _join(wire.text, plain), middle, _join(wire.html, marked), f"\r\n--{boundary}--\r\n".encode()))
+    # The envelope sender names this row, so a bounce can be matched to it (mail/verp.py).
+    return RawMessage(verp.bounce_address(row["id"]), envelope, data)
 
 
 class Builder:
@@ -260,10 +301,11 @@ class Builder:
         self.cache_size = cache_size
         self.subscribers: dict[int, dict] = {}
         self.mailings: dict[int, dict] = {}
+        self.topics_of: dict[int, set[int]] = {}  # subscriber -> topic ids (multi-topic mailings)
 
     def forget(self) -> None:
         """Drop the rows' subscribers and mailings of the previous run (not the rendered cache)."""
-        self.subscribers, self.mailings = {}, {}
+        self.subscribers, self.mailings, self.topics_of = {}, {}, {}
 
     async def prepare(self, rows: list[dict]) -> None:
         """Load what these bulk rows need: subscribers and mailings, one query each. Adds to what
@@ -287,6 +329,15 @@ class Builder:
                     await self._shared_for(m)  # render now, once, not in each lane
                 except Undeliverable:
                     del self.mailings[m["id"]]  # its rows fail with the reason in build()
+        # Which of a multi-topic mailing's topics each recipient has (their List-Id and one-click).
+        several = {m["id"] for m in self.mailings.values() if len(json.loads(m["topics"] or "[]")) > 1}
+        wanted = sorted({r["subscriber"] for r in rows if r.get("mailing") in several} - set(self.topics_of))
+        if wanted:
+            where, args = db.sql_in("subscriber", wanted)
+            for sid in wanted:
+                self.topics_of[sid] = set()
+            for s in await db.fetch(f"SELECT subscriber, topic FROM subscription WHERE {where}", *args):
+                self.topics_of[s["subscriber"]].add(s["topic"])
 
     async def _shared_for(self, mailing: dict) -> Shared:
         if mailing["kind"] == "issue":
@@ -306,8 +357,9 @@ class Builder:
                 shared = render_issue(await issues.get(mailing["issue"]), self.settings)
             else:
                 where, args = db.sql_in("id", json.loads(mailing["topics"]))
-                topics = await db.fetch(f"SELECT slug, name FROM topic WHERE {where} ORDER BY id", *args)
+                topics = await db.fetch(f"SELECT id, slug, name FROM topic WHERE {where} ORDER BY id", *args)
                 shared = render_announcement(event, topics, self.settings)
+                shared.encoded.topic_ids.update({t["slug"]: t["id"] for t in topics})
             self.cache[key] = shared
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
@@ -337,7 +389,13 @@ class Builder:
         paused = subscriber["paused_until"]
         if paused is not None and paused > datetime.now(timezone.utc):
             raise Superseded("the subscriber paused their mail since the release")
-        return compose(mailing["_shared"], row, subscriber, subscriber["email"], self.settings)
+        shared = mailing["_shared"]
+        topics = None
+        if len(shared.topics) > 1:
+            held = self.topics_of.get(subscriber["id"], set())
+            ids = shared.encoded.topic_ids
+            topics = tuple(slug for slug, _ in shared.topics if ids.get(slug) in held) or None
+        return compose(shared, row, subscriber, subscriber["email"], self.settings, topics)
 
 
 def preview(issue: dict, settings: Settings) -> dict:

@@ -1,6 +1,9 @@
 """Getting a built message out of the process: SMTP, .eml files, or a list in memory.
 
-Every transport has `async send(message, *, outbox_id=None)` and `async close()`. `send` raises
+Every transport has `async send_raw(sender, recipient, data, *, outbox_id=None)` (the worker's
+way: bytes with CRLF line ends, already signed, and the envelope sender that names the row),
+`async send(message, *, outbox_id=None)` (an EmailMessage, written with the same folding and CRLF
+as the worker's) and `async close()`. Sending raises
 `TemporaryFailure` when trying again later may work (server down, time-out, 4xx) and
 `PermanentFailure` when it will not (5xx for this recipient or this message); the worker turns
 these into a retry with backoff or a failed row.
@@ -26,13 +29,13 @@ import tempfile
 from datetime import datetime, timezone
 from email.errors import MessageError
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from ..settings import Settings
+from .headers import MAIL_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +124,12 @@ class SMTPTransport:
         return twin
 
     async def send(self, message: EmailMessage, *, outbox_id: int | None = None) -> None:
-        await self._deliver(lambda client: client.send_message(message))
+        try:
+            data = message.as_bytes(policy=MAIL_POLICY)
+        except (ValueError, MessageError) as exc:  # e.g. a header no encoder takes: no retry helps
+            raise PermanentFailure(f"the message cannot be written: {exc}") from exc
+        sender = message["From"].addresses[0].addr_spec
+        await self.send_raw(sender, message["To"].addresses[0].addr_spec, data, outbox_id=outbox_id)
 
     async def send_raw(self, sender: str, recipient: str, data: bytes, *, outbox_id: int | None = None) -> None:
         """Send bytes already formatted as a message (bulk mail, mail/bulk.py)."""
@@ -190,7 +198,7 @@ class SMTPTransport:
 
 class FileTransport:
     """Writes each message to `<directory>/<UTC timestamp>-<outbox id>.eml` (development, and
-    installations without SMTP). The file appears whole or not at all: written to a temporary
+    installations without SMTP), CRLF line ends as on the wire. The file appears whole or not at all: written to a temporary
     name in the same directory (mode 0600), flushed to disk, then renamed. The directory is kept
     0700: messages hold personal links."""
 
@@ -200,7 +208,7 @@ class FileTransport:
 
     async def send(self, message: EmailMessage, *, outbox_id: int | None = None) -> None:
         try:
-            data = message.as_bytes(policy=SMTP_POLICY)
+            data = message.as_bytes(policy=MAIL_POLICY)
         except (ValueError, MessageError) as exc:  # e.g. a header no encoder takes: no retry helps
             raise PermanentFailure(f"the message cannot be written: {exc}") from exc
         await self.send_raw("", "", data, outbox_id=outbox_id)

@@ -4,12 +4,17 @@ The rules live elsewhere: claiming, backoff and stuck-row recovery in `outbox.py
 says in `messages.py`, SMTP error meaning in `transport.py`. Any number of workers may run against
 PostgreSQL (claims skip each other's rows); on SQLite one per database is the sensible number.
 
+Every message leaves as bytes (`_wire`): CRLF line ends, headers folded by mail/headers.py, the
+envelope sender the row's VERP bounce address (mail/verp.py, so a bounce names its row), and,
+when DKIM is configured, signed once just before it is handed over (mail/dkim.py).
+
 `Worker.run(stop)` is used in the web process's lifespan; `run_forever()` by `events-app worker`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import collections
 import contextlib
 import logging
@@ -21,7 +26,7 @@ from .. import db
 from .. import settings as settings_module
 from ..settings import Settings
 from ..domain import mailings, schedule
-from . import bulk, headers, messages, outbox
+from . import bulk, dkim, headers, messages, outbox, verp
 from .transport import PermanentFailure, TemporaryFailure, Transport, make_transport
 
 log = logging.getLogger(__name__)
@@ -97,6 +102,7 @@ class Worker:
         self.lanes = lanes
         self.throttle = Throttle(self.settings.smtp_rate)
         self.bulk = bulk.Builder(self.settings)
+        self.signer = dkim.signer(self.settings)
         self.failures_in_a_row = 0  # temporary failures of bulk rows, for the automatic pause
         self.paused: set[int] = set()  # mailings this worker paused during the current batch
         # Rows per claim: big enough that the pause between batches (claim, marks) is small next
@@ -214,7 +220,8 @@ class Worker:
         row_id = row["id"]
         is_bulk = row["kind"] in bulk.KINDS
         try:
-            message = await (self.bulk.build(row) if is_bulk else messages.build(row, self.settings))
+            built = await (self.bulk.build(row) if is_bulk else messages.build(row, self.settings))
+            message = self._wire(row, built)  # bytes, envelope sender, signature
         except messages.UnknownKind as exc:
             log.warning("outbox row %s: %s; retrying later", row_id, exc)
             await self._retry(row, str(exc))
@@ -240,10 +247,7 @@ class Worker:
             await self._retry(row, f"building the message failed: {_one_line(exc)}")
             return None
         try:
-            if isinstance(message, bulk.RawMessage):
-                await transport.send_raw(message.sender, message.recipient, message.data, outbox_id=row_id)
-            else:
-                await transport.send(message, outbox_id=row_id)
+            await transport.send_raw(message.sender, message.recipient, message.data, outbox_id=row_id)
         except TemporaryFailure as exc:
             log.warning("outbox row %s (%s) deferred: %s", row_id, row["kind"], exc)
             await self._retry(row, str(exc))
@@ -268,6 +272,19 @@ class Worker:
         # Row ids, not addresses, in the log: it outlives the personal data it would copy.
         log.info("outbox row %s (%s) sent", row_id, row["kind"])
         return None
+
+    def _wire(self, row: dict, message) -> bulk.RawMessage:
+        """The bytes to hand over for `message` (a bulk RawMessage or an EmailMessage), with the
+        envelope sender of this row and, when configured, a DKIM signature."""
+        if not isinstance(message, bulk.RawMessage):
+            _requote(message)
+            to = message["To"].addresses[0].addr_spec
+            message = bulk.RawMessage(
+                verp.bounce_address(row["id"]), to, message.as_bytes(policy=headers.MAIL_POLICY)
+            )
+        if self.signer is not None:
+            message = bulk.RawMessage(message.sender, message.recipient, self.signer.sign(message.data))
+        return message
 
     @staticmethod
     def _log_unexpected(row: dict, what: str) -> None:
@@ -352,6 +369,14 @@ class Worker:
                     await asyncio.wait_for(stop.wait(), timeout=pause)
         finally:
             await self.close()
+
+
+def _requote(message) -> None:
+    """Quoted-printable parts re-encoded by binascii, whose lines keep within RFC 2045's 76
+    characters (Python 3.11's email body encoder writes soft-broken lines of 77 and 78)."""
+    for part in message.walk():
+        if not part.is_multipart() and part.get("Content-Transfer-Encoding", "").lower() == "quoted-printable":
+            part.set_payload(binascii.b2a_qp(part.get_payload(decode=True), istext=True).decode("ascii"))
 
 
 def _one_line(exc: Exception) -> str:
