@@ -16,6 +16,11 @@ asked for again is stored again as a request only, like any unknown address: its
 it is not listed to staff, has no preference page and no export, and the importer skips it, until
 confirmed.
 
+Each topic is its own list: bulk mail's one-click URL names the topic(s) it was sent for
+(`/s/TOKEN/unsubscribe?topic=events`), and that POST leaves only those; leaving the last topic is
+a whole unsubscribe. Without a topic (links sent before, or the preference centre's "leave
+everything") it leaves everything.
+
 Unsubscribing and erasure rotate `token_salt`, so every link already sent (confirmation,
 preferences, one-click unsubscribe) stops working for the old data. RFC 8058 one-click stays
 repeatable: `unsubscribe` accepts any well-formed token and answers alike whether it is current,
@@ -321,11 +326,26 @@ async def pause(token: str, weeks: Any) -> dict:
     return await get(row["id"])
 
 
-async def unsubscribe(token: str) -> None:
-    """One-click unsubscribe from everything (RFC 8058), and any opt-in asked for meanwhile.
-    Rotates the link secret: every link sent before stops working. Repeatable: a well-formed
-    token that is stale (already used), forged or unknown does nothing and raises nothing, so
-    the answer is the same for all; only a malformed one raises NotFound."""
+async def one_click_topics(slugs: Any) -> list[dict]:
+    """The known topics (id, slug, name) among the `topic` values of a one-click URL, in topic
+    order. Anything else (an unknown or malformed value) is left out: a mail client's one-click
+    must act, and with no known topic left it leaves everything, which is what the person asked
+    for at the least."""
+    if isinstance(slugs, str):
+        slugs = [slugs]
+    if not isinstance(slugs, list):
+        return []
+    wanted = {s for s in slugs if isinstance(s, str)}
+    return [t for t in await all_topics() if t["slug"] in wanted]
+
+
+async def unsubscribe(token: str, topics: list[dict] | None = None) -> None:
+    """One-click unsubscribe (RFC 8058). With `topics` (from `one_click_topics`, non-empty):
+    leave only those lists; when no topic is left, as below. Otherwise: unsubscribe from
+    everything, and any opt-in asked for meanwhile, rotating the link secret so every link sent
+    before stops working. Repeatable: a well-formed token that is stale (already used), forged or
+    unknown does nothing and raises nothing, so the answer is the same for all; only a
+    malformed one raises NotFound."""
     row_id = tokens.link_row_id(token)
     if row_id is None:
         raise NotFound("This link is not valid.")
@@ -334,6 +354,13 @@ async def unsubscribe(token: str) -> None:
         token, settings.get().secret_key, MANAGE, row_id, rows[0]["token_salt"]
     ):
         return
+    if topics:
+        where, args = db.sql_in("topic", [t["id"] for t in topics])
+        async with db.transaction():
+            await db.fetch(f"DELETE FROM subscription WHERE subscriber = {{}} AND {where}", row_id, *args)
+            left = await db.fetch("SELECT topic FROM subscription WHERE subscriber = {} LIMIT 1", row_id)
+        if left:
+            return
     await db.fetch(
         # The salt in the condition: of two clicks at once only one acts (and rotates).
         "UPDATE subscriber SET status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, {}), "

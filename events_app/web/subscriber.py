@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -166,16 +167,29 @@ class SubscriberPages(Controller):
         return Redirect(f"/s/{token}?saved={action}", status_code=303)
 
     @get("/s/{token:str}/unsubscribe")
-    async def unsubscribe_page(self, token: FromPath[str]) -> Template:
+    async def unsubscribe_page(self, token: FromPath[str], topic: FromQuery[list[str] | None] = None) -> Template:
         row = await subscriptions.get((await subscriptions.by_manage_token(token))["id"])
-        return Template("subscriber/unsubscribe.html", context={"subscriber": row, "token": token})
+        chosen = await subscriptions.one_click_topics(topic)
+        return Template("subscriber/unsubscribe.html", context={
+            "subscriber": row, "token": token, "leave": chosen,
+            "leave_query": "&".join(f"topic={quote(t['slug'], safe='')}" for t in chosen),
+        })
 
     @post("/s/{token:str}/unsubscribe", status_code=200)
-    async def unsubscribe(self, token: FromPath[str]) -> Template:
+    async def unsubscribe(self, token: FromPath[str], topic: FromQuery[list[str] | None] = None) -> Template:
         """RFC 8058 one-click: no cookie or CSRF token needed, 200 without a redirect, repeatable.
-        The link is retired by the first POST; this answer is the same for a current, a stale and
-        an unknown well-formed token, and carries no link (the owner asks for a new one)."""
-        await subscriptions.unsubscribe(token)
+        With `?topic=SLUG` (bulk mail's URL) only that list is left; without, everything, and
+        the link is retired by the first POST. The answer is built from the request alone: the
+        same for a current, a stale and an unknown well-formed token, with no stored data."""
+        chosen = await subscriptions.one_click_topics(topic)
+        await subscriptions.unsubscribe(token, chosen)
+        if chosen:
+            names = ", ".join(f"\u201c{t['name']}\u201d" for t in chosen)
+            return Template("subscriber/message.html", context={
+                "title": "You left this list",
+                "message": f"You will get no more emails from {names}. Other topics you chose are "
+                           "unchanged; your preference page lists them.",
+            })
         return Template("subscriber/message.html", context={
             "title": "You are unsubscribed",
             "message": "You will get no more bulletins or announcements from us, and the links in "
