@@ -264,8 +264,11 @@ def compose(
         list_id,
     ]
     if token is not None:
+        first = f"List-Unsubscribe: <{unsubscribe}>,"
+        if len(first) > headers.LINE_LIMIT:  # the URL on a line of its own (what fold_tokens does)
+            first = f"List-Unsubscribe:\r\n <{unsubscribe}>,"
         lines += [
-            headers.fold_tokens("List-Unsubscribe", f"<{unsubscribe}>,", f"<mailto:{verp.unsubscribe_address(token)}>"),
+            f"{first}\r\n <mailto:{verp.unsubscribe_address(token)}>",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         ]
     boundary = wire.boundary
