@@ -8,6 +8,13 @@ receivers judge a message by, including those RFC 8058 requires for one-click un
 out of `h=` (signing an absent header would forbid adding it later, which no one needs here).
 
 `signer(settings)` reads the key file once per process and settings; None when signing is off.
+
+Cost: dkimpy signs with pure-Python RSA (two 1024-bit modular exponentiations for a 2048-bit
+key), measured at 8-25 ms per message on the 2-core test machine under load, against 25-35 us to
+build a bulk message: one worker signs on the order of 100 bulk messages a second per core, and
+each signature holds the event loop (and the GIL) meanwhile. For large lists run `events-app
+worker` apart from `serve`, or let the relay sign (OpenDKIM or the provider) and leave these
+settings unset.
 """
 
 from __future__ import annotations
