@@ -4,13 +4,15 @@ Pure functions on plain event and registration dicts: no database, no settings, 
 DTSTAMP (overridable). The rules real clients need (see DESIGN.md, "Calendar invites that real
 clients honour"):
 
-- a personal invite's UID is `reg-<registration id>@<host>` for the life of the registration and
-  its SEQUENCE is the stored counter the domain raises on every change, so Gmail, Outlook and Apple
-  Calendar update or remove the one entry instead of adding another;
+- a personal invite's UID is the registration's stored random `calendar_uid` (never derived from
+  a row id: a restored or second database would reuse UIDs calendars hold) and its SEQUENCE is
+  the stored counter the domain raises on every change, so Gmail, Outlook and Apple Calendar
+  update or remove the one entry instead of adding another;
 - exactly one ATTENDEE (the recipient, RSVP=FALSE: nobody should answer a webinar invite) and an
   ORGANIZER that is the From address;
-- times in the event's own zone with its VTIMEZONE, so the entry stays right if that zone's rules
-  are looked up differently by the client;
+- times in the event's own zone with an RRULE-based VTIMEZONE (one STANDARD, one DAYLIGHT, as
+  Outlook reads them), or in UTC when the local time is ambiguous or non-existent (events_app/
+  vtimezone.py decides);
 - LOCATION is the personal join link (it records attendance and hides the meeting link until it is
   open), never the raw meeting URL; the body repeats the links because Outlook may show only it.
 
@@ -20,17 +22,22 @@ CRLF; we strip control characters first because some clients reject them even es
 Times outside the years 1970-2100 (validation refuses them now; older rows may hold them) are
 written in UTC without a VTIMEZONE: moving them between zones can overflow, and a calendar file
 must never fail to build.
+
+Public calendars (METHOD:PUBLISH) carry ORGANIZER, as RFC 5546 asks; a feed has a NAME (RFC 7986)
+and X-WR-CALNAME, a single event neither (Outlook imports a file with X-WR-CALNAME into a new
+calendar).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Literal
-from urllib.parse import urlencode, urlsplit
-from zoneinfo import ZoneInfo
+from urllib.parse import urlencode
 
 import icalendar
+
+from . import vtimezone
 
 PRODID = "-//events-app//Events and invites//EN"
 
@@ -52,40 +59,15 @@ def clean_text(value: str | None) -> str:
     return _CONTROLS.sub("", text).strip()
 
 
-def _zone(event: dict) -> ZoneInfo:
-    return ZoneInfo(event.get("timezone") or "UTC")
-
-
-_YEARS = (1970, 2100)
-
-
-def _in_range(moment: datetime) -> bool:
-    return _YEARS[0] <= moment.year <= _YEARS[1]
-
-
-def _local(moment: datetime, tz: ZoneInfo) -> datetime:
-    """`moment` in the event's zone; in UTC when it lies outside the years 1970-2100."""
-    if _in_range(moment):
-        return moment.astimezone(tz)
-    try:
-        return moment.astimezone(timezone.utc)
-    except (OverflowError, ValueError):  # year 1 or 9999 with an offset: keep the clock reading
-        return moment.replace(tzinfo=timezone.utc)
-
-
 def _utc_stamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _add_timezones(cal: icalendar.Calendar, events: Iterable[dict]) -> None:
-    """Add the VTIMEZONEs the VEVENTs reference, covering a year either side of them (a shorter
-    component than icalendar's 1970-2038 default, with the same meaning for these events)."""
-    events = [e for e in events if _in_range(e["starts_at"]) and _in_range(e["ends_at"])]
-    if not events:
-        return  # nothing written in a local zone (see _local)
-    first = min(e["starts_at"] for e in events).date() - timedelta(days=366)
-    last = max(e["ends_at"] for e in events).date() + timedelta(days=366)
-    cal.add_missing_timezones(first_date=max(first, date(_YEARS[0], 1, 1)), last_date=last)
+def _add_times(vevent: icalendar.Event, event: dict, placer: vtimezone.Placer) -> None:
+    """DTSTART and DTEND as `placer` decides: the event's zone with its rule, or UTC."""
+    starts, ends = placer.place(event.get("timezone"), event["starts_at"], event["ends_at"])
+    vevent.add("dtstart", starts)
+    vevent.add("dtend", ends)
 
 
 def _address(email: str, name: str, **params) -> icalendar.vCalAddress:
@@ -114,17 +96,18 @@ def invite(
     manage_url: str,
     join_url_personal: str,
     event_url: str,
-    host: str | None = None,
+    uid: str | None = None,
     now: datetime | None = None,
 ) -> bytes:
     """The personal invite of one registration, as iCalendar bytes (CRLF, folded).
 
-    `registration` needs id, name, email and sequence (used as stored: the domain raises it).
-    `host` names the UID's domain; by default the host of `event_url` (the site's host)."""
+    `registration` needs name, email, sequence (used as stored: the domain raises it) and
+    calendar_uid; `uid` overrides it (a CANCEL for an earlier entry of the same row)."""
     if method not in ("REQUEST", "CANCEL"):
         raise ValueError(f"method must be REQUEST or CANCEL, not {method!r}")
-    host = host or urlsplit(event_url).hostname or "localhost"
-    tz = _zone(event)
+    uid = uid or registration.get("calendar_uid")
+    if not uid:
+        raise ValueError("the registration has no calendar_uid")
     cancelled = method == "CANCEL"
     title = clean_line(event["title"])
 
@@ -140,11 +123,11 @@ def invite(
     lines.append(f"Event page: {event_url}")
 
     vevent = icalendar.Event()
-    vevent.add("uid", f"reg-{registration['id']}@{host}")
+    placer = vtimezone.Placer()
+    vevent.add("uid", uid)
     vevent.add("sequence", int(registration.get("sequence") or 0))
     vevent.add("dtstamp", (now or datetime.now(timezone.utc)).astimezone(timezone.utc))
-    vevent.add("dtstart", _local(event["starts_at"], tz))
-    vevent.add("dtend", _local(event["ends_at"], tz))
+    _add_times(vevent, event, placer)
     vevent.add("summary", f"Cancelled: {title}" if cancelled else title)
     vevent.add("description", clean_text("\n".join(lines)))
     vevent.add("location", clean_line(join_url_personal))
@@ -163,33 +146,42 @@ def invite(
         ),
     )
 
-    cal = _calendar(method)
-    cal.add_component(vevent)
-    _add_timezones(cal, [event])
+    return _finish(_calendar(method), [vevent], placer)
+
+
+def _finish(cal: icalendar.Calendar, vevents: list, placer: vtimezone.Placer) -> bytes:
+    for component in placer.components():  # VTIMEZONEs first: some readers want them before use
+        cal.add_component(component)
+    for vevent in vevents:
+        cal.add_component(vevent)
     return cal.to_ical()
 
 
 def event_feed(
     events: Iterable[dict],
     *,
-    host: str,
     base_url: str,
-    name: str = "Events",
+    organizer_name: str,
+    organizer_email: str,
+    name: str | None = None,
 ) -> bytes:
     """A public METHOD:PUBLISH calendar of `events` (for /events/{slug}.ics and /calendar.ics).
 
-    UID `event-<id>@<host>` and SEQUENCE = the event's version, so subscribed calendars update
-    entries in place. DTSTAMP is the event's last change, not now: the same events give the same
-    bytes, which keeps HTTP caching and ETags honest. The meeting join link is never included."""
+    UID the event's stored `calendar_uid` and SEQUENCE its version, so subscribed calendars
+    update entries in place. `name` (a feed's NAME and X-WR-CALNAME) is None for a single event.
+    DTSTAMP is the event's last change, not now: the same events give the same bytes, which
+    keeps HTTP caching and ETags honest. The meeting join link is never included."""
     base_url = base_url.rstrip("/")
-    events = list(events)
     cal = _calendar("PUBLISH")
-    cal.add("x-wr-calname", clean_line(name))
-    # RFC 7986 and its Apple/Google predecessor: how often subscribers should fetch again.
-    cal.add("refresh-interval", timedelta(hours=6), parameters={"VALUE": "DURATION"})
-    cal.add("x-published-ttl", "PT6H")
+    if name is not None:
+        cal.add("name", clean_line(name))
+        cal.add("x-wr-calname", clean_line(name))
+        # RFC 7986 and its Apple/Google predecessor: how often subscribers should fetch again.
+        cal.add("refresh-interval", timedelta(hours=6), parameters={"VALUE": "DURATION"})
+        cal.add("x-published-ttl", "PT6H")
+    placer = vtimezone.Placer()
+    vevents = []
     for event in events:
-        tz = _zone(event)
         url = f"{base_url}/events/{event['slug']}"
         changed = event.get("updated_at") or event.get("created_at") or event["starts_at"]
         summary = clean_text(event.get("summary"))
@@ -197,20 +189,19 @@ def event_feed(
             f"Details and registration: {url}"
         )
         vevent = icalendar.Event()
-        vevent.add("uid", f"event-{event['id']}@{host}")
+        vevent.add("uid", event["calendar_uid"])
         vevent.add("sequence", int(event.get("version") or 0))
         vevent.add("dtstamp", changed.astimezone(timezone.utc))
         vevent.add("last-modified", changed.astimezone(timezone.utc))
-        vevent.add("dtstart", _local(event["starts_at"], tz))
-        vevent.add("dtend", _local(event["ends_at"], tz))
+        _add_times(vevent, event, placer)
         vevent.add("summary", clean_line(event["title"]))
         vevent.add("description", clean_text(description))
         vevent.add("location", url)
         vevent.add("url", url)
         vevent.add("status", "CANCELLED" if event.get("status") == "cancelled" else "CONFIRMED")
-        cal.add_component(vevent)
-    _add_timezones(cal, events)
-    return cal.to_ical()
+        vevent.add("organizer", _address(organizer_email, organizer_name))
+        vevents.append(vevent)
+    return _finish(cal, vevents, placer)
 
 
 def calendar_links(

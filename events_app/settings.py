@@ -69,6 +69,8 @@ class Settings:
     # DKIM: a PEM private key file and its selector; unset: no signing.
     dkim_key_path: Path | None = None
     dkim_selector: str = ""
+    # The organisation's name: public calendars' NAME ("<org> events") and their ORGANIZER's CN.
+    org_name: str = "Events"
 
     @property
     def is_sqlite(self) -> bool:
@@ -223,6 +225,7 @@ def load() -> Settings:
         keepalive_seconds=_number("EVENTS_KEEPALIVE_SECONDS", "5", float, 0.1),
         max_connections=_number("EVENTS_MAX_CONNECTIONS", "1000", int, 1),
         return_path=_return_path(mail_from),
+        org_name=" ".join(os.environ.get("EVENTS_ORG_NAME", "").split()) or "Events",
         **_dkim(),
     )
 

@@ -24,7 +24,11 @@ EVENT = {
     "version": 3,
     "updated_at": datetime(2022, 11, 1, 9, 30, tzinfo=UTC),
 }
-REGISTRATION = {"id": 42, "name": "Ada Lovelace", "email": "ada@example.com", "sequence": 2}
+REGISTRATION = {"id": 42, "name": "Ada Lovelace", "email": "ada@example.com", "sequence": 2,
+                "calendar_uid": "0f6c2a1e9b8d4c7fa1e2b3c4d5e6f708@events.example.org"}
+EVENT["calendar_uid"] = "9a8b7c6d5e4f40312a1b2c3d4e5f6a7b@events.example.org"
+FEED = dict(base_url="https://events.example.org", organizer_name="Implementation Centre",
+            organizer_email="events@example.org")
 LINKS = {
     "manage_url": "https://events.example.org/r/MANAGE",
     "join_url_personal": "https://events.example.org/j/JOIN",
@@ -50,7 +54,7 @@ def test_an_invite_has_what_calendar_clients_need():
     calendar, vevent = only_vevent(data)
     assert str(calendar["METHOD"]) == "REQUEST"
     assert str(calendar["VERSION"]) == "2.0" and "PRODID" in calendar
-    assert str(vevent["UID"]) == "reg-42@events.example.org"
+    assert str(vevent["UID"]) == REGISTRATION["calendar_uid"]  # stored, never built from the row id
     assert vevent["SEQUENCE"] == 2
     assert str(vevent["STATUS"]) == "CONFIRMED"
     assert vevent.decoded("DTSTAMP").tzinfo is not None
@@ -116,14 +120,17 @@ def test_a_cancel_keeps_the_uid_and_says_cancelled():
 
 
 def test_a_feed_publishes_every_event_with_stable_uids():
-    other = dict(EVENT, id=8, slug="second", title="Second webinar", status="cancelled", version=5)
-    first = ics.event_feed([EVENT, other], host="events.example.org", base_url="https://events.example.org")
-    again = ics.event_feed([EVENT, other], host="events.example.org", base_url="https://events.example.org")
+    other = dict(EVENT, id=8, slug="second", title="Second webinar", status="cancelled", version=5,
+                 calendar_uid="second@events.example.org")
+    first = ics.event_feed([EVENT, other], name="Implementation Centre events", **FEED)
+    again = ics.event_feed([EVENT, other], name="Implementation Centre events", **FEED)
     assert first == again  # same events, same bytes: safe to cache
     calendar = icalendar.Calendar.from_ical(first)
     assert str(calendar["METHOD"]) == "PUBLISH"
     vevents = calendar.walk("VEVENT")
-    assert [str(v["UID"]) for v in vevents] == ["event-7@events.example.org", "event-8@events.example.org"]
+    assert [str(v["UID"]) for v in vevents] == [EVENT["calendar_uid"], "second@events.example.org"]
+    assert str(calendar["NAME"]) == "Implementation Centre events"
+    assert all(str(v["ORGANIZER"]) == "mailto:events@example.org" for v in vevents)
     assert [v["SEQUENCE"] for v in vevents] == [3, 5]
     assert [str(v["STATUS"]) for v in vevents] == ["CONFIRMED", "CANCELLED"]
     assert str(vevents[0]["URL"]) == "https://events.example.org/events/non-academic-careers"
@@ -132,7 +139,7 @@ def test_a_feed_publishes_every_event_with_stable_uids():
 
 
 def test_an_empty_feed_is_a_valid_calendar():
-    calendar = icalendar.Calendar.from_ical(ics.event_feed([], host="h", base_url="https://h"))
+    calendar = icalendar.Calendar.from_ical(ics.event_feed([], name="x", **FEED))
     assert str(calendar["METHOD"]) == "PUBLISH" and calendar.walk("VEVENT") == []
 
 

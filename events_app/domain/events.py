@@ -182,7 +182,8 @@ async def create(data: dict) -> dict:
     else:
         fields["slug"] = await _unique_slug(v.slugify(fields["title"]))
     moment = datetime.now(timezone.utc)
-    fields.update(created_at=moment, updated_at=moment, version=1, taken=0)
+    fields.update(created_at=moment, updated_at=moment, version=1, taken=0,
+                  calendar_uid=registrations.new_calendar_uid())
     fields.setdefault("status", "draft")
     columns = list(fields)
     try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from uuid import uuid4
 
 from .. import db, settings, tokens
 from ..mail import outbox
@@ -43,8 +44,8 @@ CLAIM_SQL = (
 LOCK_EVENT_SQL = "UPDATE event SET taken = taken WHERE id = {}"
 INSERT_SQL = (
     "INSERT INTO registration (event, email, name, answers, status, token_salt, "
-    "sequence, subscribe, created_at, updated_at, confirmation_sent_at) "
-    "VALUES ({}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}) RETURNING id"
+    "sequence, subscribe, created_at, updated_at, confirmation_sent_at, calendar_uid) "
+    "VALUES ({}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}, {}) RETURNING id"
 )
 # One round trip on PostgreSQL: the claim's row lock serialises seat-takers as CLAIM_SQL does;
 # the version test means the caller's (possibly cached) event is the one that was validated;
@@ -56,8 +57,8 @@ FAST_PG_SQL = (
     "AND (capacity IS NULL OR taken < capacity) "
     "AND NOT EXISTS (SELECT 1 FROM registration WHERE event = {} AND email = {}) RETURNING id), "
     "reg AS (INSERT INTO registration (event, email, name, answers, status, token_salt, sequence, "
-    "subscribe, created_at, updated_at, confirmation_sent_at) "
-    "SELECT id, {}, {}, {}, 'registered', {}, 0, {}, {}, {}, {} FROM claim RETURNING id, email), "
+    "subscribe, created_at, updated_at, confirmation_sent_at, calendar_uid) "
+    "SELECT id, {}, {}, {}, 'registered', {}, 0, {}, {}, {}, {}, {} FROM claim RETURNING id, email), "
     "queued AS (INSERT INTO outbox (kind, recipient, payload, status, attempts, next_attempt_at, "
     "last_error, created_at) SELECT 'registration_confirmed', email, "
     "'{\"registration_id\":' || id || '}', 'queued', 0, {}, '', {} FROM reg RETURNING id) "
@@ -81,6 +82,31 @@ def personal_token(row: dict) -> str:
 def join_token(row: dict) -> str:
     """The token in the registrant's `/j/` join link: another purpose, another token."""
     return tokens.link(settings.get().secret_key, JOIN_PURPOSE, row["id"], row["token_salt"])
+
+
+def new_calendar_uid() -> str:
+    """A calendar UID (RFC 5545 3.8.4.7) for a new registration or event: random, so that no
+    other database or installation behind the same address ever makes it again."""
+    return f"{uuid4().hex}@{settings.get().host}"[:64]
+
+
+async def calendar_uid(table: str, row: dict) -> str:
+    """The stored calendar UID of `row` (a registration or event, `table` one of those names).
+
+    A row from before UIDs were stored has "": it gets one the first time one is needed, once
+    however many ask at the same moment (a conditional UPDATE, then the stored value is read).
+    That value is the UID its invites (or public .ics) already carried, `reg-<id>@<host>` or
+    `event-<id>@<host>`, so the entries people already hold keep following changes; every row
+    made since has a random one (new_calendar_uid). Sets row["calendar_uid"]."""
+    if row.get("calendar_uid"):
+        return row["calendar_uid"]
+    if table not in ("registration", "event"):
+        raise ValueError(f"no calendar UID for {table!r}")
+    legacy = f"{'reg' if table == 'registration' else 'event'}-{row['id']}@{settings.get().host}"[:64]
+    await db.fetch(f"UPDATE {table} SET calendar_uid = {{}} WHERE id = {{}} AND calendar_uid = ''", legacy, row["id"])
+    rows = await db.fetch(f"SELECT calendar_uid FROM {table} WHERE id = {{}}", row["id"])
+    row["calendar_uid"] = rows[0]["calendar_uid"] if rows else legacy
+    return row["calendar_uid"]
 
 
 def check_open(event: dict, moment: datetime) -> None:
@@ -197,7 +223,8 @@ async def _register_fast_pg(event, name, email, answers, subscribe, moment) -> d
     queued_at = outbox.now()  # the outbox's own clock, as outbox.enqueue stamps it
     rows = await db.fetch(
         FAST_PG_SQL, event["id"], event["version"], event["id"], email, email, name,
-        json.dumps(answers), tokens.new_salt(), subscribe, moment, moment, moment, queued_at, queued_at,
+        json.dumps(answers), tokens.new_salt(), subscribe, moment, moment, moment, new_calendar_uid(),
+        queued_at, queued_at,
     )
     if not rows:
         return None
@@ -233,18 +260,20 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
         # join the waitlist one at a time and each counts an exact place. (On SQLite the
         # transaction is already exclusive.)
         await db.fetch(LOCK_EVENT_SQL, event["id"])
-    if existing:  # came back after cancelling: same row, same calendar UID, newer SEQUENCE
+    if existing:
+        # Came back after cancelling: the same row, but a new registration and so a new calendar
+        # entry (the cancelled one stays cancelled in the person's calendar); SEQUENCE grows on.
         reg_id = existing[0]["id"]
         await db.fetch(
             "UPDATE registration SET status = {}, name = {}, answers = {}, subscribe = {}, "
             "sequence = sequence + 1, cancelled_at = NULL, created_at = {}, updated_at = {}, "
-            "confirmation_sent_at = {} WHERE id = {}",
-            status, name, json.dumps(answers), subscribe, moment, moment, moment, reg_id,
+            "confirmation_sent_at = {}, calendar_uid = {} WHERE id = {}",
+            status, name, json.dumps(answers), subscribe, moment, moment, moment, new_calendar_uid(), reg_id,
         )
     else:
         rows = await db.fetch(
             INSERT_SQL, event["id"], email, name, json.dumps(answers), status, tokens.new_salt(),
-            subscribe, moment, moment, moment,
+            subscribe, moment, moment, moment, new_calendar_uid(),
         )
         reg_id = rows[0]["id"]
     await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
@@ -377,9 +406,10 @@ async def cancel(token: str) -> dict:
                 moment, moment, row["id"], was,
             )
             if done:
-                await outbox.enqueue(
-                    "registration_cancelled", row["email"], {"registration_id": row["id"], "was": was}
-                )
+                # The entry to remove is this registration's, even if the person registers again
+                # (a new entry) before the message goes.
+                await outbox.enqueue("registration_cancelled", row["email"], {
+                    "registration_id": row["id"], "was": was, "uid": row["calendar_uid"]})
                 if was == "registered":
                     await db.fetch("UPDATE event SET taken = taken - 1 WHERE id = {}", row["event"])
                     if rule.offers_seat:

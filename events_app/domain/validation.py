@@ -10,7 +10,7 @@ may hold tabs and line breaks. Times fall in the years 1970 to 2100.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -139,11 +139,46 @@ def timestamp(value: Any, field: str, tz: str | None) -> datetime:
     if moment.tzinfo is None:
         if tz is None:
             raise fail(field, "needs an offset, or a valid timezone to read it in")
-        moment = moment.replace(tzinfo=ZoneInfo(tz))
+        moment = _in_zone(moment, field, tz)
     try:
         return moment.astimezone(timezone.utc)
     except (OverflowError, ValueError):
         raise fail(field, f"must be between the years {YEARS[0]} and {YEARS[1]}") from None
+
+
+def _offset_text(offset) -> str:
+    sign = "-" if offset.total_seconds() < 0 else "+"
+    minutes = abs(int(offset.total_seconds())) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _clock(moment: datetime) -> str:
+    return f"{moment.hour}:{moment.minute:02d}"
+
+
+def _in_zone(local: datetime, field: str, tz: str) -> datetime:
+    """A wall time read in zone `tz`; refused, naming `field`, when it happens twice (a
+    fall-back's repeated hour: which one staff mean cannot be guessed, and calendars would
+    place it differently) or not at all (a spring-forward's skipped hour)."""
+    zone_info = ZoneInfo(tz)
+    first, second = local.replace(tzinfo=zone_info, fold=0), local.replace(tzinfo=zone_info, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    shown = local.isoformat(timespec="minutes") if not local.second else local.isoformat()
+    # Both readings as instants: a real wall time comes back from UTC unchanged, a skipped one doesn't.
+    if first.astimezone(timezone.utc).astimezone(zone_info).replace(tzinfo=None) == local:
+        raise fail(field, f"{shown} happens twice in {tz}: add the offset, "
+                          f"{_offset_text(first.utcoffset())} (the first) or {_offset_text(second.utcoffset())} (the second)")
+    # Skipped: the clocks jump at the instant between the two readings where the offset changes.
+    low, high = sorted((first.astimezone(timezone.utc), second.astimezone(timezone.utc)))
+    before = low.astimezone(zone_info).utcoffset()
+    while high - low > timedelta(seconds=1):
+        middle = low + timedelta(seconds=(high - low).total_seconds() // 2)
+        low, high = (middle, high) if middle.astimezone(zone_info).utcoffset() == before else (low, middle)
+    after = high.astimezone(zone_info).utcoffset()
+    jump = (high + before).replace(tzinfo=None)
+    raise fail(field, f"{shown} doesn't exist in {tz} (the clocks jump from {_clock(jump)} to "
+                      f"{_clock(jump + (after - before))})")
 
 
 def optional_int(value: Any, field: str, *, minimum: int = 0, maximum: int = 1_000_000) -> int | None:

@@ -203,7 +203,10 @@ def _plan(kind: str, payload: dict, registration: dict, event: dict) -> tuple[st
             raise Superseded(f"the registration is {status}, no longer promoted")
         return kind, "REQUEST", {}
     if kind == "registration_cancelled":
-        if status != "cancelled":
+        # Registering again makes a new calendar entry (a new UID): the cancelled one must still
+        # leave the calendar. Without a UID of its own (queued before UIDs were stored) the row
+        # names the entry the new registration now holds, and sending it would remove that.
+        if status != "cancelled" and payload.get("uid") in (None, "", registration.get("calendar_uid")):
             raise Superseded("the person registered again before this message was sent")
         was = payload.get("was", "registered")
         return kind, ("CANCEL" if was == "registered" else None), {"was": was}
@@ -347,7 +350,9 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
         "manage": f"{base}/r/{registrations.personal_token(registration)}",
         "join": f"{base}/j/{registrations.join_token(registration)}",
     }
-    links.update(ics.calendar_links(event, base_url=base, location=links["join"]))
+    # The only "add it yourself" link a registrant gets is their own invite as a file (same UID):
+    # a Google or Outlook template link, or the public .ics, would make a second, unrelated copy.
+    links["ics"] = f"{links['manage']}.ics"
     context = {
         "name": headers.single_line(registration["name"]),  # a name cannot add lines
         "event": event,
@@ -367,6 +372,8 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
         row, settings, render.render(template, context), registration["name"], row["recipient"] or registration["email"]
     )
     if method is not None:
+        if not registration.get("calendar_uid"):
+            await registrations.calendar_uid("registration", registration)
         calendar = ics.invite(
             event,
             registration,
@@ -376,7 +383,9 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
             manage_url=links["manage"],
             join_url_personal=links["join"],
             event_url=event_url,
-            host=settings.host,
+            # A cancellation removes the entry it was queued for, even if the person has
+            # registered again since (a new entry with its own UID).
+            uid=(payload.get("uid") or None) if method == "CANCEL" else None,
         )
         # The method parameter must equal METHOD: inside, or Outlook and Gmail ignore the part.
         message.add_alternative(

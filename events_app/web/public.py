@@ -7,7 +7,7 @@ by any process shows at once.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -22,6 +22,9 @@ from . import cache
 from .present import event_page
 
 ICS_TYPE = "text/calendar; charset=utf-8"
+# How long an event stays in the subscribed feed after it ends: calendars that refresh a feed
+# drop what it no longer holds, and people look back at last week's event (its recording link).
+FEED_KEEPS_PAST = timedelta(days=30)
 # What an event page shows that can change, in one indexed row and without parsing a timestamp:
 # the closing and end times are compared in SQL with the database's clock (stored in UTC, they
 # compare as values on PostgreSQL and as text on SQLite, whose CURRENT_TIMESTAMP has whole
@@ -37,6 +40,15 @@ KEY_SQL = (
 
 def _ics_headers(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'inline; filename="{filename}"'}
+
+
+def _feed(found: list[dict], name: str | None) -> bytes:
+    """A public calendar (METHOD:PUBLISH) of `found`; `name` None for a single event's file."""
+    from .. import ics
+
+    cfg = settings.get()
+    return ics.event_feed(found, base_url=cfg.base_url, organizer_name=cfg.org_name,
+                          organizer_email=cfg.mail_from_address, name=name)
 
 
 def _shown_back(value: Any) -> Any:
@@ -127,10 +139,8 @@ class PublicPages(Controller):
         # than the key names, which is served but not kept under the older key.
         same = event["version"] == row["version"] and (is_ics or event["taken"] == row["taken"])
         if is_ics:
-            from .. import ics
-
-            cfg = settings.get()
-            body = ics.event_feed([event], host=cfg.host, base_url=cfg.base_url)
+            await registrations.calendar_uid("event", event)
+            body = _feed([event], None)
         else:
             body = cache.render_template(request, "events/detail.html", self._context(event))
         return cache.keep(key, body, media, headers, store=same)
@@ -175,18 +185,23 @@ class PublicPages(Controller):
 
     @get("/calendar.ics")
     async def calendar(self, request: Request, tag: FromQuery[str | None] = None) -> ASGIApp:
+        """Every published event that has not ended more than FEED_KEEPS_PAST ago (tagged `tag`
+        if given), named "<org> events" or "<org> <tag> events"."""
         from .. import ics
 
         found = [e for e in await events.listing() if e["status"] == "published"]
-        now = datetime.now(timezone.utc)
-        found = [e for e in found if e["ends_at"] >= now and (tag is None or tag.lower() in e["tags"])]
+        since = datetime.now(timezone.utc) - FEED_KEEPS_PAST
+        found = [e for e in found if e["ends_at"] >= since and (tag is None or tag.lower() in e["tags"])]
         key = _listing_key("calendar.ics", found, tag)
         headers = _ics_headers("calendar.ics")
         hit = cache.cached(request, key)
         if hit is not None:
             return hit
-        cfg = settings.get()
-        return cache.keep(key, ics.event_feed(found, host=cfg.host, base_url=cfg.base_url), ICS_TYPE, headers)
+        for event in found:
+            await registrations.calendar_uid("event", event)
+        org = settings.get().org_name
+        name = f"{org} {ics.clean_line(tag)[:50]} events" if tag else f"{org} events"
+        return cache.keep(key, _feed(found, name), ICS_TYPE, headers)
 
     @get("/health", include_in_schema=True, tags=["operations"])
     async def health(self) -> dict:

@@ -26,10 +26,9 @@ class RegistrantPages(Controller):
         reg = await registrations.by_token(token)
         event = await events.get(reg["event"])
         view = await registrations.view(reg["id"])
-        from ..ics import calendar_links
-
-        links = calendar_links(event, base_url=settings.get().base_url)
-        links["ics"] = f"{settings.get().base_url}/r/{token}.ics"
+        # Only the person's own invite as a file (its UID): a Google or Outlook template link, or
+        # the public .ics, would put a second copy beside the invite that follows changes.
+        links = {"ics": f"{settings.get().base_url}/r/{token}.ics"}
         # The same rule the POST applies: the button shows only when the POST would cancel.
         rule = registrations.cancel_rule(event, reg)
         return Template(
@@ -43,6 +42,9 @@ class RegistrantPages(Controller):
         reg = await registrations.by_token(token)
         event = await events.get(reg["event"])
         cfg = settings.get()
+        # The invite itself (same UID and SEQUENCE as the one emailed, REQUEST or CANCEL), not a
+        # PUBLISH copy: opened in a calendar it updates the entry the invite made, never adds one.
+        await registrations.calendar_uid("registration", reg)
         method = "REQUEST" if reg["status"] == "registered" and event["status"] == "published" else "CANCEL"
         body = invite(
             event, reg, method=method, organizer_name=cfg.mail_from.split("<")[0].strip() or "Events",
@@ -51,7 +53,9 @@ class RegistrantPages(Controller):
             join_url_personal=f"{cfg.base_url}/j/{registrations.join_token(reg)}",
             event_url=f"{cfg.base_url}/events/{event['slug']}",
         )
-        return Response(body, media_type="text/calendar; charset=utf-8",
+        # Litestar adds "; charset=utf-8" to a text/* media type by itself: naming it here too
+        # sent the parameter twice.
+        return Response(body, media_type="text/calendar",
                         headers={"Content-Disposition": f'attachment; filename="{event["slug"]}.ics"'})
 
     @post("/r/{token:str}/cancel", status_code=303)

@@ -79,8 +79,9 @@ async def test_one_registration_through_two_moves_a_new_link_and_the_event_cance
     day = webinar_day()  # a Tuesday in late November: Toronto on EST, UTC-5
     event = await published_webinar()
     ada = await register(event, "Ada Lovelace", "ada@example.com")
-    uid = f"reg-{ada['id']}@testserver"
     row = await registration_row(ada["id"])
+    uid = row["calendar_uid"]  # stored and random: never derived from the row id
+    assert uid.endswith("@testserver") and str(ada["id"]) != uid.split("@")[0]
     join = f"http://testserver/j/{registrations.join_token(row)}"
     later_day = day + timedelta(days=2)
     october = day - timedelta(weeks=7)  # early October: EDT, UTC-4
@@ -155,6 +156,8 @@ async def test_a_registrant_who_cancels_leaves_the_calendar_and_the_waitlist_get
     assert bob["status"] == "waitlisted"
     await worker.run_once()
     token = registrations.personal_token(await registration_row(ada["id"]))
+    ada_first = (await registration_row(ada["id"]))["calendar_uid"]
+    bob_uid = (await registration_row(bob["id"]))["calendar_uid"]
 
     await registrations.cancel(token)  # Ada cancels; Bob gets her seat
     await worker.run_once()
@@ -164,6 +167,10 @@ async def test_a_registrant_who_cancels_leaves_the_calendar_and_the_waitlist_get
     await worker.run_once()
     await registrations.cancel(registrations.personal_token(await registration_row(bob["id"])))
     await worker.run_once()
+    # Ada's return is a new registration: a new calendar entry, beside the cancelled first one.
+    ada_again = (await registration_row(ada["id"]))["calendar_uid"]
+    assert ada_again not in (ada_first, bob_uid)
+    uids = {"ada@example.com": [ada_first, ada_first, None, ada_again], "bob@example.com": [None, bob_uid, bob_uid]}
 
     expected = {
         "ada@example.com": [
@@ -181,13 +188,12 @@ async def test_a_registrant_who_cancels_leaves_the_calendar_and_the_waitlist_get
     for address, plan in expected.items():
         received = smtp_server.to(address)
         assert [m["Subject"] for m in received] == [subject for subject, _, _ in plan]
-        reg_id = ada["id"] if address.startswith("ada") else bob["id"]
         sequences = []
-        for message, (_, method, status) in zip(received, plan):
+        for message, (_, method, status), uid in zip(received, plan, uids[address]):
             if method is None:  # no seat, no calendar entry
                 assert "text/calendar" not in parts(message) and "application/ics" not in parts(message)
                 continue
             sequences.append(read_invite(message, method=method, status=status,
-                                         uid=f"reg-{reg_id}@testserver", local=local, in_utc=in_utc))
+                                         uid=uid, local=local, in_utc=in_utc))
         assert sequences == sorted(set(sequences)), f"{address}: SEQUENCE must grow strictly: {sequences}"
     assert len(smtp_server.messages()) == 7

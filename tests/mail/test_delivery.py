@@ -70,7 +70,7 @@ async def test_confirmation_is_an_invite_a_calendar_honours(worker, smtp_server)
     method, calendar, vevent = invite_of(message)
     assert method == "REQUEST" == str(calendar["METHOD"])
     assert parts(message)["text/calendar"].get_content_charset() == "utf-8"
-    assert str(vevent["UID"]) == f"reg-{reg['id']}@testserver"
+    assert str(vevent["UID"]) == (await registration_row(reg["id"]))["calendar_uid"]
     assert vevent["SEQUENCE"] == 0
     assert str(vevent["STATUS"]) == "CONFIRMED"
     assert str(vevent["ORGANIZER"]) == "mailto:events@example.org"
@@ -97,8 +97,9 @@ async def test_confirmation_is_an_invite_a_calendar_honours(worker, smtp_server)
     assert "Cancel my registration" in text and "changes nothing by itself" in text
     assert str(vevent["LOCATION"]) == join
     assert manage in str(vevent["DESCRIPTION"]) and join in str(vevent["DESCRIPTION"])
-    assert "calendar.google.com/calendar/render?action=TEMPLATE" in html
-    assert f"{BASE}/events/{event['slug']}.ics" in text
+    # The only "add it yourself" link is the person's own invite as a file: no second copy.
+    assert "calendar.google.com" not in html and f"{BASE}/events/{event['slug']}.ics" not in text
+    assert f"{manage}.ics" in text and f"{manage}.ics" in html
     # css-inline moved the stylesheet onto the elements.
     assert re.search(r'<a class="button"[^>]*style="[^"]*background', html)
 
@@ -149,7 +150,7 @@ async def test_cancelling_sends_cancel_and_the_seat_goes_to_the_waitlist(worker,
     promoted = smtp_server.to("bob@example.com")[1]
     method, _, vevent = invite_of(promoted)
     assert method == "REQUEST"
-    assert str(vevent["UID"]) == f"reg-{bob['id']}@testserver"
+    assert str(vevent["UID"]) == (await registration_row(bob["id"]))["calendar_uid"]
     assert vevent["SEQUENCE"] == 1  # promotion raised it from the waitlisted confirmation's 0
     assert "it's yours" in promoted["Subject"]
     _, join = await _links(bob["id"])
@@ -189,7 +190,7 @@ async def test_a_new_time_updates_the_same_calendar_entry(worker, smtp_server):
     method, _, vevent = invite_of(changed)
     _, _, before = invite_of(first)
     assert method == "REQUEST"
-    assert vevent["UID"] == before["UID"] == f"reg-{reg['id']}@testserver"
+    assert vevent["UID"] == before["UID"] == (await registration_row(reg["id"]))["calendar_uid"]
     assert vevent["SEQUENCE"] == 1
     assert vevent.decoded("DTSTART").astimezone(TORONTO).time() == time(14, 0)
     assert changed["Subject"] == f"New time: {TITLE}"
