@@ -26,9 +26,27 @@ _TAG = re.compile(r"^(?P<local>[^+@]+)\+(?P<kind>[bu])-(?P<value>[0-9]+(?:-[0-9a
                   re.IGNORECASE)
 
 
+_KEYED: dict[str, "hmac.HMAC"] = {}
+
+
+def _keyed() -> "hmac.HMAC":
+    """The HMAC state after the secret key, made once per key (bulk mail asks twice a message)."""
+    key = settings.get().secret_key
+    state = _KEYED.get(key)
+    if state is None:
+        _KEYED.clear()
+        state = _KEYED[key] = hmac.new(key.encode(), digestmod=hashlib.sha256)
+    return state
+
+
+def _digest(text: str) -> str:
+    state = _keyed().copy()
+    state.update(text.encode())
+    return state.hexdigest()
+
+
 def _mac(kind: str, value: str) -> str:
-    key = settings.get().secret_key.encode()
-    return hmac.new(key, f"verp:{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:10]
+    return _digest(f"verp:{kind}:{value}")[:10]
 
 
 def _tagged(kind: str, value: str) -> str:
@@ -43,8 +61,7 @@ def bounce_address(outbox_id: int) -> str:
 
 
 def _token_digest(manage_token: str) -> str:
-    key = settings.get().secret_key.encode()
-    return hmac.new(key, f"verp-u:{manage_token}".encode(), hashlib.sha256).hexdigest()[:16]
+    return _digest(f"verp-u:{manage_token}")[:16]
 
 
 def unsubscribe_address(manage_token: str) -> str:
