@@ -92,7 +92,8 @@ async def test_register_read_invite_cancel_and_promote(chromium_path):
 
             confirmation = _wait_for_mail("ada@example.org", "")
             assert any(part.get_content_type() == "text/calendar" for part in confirmation.walk())
-            manage = re.search(r"http://testserver(/r/[\w.-]+)", _text(confirmation)).group(1)
+            links = re.findall(r"http://testserver(/r/[\w.-]+)", _text(confirmation))
+            manage = next(link for link in links if not link.endswith(".ics"))  # the page, not the invite file
 
             await page.goto(base + manage)
             assert await page.get_by_text("Registered", exact=True).is_visible()
