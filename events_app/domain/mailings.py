@@ -184,7 +184,7 @@ async def retry_failed(mailing_id: int, include_bounced: bool = False) -> int:
     async with db.transaction():
         if include_bounced:
             await db.fetch(
-                "UPDATE subscriber SET bounced_at = NULL, bounce_reason = '' WHERE id IN "
+                "UPDATE subscriber SET bounced_at = NULL, bounce_reason = '', soft_bounces = 0 WHERE id IN "
                 "(SELECT subscriber FROM outbox WHERE status = 'failed' AND mailing = {})",
                 mailing_id,
             )

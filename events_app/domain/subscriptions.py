@@ -237,7 +237,7 @@ async def confirm(token: str) -> dict:
     if row["status"] == "pending":
         await db.fetch(
             # A working confirmation link proves the address works again: lift a bounce mark.
-            "UPDATE subscriber SET status = 'confirmed', confirmed_at = {}, bounced_at = NULL, bounce_reason = '' "
+            "UPDATE subscriber SET status = 'confirmed', confirmed_at = {}, bounced_at = NULL, bounce_reason = '', soft_bounces = 0 "
             "WHERE id = {} AND status = 'pending'",
             moment, row["id"],
         )
@@ -245,7 +245,7 @@ async def confirm(token: str) -> dict:
         async with db.transaction():
             applied = await db.fetch(
                 "UPDATE subscriber SET status = 'confirmed', confirmed_at = {}, unsubscribed_at = NULL, "
-                "erased_at = NULL, paused_until = NULL, bounced_at = NULL, bounce_reason = '', requested_topics = '' "
+                "erased_at = NULL, paused_until = NULL, bounced_at = NULL, bounce_reason = '', soft_bounces = 0, requested_topics = '' "
                 "WHERE id = {} AND status = {} AND requested_topics = {} RETURNING id",
                 moment, row["id"], row["status"], row["requested_topics"],
             )
@@ -302,7 +302,7 @@ async def update_preferences(token: str, *, topics: list[str], name: Any) -> dic
             )
         # Saving from a link we emailed shows the address receives mail: lift a bounce mark.
         await db.fetch(
-            "UPDATE subscriber SET bounced_at = NULL, bounce_reason = '' WHERE id = {} AND bounced_at IS NOT NULL",
+            "UPDATE subscriber SET bounced_at = NULL, bounce_reason = '', soft_bounces = 0 WHERE id = {} AND (bounced_at IS NOT NULL OR soft_bounces > 0)",
             row["id"],
         )
     return await get(row["id"])
@@ -410,7 +410,7 @@ async def erase(token: str) -> None:
         await db.fetch(
             "UPDATE subscriber SET status = 'erased', email = NULL, name = '', erased_at = {}, created_at = {}, "
             "confirm_sent_at = NULL, confirmed_at = NULL, paused_until = NULL, unsubscribed_at = NULL, "
-            "bounced_at = NULL, bounce_reason = '', link_sent_at = NULL, requested_topics = '', token_salt = {} "
+            "bounced_at = NULL, bounce_reason = '', soft_bounces = 0, link_sent_at = NULL, requested_topics = '', token_salt = {} "
             "WHERE id = {}",
             moment, moment, tokens.new_salt(), row["id"],
         )

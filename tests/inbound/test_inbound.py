@@ -88,6 +88,24 @@ async def test_soft_bounces_count_once_per_message_and_suppress_at_the_limit(del
     assert suppressed["bounced_at"] is not None and "temporary failures" in suppressed["bounce_reason"]
 
 
+async def test_the_owner_showing_up_starts_the_soft_bounce_count_afresh(deliver):
+    """Soft bounces count "in a row": when the owner acts from a link we emailed (saving their
+    preferences), the address evidently takes mail, so the count starts again, as a hard
+    bounce's mark is lifted then."""
+    ada = await confirmed_subscriber("ada@example.net")
+    for _ in range(inbound.SOFT_BOUNCE_LIMIT - 1):
+        row = await sent_row("issue", "ada@example.net", ada["id"])
+        await deliver(postfix(row, "ada@example.net", action="failed", status="4.4.7"))
+    assert (await subscriber(ada["id"]))["soft_bounces"] == inbound.SOFT_BOUNCE_LIMIT - 1
+    await subscriptions.update_preferences(subscriptions.manage_token(await subscriber(ada["id"])),
+                                           topics=["bulletin"], name="Ada")
+    assert (await subscriber(ada["id"]))["soft_bounces"] == 0
+    row = await sent_row("issue", "ada@example.net", ada["id"])
+    await deliver(postfix(row, "ada@example.net", action="failed", status="4.4.7"))
+    again = await subscriber(ada["id"])
+    assert again["soft_bounces"] == 1 and again["bounced_at"] is None
+
+
 async def test_an_exchange_bounce_of_a_registration_fails_that_row_and_nothing_more(deliver):
     grace = await confirmed_subscriber("grace@contoso.com")
     row = await sent_row("registration_confirmed", "grace@contoso.com")
