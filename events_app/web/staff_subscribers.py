@@ -23,12 +23,12 @@ from ..domain.errors import ValidationFailed
 from ..domain.subscriptions import topic_ids
 from ..timefmt import iso
 from .api import CSV, _cell
+from .edge import MAX_ID
 from .auth import require_staff
 
 STATUSES = ("confirmed", "paused", "pending", "unsubscribed")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-MAX_ID = 2**31 - 1
 MAX_QUERY = 200
 CSV_PAGE = 1000
 
