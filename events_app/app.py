@@ -50,9 +50,7 @@ def _template_engine() -> TemplateConfig:
         engine.engine.trim_blocks = True
         engine.engine.lstrip_blocks = True
 
-    return TemplateConfig(
-        directory=resource_dir("templates"), engine=JinjaTemplateEngine, engine_callback=configure
-    )
+    return TemplateConfig(directory=resource_dir("templates"), engine=JinjaTemplateEngine, engine_callback=configure)
 
 
 # The per-client budgets of the public doors (registration, subscribe, "my link", sign-in) are
@@ -109,8 +107,20 @@ def create_app(run_worker: bool = False) -> Litestar:
             await db.stop()
 
     app = Litestar(
-        route_handlers=[PublicPages, RegistrantPages, EventsApi, SubscriberApi, SubscriberPages, *STAFF_SUBSCRIBER_HANDLERS, *STAFF_HANDLERS,
-                        IssuesApi, announce, mailing_delivery, BulletinPages, *api_docs.handlers()],
+        route_handlers=[
+            PublicPages,
+            RegistrantPages,
+            EventsApi,
+            SubscriberApi,
+            SubscriberPages,
+            *STAFF_SUBSCRIBER_HANDLERS,
+            *STAFF_HANDLERS,
+            IssuesApi,
+            announce,
+            mailing_delivery,
+            BulletinPages,
+            *api_docs.handlers(),
+        ],
         middleware=[*_edge(cfg), *_rate_limits(cfg)],
         stores=_stores(cfg),
         template_config=_template_engine(),

@@ -119,10 +119,17 @@ async def _subscribers_import(path: str, topics: list[str] | None) -> None:
     try:
         await db.fetch("SELECT 1 FROM subscriber LIMIT 1")
     except Exception:  # no such table: an unmigrated database
-        raise CliError("events-app subscribers import: the database is not migrated; run `events-app migrate` first") from None
+        raise CliError(
+            "events-app subscribers import: the database is not migrated; run `events-app migrate` first"
+        ) from None
     console = Console(stderr=True)
-    columns = (TextColumn("Importing"), BarColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[rows]:,} rows"), TimeRemainingColumn())
+    columns = (
+        TextColumn("Importing"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("import", total=None, rows=0)
 
@@ -173,8 +180,11 @@ def _inbound(listen: tuple[str, int] | None, recipients: list[str] | None) -> in
     # One message on stdin prints its outcome; the listener logs each message (default info).
     default = "info" if listen is not None else "warning"
     level = getattr(logging, os.environ.get("EVENTS_LOG_LEVEL", default).upper(), logging.INFO)
-    logging.basicConfig(level=level if isinstance(level, int) else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level if isinstance(level, int) else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if listen is not None:
         asyncio.run(lmtp.serve(*listen))
         return 0
@@ -194,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-worker", action="store_true", help="do not run the mail worker in this process")
     sub.add_parser("worker", help="run the mail worker alone")
     sub.add_parser("demo", help="load the demo content if it is not there yet")
-    staff = sub.add_parser("staff", help="staff accounts").add_subparsers(dest="staff_command", required=True, parser_class=_Parser)
+    staff = sub.add_parser("staff", help="staff accounts").add_subparsers(
+        dest="staff_command", required=True, parser_class=_Parser
+    )
     create = staff.add_parser("create", help="create a staff account (password from the prompt or stdin)")
     create.add_argument("email")
     create.add_argument("--name", default="")
@@ -208,13 +220,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imports = subscribers.add_parser("import", help="import already-consented subscribers from a CSV file")
     imports.add_argument("file", metavar="FILE.csv", help="header row with 'email' and optionally 'name'")
-    imports.add_argument("--topic", action="append", dest="topics", metavar="SLUG",
-                         help="a topic to subscribe them to; repeatable (default: bulletin)")
-    inbound = sub.add_parser("inbound", help="act on returned mail: unsubscribes, bounces, complaints, calendar replies")
-    inbound.add_argument("--listen", type=_listen_address, metavar="HOST:PORT",
-                         help="run an LMTP server instead of reading one message on standard input")
-    inbound.add_argument("--recipient", action="append", dest="recipients", metavar="ADDRESS",
-                         help="the envelope recipient (e.g. Postfix pipe's ${recipient}); repeatable")
+    imports.add_argument(
+        "--topic",
+        action="append",
+        dest="topics",
+        metavar="SLUG",
+        help="a topic to subscribe them to; repeatable (default: bulletin)",
+    )
+    inbound = sub.add_parser(
+        "inbound", help="act on returned mail: unsubscribes, bounces, complaints, calendar replies"
+    )
+    inbound.add_argument(
+        "--listen",
+        type=_listen_address,
+        metavar="HOST:PORT",
+        help="run an LMTP server instead of reading one message on standard input",
+    )
+    inbound.add_argument(
+        "--recipient",
+        action="append",
+        dest="recipients",
+        metavar="ADDRESS",
+        help="the envelope recipient (e.g. Postfix pipe's ${recipient}); repeatable",
+    )
     return parser
 
 

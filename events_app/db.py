@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from piccolo.engine.base import Engine
@@ -24,8 +25,7 @@ from piccolo.engine.postgres import PostgresEngine
 from piccolo.querystring import QueryString
 
 from .settings import Settings
-from .sqlite_engine import FastSQLiteEngine  # noqa: F401  (callers name it as db.FastSQLiteEngine)
-
+from .sqlite_engine import FastSQLiteEngine
 
 T = TypeVar("T")
 
@@ -193,14 +193,24 @@ def _is_outage_error(exc: BaseException) -> bool:
         # mid-message ("cannot switch to state 12; another operation (2) is in progress",
         # asyncpg issues #784 and #1069). The pool terminates it when it fails to reset.
         return "another operation" in str(exc)
-    return isinstance(exc, (
-        asyncpg.exceptions.PostgresConnectionError,    # connection lost or failed (08xxx)
-        asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (57xxx)
-    ))
+    return isinstance(
+        exc,
+        (
+            asyncpg.exceptions.PostgresConnectionError,  # connection lost or failed (08xxx)
+            asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (57xxx)
+        ),
+    )
 
 
-_NETWORK_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
-                   errno.ENETUNREACH, errno.ETIMEDOUT, errno.EPIPE}
+_NETWORK_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ETIMEDOUT,
+    errno.EPIPE,
+}
 
 
 async def while_away(work: Callable[[], Awaitable[T]], within: float = 60.0) -> T:

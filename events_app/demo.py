@@ -6,8 +6,8 @@ from today so the register button can be tried), the October 2019 issue of the b
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 from . import db
@@ -15,9 +15,7 @@ from .domain import events, staff
 
 TITLE = "Non-Academic Careers with Impact: Implementation Positions You Never Knew Existed"
 ZONE = "America/Toronto"
-AUDIENCE = (
-    "Graduate students, recent graduates and professionals moving into implementation roles"
-)
+AUDIENCE = "Graduate students, recent graduates and professionals moving into implementation roles"
 SUMMARY = (
     "A free one-hour webinar on implementation careers beyond academia: what the jobs are, "
     "where they are, and how to get one."
@@ -89,27 +87,41 @@ async def load(say: Callable[[str], None] = print) -> None:
         starts, ends = _at(day)
         event = await events.create(
             {
-                "title": TITLE, "slug": slug, "summary": SUMMARY, "description": DESCRIPTION,
-                "audience": AUDIENCE, "tags": ["career", "webinar"], "starts_at": starts,
-                "ends_at": ends, "timezone": ZONE, "capacity": 100,
+                "title": TITLE,
+                "slug": slug,
+                "summary": SUMMARY,
+                "description": DESCRIPTION,
+                "audience": AUDIENCE,
+                "tags": ["career", "webinar"],
+                "starts_at": starts,
+                "ends_at": ends,
+                "timezone": ZONE,
+                "capacity": 100,
                 "join_url": "https://meet.example.org/implementation-careers",
-                "questions": QUESTIONS, "status": "published",
+                "questions": QUESTIONS,
+                "status": "published",
             }
         )
         say(f"Added event {event['title']!r} on {day:%d %B %Y} at /events/{event['slug']}")
     if not await db.fetch("SELECT id FROM issue WHERE slug = {}", ISSUE_SLUG):
         from .domain import issues
 
-        issue = await issues.create({
-            "title": "October 2019", "slug": ISSUE_SLUG, "issue_date": "2019-10-15",
-            "summary": "Non-academic careers with impact: where implementation training leads.",
-            "body": ISSUE_BODY,
-        })
+        issue = await issues.create(
+            {
+                "title": "October 2019",
+                "slug": ISSUE_SLUG,
+                "issue_date": "2019-10-15",
+                "summary": "Non-academic careers with impact: where implementation training leads.",
+                "body": ISSUE_BODY,
+            }
+        )
         # Released back then, before this installation had subscribers: archive it without mail.
         released = datetime(2019, 10, 15, 14, 0, tzinfo=ZoneInfo("UTC"))
         await db.fetch(
             "UPDATE issue SET status = 'released', release_at = {}, released_at = {} WHERE id = {}",
-            released, released, issue["id"],
+            released,
+            released,
+            issue["id"],
         )
         say(f"Added bulletin issue {issue['title']!r} of Implementation in Action at /bulletin/{ISSUE_SLUG}")
     if not await db.fetch("SELECT id FROM staff_user WHERE email = {}", STAFF_EMAIL):

@@ -31,8 +31,9 @@ calendar).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 from urllib.parse import urlencode
 
 import icalendar
@@ -60,7 +61,7 @@ def clean_text(value: str | None) -> str:
 
 
 def _utc_stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _add_times(vevent: icalendar.Event, event: dict, placer: vtimezone.Placer) -> None:
@@ -126,7 +127,7 @@ def invite(
     placer = vtimezone.Placer()
     vevent.add("uid", uid)
     vevent.add("sequence", int(registration.get("sequence") or 0))
-    vevent.add("dtstamp", (now or datetime.now(timezone.utc)).astimezone(timezone.utc))
+    vevent.add("dtstamp", (now or datetime.now(UTC)).astimezone(UTC))
     _add_times(vevent, event, placer)
     vevent.add("summary", f"Cancelled: {title}" if cancelled else title)
     vevent.add("description", clean_text("\n".join(lines)))
@@ -185,14 +186,14 @@ def event_feed(
         url = f"{base_url}/events/{event['slug']}"
         changed = event.get("updated_at") or event.get("created_at") or event["starts_at"]
         summary = clean_text(event.get("summary"))
-        description = f"{summary}\n\nDetails and registration: {url}" if summary else (
-            f"Details and registration: {url}"
+        description = (
+            f"{summary}\n\nDetails and registration: {url}" if summary else (f"Details and registration: {url}")
         )
         vevent = icalendar.Event()
         vevent.add("uid", event["calendar_uid"])
         vevent.add("sequence", int(event.get("version") or 0))
-        vevent.add("dtstamp", changed.astimezone(timezone.utc))
-        vevent.add("last-modified", changed.astimezone(timezone.utc))
+        vevent.add("dtstamp", changed.astimezone(UTC))
+        vevent.add("last-modified", changed.astimezone(UTC))
         _add_times(vevent, event, placer)
         vevent.add("summary", clean_line(event["title"]))
         vevent.add("description", clean_text(description))
@@ -220,8 +221,10 @@ def calendar_links(
     page = f"{base_url}/events/{event['slug']}"
     title = clean_line(event["title"])
     where = clean_line(location) if location else page
-    body = clean_text(details) if details is not None else clean_text(
-        "\n\n".join(p for p in (event.get("summary") or "", f"Details: {page}") if p)
+    body = (
+        clean_text(details)
+        if details is not None
+        else clean_text("\n\n".join(p for p in (event.get("summary") or "", f"Details: {page}") if p))
     )
     starts, ends = event["starts_at"], event["ends_at"]
     google = "https://calendar.google.com/calendar/render?" + urlencode(
@@ -240,12 +243,10 @@ def calendar_links(
             "path": "/calendar/action/compose",
             "rru": "addevent",
             "subject": title,
-            "startdt": starts.astimezone(timezone.utc).strftime(iso),
-            "enddt": ends.astimezone(timezone.utc).strftime(iso),
+            "startdt": starts.astimezone(UTC).strftime(iso),
+            "enddt": ends.astimezone(UTC).strftime(iso),
             "body": body,
             "location": where,
         }
     )
     return {"google": google, "outlook": outlook, "ics": f"{page}.ics"}
-
-

@@ -27,8 +27,32 @@ from markdown_it import MarkdownIt
 _md = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable("table")
 
 _TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "code", "em", "h1", "h2", "h3", "h4", "hr", "i", "img", "li",
-    "ol", "p", "pre", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul",
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "code",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "hr",
+    "i",
+    "img",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "strong",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "thead",
+    "tr",
+    "ul",
 }
 _ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "abbr": {"title"}}
 _SCHEMES = {"http", "https", "mailto", "tel"}
@@ -56,6 +80,7 @@ def to_html(text: str, page_url: str | None = None) -> str:
     (the site's own pages) links stay as written."""
     attribute_filter = None
     if page_url:
+
         def attribute_filter(element: str, attribute: str, value: str) -> str | None:
             # nh3 calls this after its scheme check, for attributes it keeps.
             return absolute(value, page_url) if attribute in ("href", "src") else value
@@ -91,8 +116,13 @@ def _wrap(block: str, indent: str = "") -> str:
     for line in block.split("\n"):
         bullet = re.match(r"^(\s*(?:- |\d+\. ))", line)
         rest = " " * len(bullet.group(1)) if bullet else ""
-        out.append(textwrap.fill(line, _WIDTH - len(indent), subsequent_indent=rest, break_long_words=False,
-                                 break_on_hyphens=False) if line.strip() else "")
+        out.append(
+            textwrap.fill(
+                line, _WIDTH - len(indent), subsequent_indent=rest, break_long_words=False, break_on_hyphens=False
+            )
+            if line.strip()
+            else ""
+        )
     return "\n".join(out)
 
 
@@ -162,7 +192,7 @@ class _TextWriter(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("h1", "h2", "h3", "h4") and self.heading is not None:
-            words = "".join(self.out[self.heading:]).strip()
+            words = "".join(self.out[self.heading :]).strip()
             self.out.append("\n" + ("=" if tag == "h1" else "-") * min(len(words), _WIDTH))
             self.heading = None
         elif tag in ("ul", "ol") and self.lists:
@@ -204,7 +234,9 @@ def _tidy(text: str) -> str:
         if line.startswith("\0"):
             lines.append(line.rstrip())
         else:
-            lines.append(re.sub(r"(?<=\S)  +", " ", line if re.match(r"^\s*(- |\d+\. )", line) else line.strip(" ")).rstrip())
+            lines.append(
+                re.sub(r"(?<=\S)  +", " ", line if re.match(r"^\s*(- |\d+\. )", line) else line.strip(" ")).rstrip()
+            )
     text = "\n".join(lines)
     # Items of one list stay together, a nested list included.
     text = re.sub(r"(?m)^(\s*(?:- |\d+\. ).*)\n\n(?=\s*(?:- |\d+\. ))", r"\1\n", text)

@@ -3,7 +3,7 @@ installed wheel (pyproject force-includes them there) and beside it in a checkou
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 
@@ -15,6 +15,6 @@ def find(name: str, package_dir: Path) -> Path:
     raise RuntimeError(f"the {name}/ folder is missing from the installation")
 
 
-@lru_cache(maxsize=None)
+@cache
 def resource_dir(name: str) -> Path:
     return find(name, Path(__file__).resolve().parent)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
-from functools import lru_cache
 from email.utils import parseaddr
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -185,8 +185,7 @@ def load() -> Settings:
     scheme = urlsplit(database_url).scheme
     if scheme not in {"sqlite", "postgresql", "postgres"}:
         raise SettingsError(
-            "EVENTS_DATABASE_URL must start with sqlite:/// or postgresql://, "
-            f"not {database_url.split(':', 1)[0]!r}"
+            f"EVENTS_DATABASE_URL must start with sqlite:/// or postgresql://, not {database_url.split(':', 1)[0]!r}"
         )
     if scheme == "sqlite" and not database_url.startswith("sqlite:///"):
         raise SettingsError("EVENTS_DATABASE_URL must look like sqlite:///path/to/file")

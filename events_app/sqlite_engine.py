@@ -16,8 +16,9 @@ import asyncio
 import os
 import sqlite3
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType
 
@@ -111,7 +112,7 @@ class Checkpointer:
 class FastSQLiteTransaction(SQLiteTransaction):
     """A Piccolo transaction on the loop's long-lived connection, holding its lock."""
 
-    async def __aenter__(self) -> "FastSQLiteTransaction":
+    async def __aenter__(self) -> FastSQLiteTransaction:
         if self._parent is not None:
             return self._parent
         self.connection = self.engine.loop_connection()
@@ -282,9 +283,7 @@ class FastSQLiteEngine(SQLiteEngine):
     async def _run_in_new_connection(self, query, args=None, query_type="generic", table=None):
         return await self._run(query, args)
 
-    async def _run_in_existing_connection(
-        self, connection, query, args=None, query_type="generic", table=None
-    ):
+    async def _run_in_existing_connection(self, connection, query, args=None, query_type="generic", table=None):
         return connection.run(query, args)
 
     async def get_connection(self):  # used by Piccolo's batch(); our callers page instead
@@ -295,6 +294,4 @@ class FastSQLiteEngine(SQLiteEngine):
         transaction_type: TransactionType = TransactionType.immediate,
         allow_nested: bool = True,
     ) -> FastSQLiteTransaction:
-        return FastSQLiteTransaction(
-            engine=self, transaction_type=TransactionType.immediate, allow_nested=allow_nested
-        )
+        return FastSQLiteTransaction(engine=self, transaction_type=TransactionType.immediate, allow_nested=allow_nested)

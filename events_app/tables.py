@@ -278,6 +278,20 @@ class Outbox(Table):
 
 
 ALL_TABLES: list[type[Table]] = [
-    Topic, StaffUser, ApiToken, StaffSession, AuditEntry, Event, Registration, ScheduledSend,
-    Subscriber, Subscription, Issue, IssueAlias, Mailing, Outbox, LoginAttempt, InboundMessage,
+    Topic,
+    StaffUser,
+    ApiToken,
+    StaffSession,
+    AuditEntry,
+    Event,
+    Registration,
+    ScheduledSend,
+    Subscriber,
+    Subscription,
+    Issue,
+    IssueAlias,
+    Mailing,
+    Outbox,
+    LoginAttempt,
+    InboundMessage,
 ]

@@ -56,8 +56,7 @@ def format_range(starts_at: datetime, ends_at: datetime, tz: str | ZoneInfo) -> 
         return f"{format_time(start, zone)} – {format_time(end, zone)}"
     if start_abbr != end_abbr:
         return (
-            f"{_day(start)}, {_clock(start)} {_meridiem(start)} {start_abbr}–"
-            f"{_clock(end)} {_meridiem(end)} {end_abbr}"
+            f"{_day(start)}, {_clock(start)} {_meridiem(start)} {start_abbr}–{_clock(end)} {_meridiem(end)} {end_abbr}"
         )
     if _meridiem(start) == _meridiem(end):
         hours = f"{_clock(start)}–{_clock(end)} {_meridiem(end)}"

@@ -23,7 +23,7 @@ def new_salt() -> str:
 
 
 @lru_cache(maxsize=4)
-def _keyed(secret_key: str) -> "hmac.HMAC":
+def _keyed(secret_key: str) -> hmac.HMAC:
     # Keying an HMAC costs two hash blocks; copying a keyed one costs nothing (hot path).
     return hmac.new(secret_key.encode(), digestmod=hashlib.sha256)
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import calendar as gregorian
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import icalendar
 
-UTC = timezone.utc
+UTC = UTC
 _YEARS = (1970, 2100)
 _DAYS = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
 _UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "Etc/Zulu", "Zulu", "UCT", "Universal", "Etc/Universal", "Etc/GMT"}
@@ -153,7 +153,9 @@ def offset_at(zone_rule: Rule, local: datetime) -> timedelta:
 
 def _happens_once(local: datetime) -> bool:
     naive = local.replace(tzinfo=None)
-    return naive.replace(tzinfo=local.tzinfo, fold=0).utcoffset() == naive.replace(tzinfo=local.tzinfo, fold=1).utcoffset()
+    return (
+        naive.replace(tzinfo=local.tzinfo, fold=0).utcoffset() == naive.replace(tzinfo=local.tzinfo, fold=1).utcoffset()
+    )
 
 
 def _utc(moment: datetime) -> datetime:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import db
@@ -50,8 +50,9 @@ def _questions(value: Any) -> list[dict]:
         where = f"questions[{i}]"
         if not isinstance(q, dict):
             raise v.fail(where, "must be an object with label and type")
-        label = v.text({f"{where}.label": q.get("label")}, f"{where}.label", required=True,
-                       max_len=MAX_LABEL_LEN, multiline=False)
+        label = v.text(
+            {f"{where}.label": q.get("label")}, f"{where}.label", required=True, max_len=MAX_LABEL_LEN, multiline=False
+        )
         kind = q.get("type", "text")
         if not isinstance(kind, str) or kind not in QUESTION_TYPES:
             raise v.fail(f"{where}.type", f"must be one of {', '.join(sorted(QUESTION_TYPES))}")
@@ -97,7 +98,9 @@ def _reminders(value: Any) -> list[int]:
     if len(offsets) > MAX_REMINDERS:
         raise v.fail("reminders", f"at most {MAX_REMINDERS} reminders")
     if any(not MIN_REMINDER <= m <= MAX_REMINDER for m in offsets):
-        raise v.fail("reminders", f"each must be between {MIN_REMINDER} and {MAX_REMINDER} minutes (30 days) before the start")
+        raise v.fail(
+            "reminders", f"each must be between {MIN_REMINDER} and {MAX_REMINDER} minutes (30 days) before the start"
+        )
     return offsets
 
 
@@ -108,9 +111,25 @@ def clean_fields(data: dict, current: dict | None = None) -> dict:
         raise ValidationFailed({"body": "must be a JSON object"})
     creating = current is None
     known = {
-        "title", "slug", "summary", "description", "audience", "tags", "starts_at", "ends_at",
-        "timezone", "capacity", "join_url", "registration_closes_at", "questions", "reminders",
-        "recording_url", "status", "doors_open_minutes", "follow_up_minutes", "retention_days",
+        "title",
+        "slug",
+        "summary",
+        "description",
+        "audience",
+        "tags",
+        "starts_at",
+        "ends_at",
+        "timezone",
+        "capacity",
+        "join_url",
+        "registration_closes_at",
+        "questions",
+        "reminders",
+        "recording_url",
+        "status",
+        "doors_open_minutes",
+        "follow_up_minutes",
+        "retention_days",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -150,9 +169,13 @@ def clean_fields(data: dict, current: dict | None = None) -> dict:
     if creating or "reminders" in data:
         out["reminders"] = json.dumps(_reminders(data.get("reminders")))
     if "doors_open_minutes" in data:
-        out["doors_open_minutes"] = v.optional_int(data["doors_open_minutes"], "doors_open_minutes", maximum=24 * 60) or 0
+        out["doors_open_minutes"] = (
+            v.optional_int(data["doors_open_minutes"], "doors_open_minutes", maximum=24 * 60) or 0
+        )
     if "follow_up_minutes" in data:
-        out["follow_up_minutes"] = v.optional_int(data["follow_up_minutes"], "follow_up_minutes", maximum=14 * 24 * 60) or 0
+        out["follow_up_minutes"] = (
+            v.optional_int(data["follow_up_minutes"], "follow_up_minutes", maximum=14 * 24 * 60) or 0
+        )
     if "retention_days" in data:
         # Days after the event its registrants' personal data is kept; None: the default setting.
         out["retention_days"] = v.optional_int(data["retention_days"], "retention_days", minimum=1, maximum=3650)
@@ -181,15 +204,15 @@ async def create(data: dict) -> dict:
             raise v.fail("slug", "is taken by another event")
     else:
         fields["slug"] = await _unique_slug(v.slugify(fields["title"]))
-    moment = datetime.now(timezone.utc)
-    fields.update(created_at=moment, updated_at=moment, version=1, taken=0,
-                  calendar_uid=registrations.new_calendar_uid())
+    moment = datetime.now(UTC)
+    fields.update(
+        created_at=moment, updated_at=moment, version=1, taken=0, calendar_uid=registrations.new_calendar_uid()
+    )
     fields.setdefault("status", "draft")
     columns = list(fields)
     try:
         rows = await db.fetch(
-            f"INSERT INTO event ({', '.join(columns)}) VALUES ({', '.join('{}' for _ in columns)}) "
-            "RETURNING id",
+            f"INSERT INTO event ({', '.join(columns)}) VALUES ({', '.join('{}' for _ in columns)}) RETURNING id",
             *fields.values(),
         )
     except Exception as exc:
@@ -253,7 +276,7 @@ async def listing(include_drafts: bool = False) -> list[dict]:
     first). Staff also see drafts."""
     where = "" if include_drafts else "WHERE status != 'draft'"
     rows = [decode(r) for r in await db.fetch(f"SELECT * FROM event {where} ORDER BY starts_at")]
-    moment = datetime.now(timezone.utc)
+    moment = datetime.now(UTC)
     upcoming = [e for e in rows if e["ends_at"] >= moment]
     past = [e for e in rows if e["ends_at"] < moment]
     return upcoming + past[::-1]
@@ -273,11 +296,9 @@ async def update(event_id: int, data: dict) -> tuple[dict, int]:
         if not changed:
             return current, 0
         invite_changes = _invite_changes(current, fields)
-        changed["updated_at"] = datetime.now(timezone.utc)
+        changed["updated_at"] = datetime.now(UTC)
         sets = ", ".join(f"{k} = {{}}" for k in changed)
-        await db.fetch(
-            f"UPDATE event SET {sets}, version = version + 1 WHERE id = {{}}", *changed.values(), event_id
-        )
+        await db.fetch(f"UPDATE event SET {sets}, version = version + 1 WHERE id = {{}}", *changed.values(), event_id)
         if "capacity" in changed:
             await registrations.promote_waitlisted(event_id)
         notified = 0
@@ -305,7 +326,7 @@ async def _notify_registered(event_id: int, kind: str, extra: dict, statuses=("r
     rows = await db.fetch(
         f"UPDATE registration SET sequence = sequence + 1, updated_at = {{}} "
         f"WHERE event = {{}} AND status IN ({marks}) RETURNING id, email, status",
-        datetime.now(timezone.utc),
+        datetime.now(UTC),
         event_id,
         *statuses,
     )
@@ -319,9 +340,7 @@ async def count_affected(event_id: int, data: dict) -> int:
     current = await get(event_id)
     if current["status"] != "published" or not _invite_changes(current, clean_fields(data, current)):
         return 0
-    rows = await db.fetch(
-        "SELECT COUNT(*) AS n FROM registration WHERE event = {} AND status = 'registered'", event_id
-    )
+    rows = await db.fetch("SELECT COUNT(*) AS n FROM registration WHERE event = {} AND status = 'registered'", event_id)
     return rows[0]["n"]
 
 
@@ -332,7 +351,7 @@ async def publish(event_id: int) -> dict:
     if event["status"] != "published":
         await db.fetch(
             "UPDATE event SET status = 'published', version = version + 1, updated_at = {} WHERE id = {}",
-            datetime.now(timezone.utc),
+            datetime.now(UTC),
             event_id,
         )
     return await get(event_id)
@@ -347,14 +366,12 @@ async def cancel(event_id: int) -> tuple[dict, int]:
             return event, 0
         await db.fetch(
             "UPDATE event SET status = 'cancelled', version = version + 1, updated_at = {} WHERE id = {}",
-            datetime.now(timezone.utc),
+            datetime.now(UTC),
             event_id,
         )
         notified = 0
         if event["status"] == "published":
-            notified = await _notify_registered(
-                event_id, "event_cancelled", {}, statuses=("registered", "waitlisted")
-            )
+            notified = await _notify_registered(event_id, "event_cancelled", {}, statuses=("registered", "waitlisted"))
         forget(event_id)
         return await get(event_id), notified
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .. import db, settings
 from ..inbound.parse import Inbound, RecipientReport, outbox_id_of
@@ -50,7 +50,7 @@ _CLAIM = (
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def handle(item: Inbound) -> tuple[bool, str]:
@@ -72,6 +72,7 @@ async def _claim(key: str, kind: str) -> bool:
 
 
 # -- unsubscribe ---------------------------------------------------------------------------
+
 
 async def _unsubscribe(item: Inbound) -> str:
     return await _unsubscribe_token(item.token)
@@ -116,6 +117,7 @@ async def _subscriber_by_token_id(token: str) -> dict | None:
 
 
 # -- delivery reports ------------------------------------------------------------------------
+
 
 async def _dsn(item: Inbound) -> str:
     notes = []
@@ -192,10 +194,14 @@ async def _soft(row: dict, report: RecipientReport) -> str:
     if not _is_list_mail(row):
         return f"outbox row {row['id']} ({row['kind']}) delayed: {report.status}"
     address = await _list_address(row)
-    counted = await db.fetch(
-        "UPDATE subscriber SET soft_bounces = soft_bounces + 1 WHERE email = {} RETURNING soft_bounces",
-        address.lower(),
-    ) if address else []
+    counted = (
+        await db.fetch(
+            "UPDATE subscriber SET soft_bounces = soft_bounces + 1 WHERE email = {} RETURNING soft_bounces",
+            address.lower(),
+        )
+        if address
+        else []
+    )
     if not counted:
         return f"outbox row {row['id']} delayed: {report.status}; no subscriber"
     count = counted[0]["soft_bounces"]
@@ -206,6 +212,7 @@ async def _soft(row: dict, report: RecipientReport) -> str:
 
 
 # -- complaints ------------------------------------------------------------------------------
+
 
 async def _complaint(item: Inbound) -> str:
     subscriber = await _complainer(item)
@@ -246,7 +253,9 @@ async def _complainer(item: Inbound) -> dict | None:
         token = await _manage_token(value)
         row_id = tokens.link_row_id(token)
         found = await db.fetch("SELECT * FROM subscriber WHERE id = {}", row_id) if row_id else []
-        if found and tokens.link_matches(token, config.secret_key, subscriptions.MANAGE, row_id, found[0]["token_salt"]):
+        if found and tokens.link_matches(
+            token, config.secret_key, subscriptions.MANAGE, row_id, found[0]["token_salt"]
+        ):
             return found[0]
     for address in item.complaint_recipients + returned.to:
         # An address alone (which anyone can write) counts only when we did send mail to it.
@@ -258,6 +267,7 @@ async def _complainer(item: Inbound) -> dict | None:
 
 
 # -- calendar replies ------------------------------------------------------------------------
+
 
 async def _registration_for(uid: str) -> dict | None:
     rows = await db.fetch("SELECT * FROM registration WHERE calendar_uid = {}", uid) if uid else []
@@ -285,17 +295,24 @@ async def _reply(item: Inbound) -> str:
         done = await db.fetch(
             "UPDATE registration SET rsvp = {}, rsvp_at = {} WHERE id = {} "
             "AND status IN ('registered', 'waitlisted') RETURNING id",
-            reply.partstat.lower(), now(), row["id"],
+            reply.partstat.lower(),
+            now(),
+            row["id"],
         )
-        return f"reply: registration {row['id']} {reply.partstat.lower()}" if done else (
-            f"reply: registration {row['id']} is {row['status']}; nothing recorded")
+        return (
+            f"reply: registration {row['id']} {reply.partstat.lower()}"
+            if done
+            else (f"reply: registration {row['id']} is {row['status']}; nothing recorded")
+        )
     return f"reply: PARTSTAT {reply.partstat}: nothing to do"
 
 
 async def _decline(row: dict) -> str:
-    event = (await db.fetch(
-        "SELECT status, starts_at, ends_at, registration_closes_at FROM event WHERE id = {}", row["event"]
-    ))[0]
+    event = (
+        await db.fetch(
+            "SELECT status, starts_at, ends_at, registration_closes_at FROM event WHERE id = {}", row["event"]
+        )
+    )[0]
     rule = registrations.cancel_rule(event, row)
     if not rule.allowed:
         return f"reply: declined; registration {row['id']} not cancelled: {rule.reason}"

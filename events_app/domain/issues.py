@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from .. import db, markdown
@@ -28,13 +28,11 @@ from .subscriptions import topic_ids
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FIELDS = ("title", "slug", "issue_date", "summary", "body", "topic")
-SELECT = (
-    "SELECT i.*, t.slug AS topic_slug, t.name AS topic_name FROM issue i JOIN topic t ON t.id = i.topic "
-)
+SELECT = "SELECT i.*, t.slug AS topic_slug, t.name AS topic_name FROM issue i JOIN topic t ON t.id = i.topic "
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _issue_date(value: Any) -> str:
@@ -121,8 +119,16 @@ async def create(data: Any, staff_id: int | None = None) -> dict:
                 "INSERT INTO issue (slug, title, issue_date, summary, body, topic, status, version, uid, "
                 "created_by, created_at, updated_at) "
                 "VALUES ({}, {}, {}, {}, {}, {}, 'draft', 1, {}, {}, {}, {}) RETURNING id",
-                fields["slug"], fields["title"], fields["issue_date"], fields.get("summary", ""),
-                fields.get("body", ""), fields["topic"], str(uuid.uuid4()), staff_id, moment, moment,
+                fields["slug"],
+                fields["title"],
+                fields["issue_date"],
+                fields.get("summary", ""),
+                fields.get("body", ""),
+                fields["topic"],
+                str(uuid.uuid4()),
+                staff_id,
+                moment,
+                moment,
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
@@ -158,7 +164,9 @@ async def update(issue_id: int, data: Any) -> dict:
                 await _move(current, fields["slug"])
             await db.fetch(
                 f"UPDATE issue SET {sets}, version = version + 1, updated_at = {{}} WHERE id = {{}}",
-                *fields.values(), now(), issue_id,
+                *fields.values(),
+                now(),
+                issue_id,
             )
     except Exception as exc:
         if db.is_unique_violation(exc):  # a concurrent rename took it first
@@ -175,7 +183,9 @@ async def _move(current: dict, slug: str) -> None:
     if current["status"] != "draft":
         await db.fetch(
             "INSERT INTO issue_alias (slug, issue, created_at) VALUES ({}, {}, {})",
-            current["slug"], current["id"], now(),
+            current["slug"],
+            current["id"],
+            now(),
         )
 
 
@@ -223,7 +233,9 @@ async def moved_to(slug: str) -> str | None:
     """The current slug of the released issue that once had `slug`, or None."""
     rows = await db.fetch(
         "SELECT i.slug FROM issue_alias a JOIN issue i ON i.id = a.issue "
-        "WHERE a.slug = {} AND i.released_at IS NOT NULL AND i.released_at <= {}", slug, now()
+        "WHERE a.slug = {} AND i.released_at IS NOT NULL AND i.released_at <= {}",
+        slug,
+        now(),
     )
     return rows[0]["slug"] if rows else None
 
@@ -249,13 +261,15 @@ async def release(issue_id: int, release_at: datetime | None = None, staff_id: i
         claimed = await db.fetch(
             "UPDATE issue SET status = {}, release_at = {}, released_at = {}, updated_at = {} "
             "WHERE id = {} AND status = 'draft' RETURNING id",
-            "scheduled" if at > moment else "released", at, at, moment, issue_id,
+            "scheduled" if at > moment else "released",
+            at,
+            at,
+            moment,
+            issue_id,
         )
         if not claimed:
             raise Conflict(f"This issue is already {issue['status']}", reason="already_released")
-        mailing = await mailings.create(
-            "issue", [issue["topic"]], issue_id=issue_id, release_at=at, staff_id=staff_id
-        )
+        mailing = await mailings.create("issue", [issue["topic"]], issue_id=issue_id, release_at=at, staff_id=staff_id)
     return {"mailing": mailing["id"], "release_at": at, "status": "scheduled" if at > moment else "released"}
 
 

@@ -18,7 +18,7 @@ worker after a run of temporary failures, with `paused_until`) holds the rows ba
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .. import db
 from .errors import Conflict, NotFound
@@ -29,7 +29,7 @@ STATES = ("queued", "sending", "sent", "failed", "skipped")
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _audience(topic_ids: list[int]) -> tuple[str, list]:
@@ -63,8 +63,13 @@ async def recipient_count(topic_ids: list[int], at: datetime | None = None) -> i
 
 
 async def create(
-    kind: str, topic_ids: list[int], *, issue_id: int | None = None, event_id: int | None = None,
-    release_at: datetime | None = None, staff_id: int | None = None,
+    kind: str,
+    topic_ids: list[int],
+    *,
+    issue_id: int | None = None,
+    event_id: int | None = None,
+    release_at: datetime | None = None,
+    staff_id: int | None = None,
 ) -> dict:
     """Record a mailing due at `release_at` (default now). The worker expands and sends it."""
     moment = now()
@@ -72,8 +77,14 @@ async def create(
     rows = await db.fetch(
         "INSERT INTO mailing (kind, issue, event, topics, status, release_at, pause_reason, created_by, created_at) "
         "VALUES ({}, {}, {}, {}, {}, {}, '', {}, {}) RETURNING *",
-        kind, issue_id, event_id, json.dumps(topic_ids), "scheduled" if at > moment else "sending",
-        at, staff_id, moment,
+        kind,
+        issue_id,
+        event_id,
+        json.dumps(topic_ids),
+        "scheduled" if at > moment else "sending",
+        at,
+        staff_id,
+        moment,
     )
     return rows[0]
 
@@ -99,7 +110,8 @@ async def expand_step(mailing: dict, batch: int = EXPAND_BATCH) -> int:
         f"SELECT {{}}, s.email, {{}}, 'queued', 0, {ts}, '', {ts}, {integer}, s.id FROM subscriber s "
         "WHERE s.id > {} AND {audience} ORDER BY s.id LIMIT {} "
         "ON CONFLICT DO NOTHING RETURNING id",
-        mailing["release_at"], topic_ids,
+        mailing["release_at"],
+        topic_ids,
     )
     inserted = await db.fetch(sql, kind, "{}", moment, moment, mailing["id"], last, *args, batch)
     if inserted:
@@ -126,9 +138,7 @@ async def tick(batch: int = EXPAND_BATCH) -> int:
     automatic pause ran out, write one batch of ledger rows for each mailing still expanding,
     and mark finished mailings done. Returns the ledger rows written (0: nothing to expand)."""
     moment = now()
-    await db.fetch(
-        "UPDATE mailing SET status = 'sending' WHERE status = 'scheduled' AND release_at <= {}", moment
-    )
+    await db.fetch("UPDATE mailing SET status = 'sending' WHERE status = 'scheduled' AND release_at <= {}", moment)
     await db.fetch(
         "UPDATE mailing SET status = 'sending', paused_until = NULL, pause_reason = '' "
         "WHERE status = 'paused' AND paused_until IS NOT NULL AND paused_until <= {}",
@@ -139,16 +149,15 @@ async def tick(batch: int = EXPAND_BATCH) -> int:
         "SELECT * FROM mailing WHERE status IN ('sending', 'paused') AND expanded_at IS NULL ORDER BY id"
     ):
         written += await expand_step(mailing, batch)
-    for mailing in await db.fetch(
-        "SELECT id FROM mailing WHERE status = 'sending' AND expanded_at IS NOT NULL"
-    ):
+    for mailing in await db.fetch("SELECT id FROM mailing WHERE status = 'sending' AND expanded_at IS NOT NULL"):
         if not await db.fetch(
             "SELECT 1 AS x FROM outbox WHERE status IN ('queued', 'sending') AND mailing = {} LIMIT 1",
             mailing["id"],
         ):
             await db.fetch(
                 "UPDATE mailing SET status = 'done', finished_at = {} WHERE id = {} AND status = 'sending'",
-                now(), mailing["id"],
+                now(),
+                mailing["id"],
             )
     return written
 
@@ -160,7 +169,8 @@ async def delivery(mailing_id: int) -> dict:
     counts = {state: 0 for state in STATES}
     for row in await db.fetch(
         f"SELECT status, count(*) AS n FROM outbox WHERE {states} AND mailing = {{}} GROUP BY status",
-        *args, mailing_id,
+        *args,
+        mailing_id,
     ):
         counts[row["status"]] = row["n"]
     counts["total"] = sum(counts[s] for s in STATES)
@@ -192,12 +202,11 @@ async def retry_failed(mailing_id: int, include_bounced: bool = False) -> int:
             "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = {}, last_error = '' "
             "WHERE status = 'failed' AND mailing = {} AND subscriber NOT IN "
             "(SELECT id FROM subscriber WHERE bounced_at IS NOT NULL) RETURNING id",
-            now(), mailing_id,
+            now(),
+            mailing_id,
         )
         if rows and mailing["status"] == "done":
-            await db.fetch(
-                "UPDATE mailing SET status = 'sending', finished_at = NULL WHERE id = {}", mailing_id
-            )
+            await db.fetch("UPDATE mailing SET status = 'sending', finished_at = NULL WHERE id = {}", mailing_id)
     return len(rows)
 
 
@@ -209,7 +218,9 @@ async def pause(mailing_id: int, until: datetime | None = None, reason: str = "p
         raise Conflict("This mailing has finished; there is nothing left to pause")
     await db.fetch(
         "UPDATE mailing SET status = 'paused', paused_until = {}, pause_reason = {} WHERE id = {}",
-        until, reason, mailing_id,
+        until,
+        reason,
+        mailing_id,
     )
     return await get(mailing_id)
 
@@ -224,7 +235,8 @@ async def resume(mailing_id: int) -> dict:
         await db.fetch(
             "UPDATE mailing SET status = CASE WHEN release_at > {} THEN 'scheduled' ELSE 'sending' END, "
             "paused_until = NULL, pause_reason = '' WHERE id = {}",
-            moment, mailing_id,
+            moment,
+            mailing_id,
         )
         await db.fetch(
             "UPDATE outbox SET next_attempt_at = {} WHERE status = 'queued' AND mailing = {}", moment, mailing_id
@@ -239,7 +251,8 @@ async def pause_all_sending(minutes: float, reason: str) -> list[int]:
     rows = await db.fetch(
         "UPDATE mailing SET status = 'paused', paused_until = {}, pause_reason = {} WHERE status = 'sending' "
         "RETURNING id",
-        until, reason,
+        until,
+        reason,
     )
     return [r["id"] for r in rows]
 
@@ -258,14 +271,18 @@ async def announce(event_id: int, staff_id: int | None = None, again: bool = Fal
 
     event = await events.get(event_id)
     if event["status"] != "published":
-        raise Conflict(f"Only a published event can be announced; this one is {event['status']}", reason=event["status"])
+        raise Conflict(
+            f"Only a published event can be announced; this one is {event['status']}", reason=event["status"]
+        )
     if event["ends_at"] <= now():
         raise Conflict("This event is over", reason="past")
     if not again and await db.fetch(
         "SELECT id FROM mailing WHERE kind = 'announcement' AND event = {} LIMIT 1", event_id
     ):
-        raise Conflict("This event was announced already; send {\"again\": true} to announce it once more",
-                       reason="already_announced")
+        raise Conflict(
+            'This event was announced already; send {"again": true} to announce it once more',
+            reason="already_announced",
+        )
     slugs = ["events"] + (["careers"] if "career" in {t.lower() for t in event["tags"]} else [])
     ids = list((await topic_ids(slugs, "topics")).values())
     mailing = await create("announcement", ids, event_id=event_id, staff_id=staff_id)

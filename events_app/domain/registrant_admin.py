@@ -41,7 +41,9 @@ async def promote(reg_id: int) -> dict:
         done = await db.fetch(
             "UPDATE registration SET status = 'registered', promoted_at = {}, updated_at = {}, "
             "sequence = sequence + 1 WHERE id = {} AND status = 'waitlisted' RETURNING id",
-            moment, moment, reg_id,
+            moment,
+            moment,
+            reg_id,
         )
         if not done:
             raise Conflict(f"Only a waitlisted person can be promoted; this one is {row['status']}", row["status"])

@@ -67,8 +67,10 @@ def _answer(q: dict, value: Any, field: str) -> Any:
     if q["type"] == "multiple":
         ticked = [value] if isinstance(value, str) else value
         # Bounded before anything else: a list can be megabytes long.
-        if not isinstance(ticked, list) or len(ticked) > len(q["options"]) or not all(
-            isinstance(x, str) and x in q["options"] for x in ticked
+        if (
+            not isinstance(ticked, list)
+            or len(ticked) > len(q["options"])
+            or not all(isinstance(x, str) and x in q["options"] for x in ticked)
         ):
             raise v.fail(field, f"must be a list of at most {len(q['options'])} of the offered choices")
         return [o for o in q["options"] if o in ticked]

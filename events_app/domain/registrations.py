@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from .. import db, settings, tokens
@@ -38,8 +38,7 @@ PURPOSE = "registration"
 JOIN_PURPOSE = "join"
 
 CLAIM_SQL = (
-    "UPDATE event SET taken = taken + 1 WHERE id = {} "
-    "AND (capacity IS NULL OR taken < capacity) RETURNING taken"
+    "UPDATE event SET taken = taken + 1 WHERE id = {} AND (capacity IS NULL OR taken < capacity) RETURNING taken"
 )
 LOCK_EVENT_SQL = "UPDATE event SET taken = taken WHERE id = {}"
 INSERT_SQL = (
@@ -71,7 +70,7 @@ EXISTING_SQL = (
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def personal_token(row: dict) -> str:
@@ -201,8 +200,15 @@ async def _register(event: dict, data: dict) -> tuple[dict, dict]:
 
         await subscriptions.subscribe(email, name, await subscriptions.topic_ids(["bulletin"]), source="registration")
     status, position = result.pop("as_new", None) or (result["status"], result["waitlist_position"])
-    answer = {"id": None, "event_id": event["id"], "name": name, "email": email, "status": status,
-              "answers": answers, "waitlist_position": position}
+    answer = {
+        "id": None,
+        "event_id": event["id"],
+        "name": name,
+        "email": email,
+        "status": status,
+        "answers": answers,
+        "waitlist_position": position,
+    }
     return result, answer
 
 
@@ -222,15 +228,35 @@ async def _register_fast_pg(event, name, email, answers, subscribe, moment) -> d
     path must decide (a repeat, no free seat, or the event changed since it was read)."""
     queued_at = outbox.now()  # the outbox's own clock, as outbox.enqueue stamps it
     rows = await db.fetch(
-        FAST_PG_SQL, event["id"], event["version"], event["id"], email, email, name,
-        json.dumps(answers), tokens.new_salt(), subscribe, moment, moment, moment, new_calendar_uid(),
-        queued_at, queued_at,
+        FAST_PG_SQL,
+        event["id"],
+        event["version"],
+        event["id"],
+        email,
+        email,
+        name,
+        json.dumps(answers),
+        tokens.new_salt(),
+        subscribe,
+        moment,
+        moment,
+        moment,
+        new_calendar_uid(),
+        queued_at,
+        queued_at,
     )
     if not rows:
         return None
     return await _shown(
-        {"id": rows[0]["id"], "event": event["id"], "name": name, "email": email, "status": "registered",
-         "answers": answers, "created_at": moment}
+        {
+            "id": rows[0]["id"],
+            "event": event["id"],
+            "name": name,
+            "email": email,
+            "status": "registered",
+            "answers": answers,
+            "created_at": moment,
+        }
     )
 
 
@@ -248,9 +274,7 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
         row = existing[0]
         sent = row["confirmation_sent_at"]
         if sent is None or moment - sent >= interval:
-            await db.fetch(
-                "UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", moment, row["id"]
-            )
+            await db.fetch("UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", moment, row["id"])
             await outbox.enqueue("registration_confirmed", email, {"registration_id": row["id"], "resend": True})
         return {**await _shown(row), "as_new": await _as_new(event["id"])}
     claimed = await db.fetch(CLAIM_SQL, event["id"])
@@ -268,28 +292,52 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
             "UPDATE registration SET status = {}, name = {}, answers = {}, subscribe = {}, "
             "sequence = sequence + 1, cancelled_at = NULL, created_at = {}, updated_at = {}, "
             "confirmation_sent_at = {}, calendar_uid = {} WHERE id = {}",
-            status, name, json.dumps(answers), subscribe, moment, moment, moment, new_calendar_uid(), reg_id,
+            status,
+            name,
+            json.dumps(answers),
+            subscribe,
+            moment,
+            moment,
+            moment,
+            new_calendar_uid(),
+            reg_id,
         )
     else:
         rows = await db.fetch(
-            INSERT_SQL, event["id"], email, name, json.dumps(answers), status, tokens.new_salt(),
-            subscribe, moment, moment, moment, new_calendar_uid(),
+            INSERT_SQL,
+            event["id"],
+            email,
+            name,
+            json.dumps(answers),
+            status,
+            tokens.new_salt(),
+            subscribe,
+            moment,
+            moment,
+            moment,
+            new_calendar_uid(),
         )
         reg_id = rows[0]["id"]
     await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
     # Built from what was just written (no re-read); the waitlist place is counted inside the
     # transaction so that it is exact.
     return await _shown(
-        {"id": reg_id, "event": event["id"], "name": name, "email": email, "status": status,
-         "answers": answers, "created_at": moment}
+        {
+            "id": reg_id,
+            "event": event["id"],
+            "name": name,
+            "email": email,
+            "status": status,
+            "answers": answers,
+            "created_at": moment,
+        }
     )
 
 
 async def view(reg_id: int) -> dict:
     """The registration as its owner and the API see it (no token, no salt)."""
     rows = await db.fetch(
-        "SELECT id, event, name, email, status, answers, created_at, attended_at FROM registration "
-        "WHERE id = {}",
+        "SELECT id, event, name, email, status, answers, created_at, attended_at FROM registration WHERE id = {}",
         reg_id,
     )
     if not rows:
@@ -326,9 +374,7 @@ async def waitlist_position(event_id: int, reg_id: int) -> int:
 async def _by_link(token: str, purpose: str, message: str) -> dict:
     row_id = tokens.link_row_id(token)
     rows = await db.fetch("SELECT * FROM registration WHERE id = {}", row_id) if row_id else []
-    if not rows or not tokens.link_matches(
-        token, settings.get().secret_key, purpose, row_id, rows[0]["token_salt"]
-    ):
+    if not rows or not tokens.link_matches(token, settings.get().secret_key, purpose, row_id, rows[0]["token_salt"]):
         raise NotFound(message)
     if retention.is_purged(rows[0]):  # every use of the link (page, .ics, join, cancel) ends here
         raise Conflict("This registration's details were deleted after the event.", "purged")
@@ -337,9 +383,7 @@ async def _by_link(token: str, purpose: str, message: str) -> dict:
 
 async def by_token(token: str) -> dict:
     """The full registration row for a personal (/r/) token, or NotFound."""
-    return await _by_link(
-        token, PURPOSE, "This link is not valid. It may have been mistyped or the event removed."
-    )
+    return await _by_link(token, PURPOSE, "This link is not valid. It may have been mistyped or the event removed.")
 
 
 async def by_join_token(token: str) -> dict:
@@ -403,13 +447,19 @@ async def cancel(token: str) -> dict:
             done = await db.fetch(
                 "UPDATE registration SET status = 'cancelled', cancelled_at = {}, updated_at = {}, "
                 "sequence = sequence + 1 WHERE id = {} AND status = {} RETURNING id",
-                moment, moment, row["id"], was,
+                moment,
+                moment,
+                row["id"],
+                was,
             )
             if done:
                 # The entry to remove is this registration's, even if the person registers again
                 # (a new entry) before the message goes.
-                await outbox.enqueue("registration_cancelled", row["email"], {
-                    "registration_id": row["id"], "was": was, "uid": row["calendar_uid"]})
+                await outbox.enqueue(
+                    "registration_cancelled",
+                    row["email"],
+                    {"registration_id": row["id"], "was": was, "uid": row["calendar_uid"]},
+                )
                 if was == "registered":
                     await db.fetch("UPDATE event SET taken = taken - 1 WHERE id = {}", row["event"])
                     if rule.offers_seat:
@@ -426,8 +476,7 @@ async def promote_waitlisted(event_id: int) -> list[int]:
         return promoted
     while True:
         waiting = await db.fetch(
-            "SELECT id, email FROM registration WHERE event = {} AND status = 'waitlisted' "
-            "ORDER BY id LIMIT 1",
+            "SELECT id, email FROM registration WHERE event = {} AND status = 'waitlisted' ORDER BY id LIMIT 1",
             event_id,
         )
         if not waiting or not await db.fetch(CLAIM_SQL, event_id):
@@ -436,7 +485,9 @@ async def promote_waitlisted(event_id: int) -> list[int]:
         await db.fetch(
             "UPDATE registration SET status = 'registered', promoted_at = {}, updated_at = {}, "
             "sequence = sequence + 1 WHERE id = {}",
-            moment, moment, waiting[0]["id"],
+            moment,
+            moment,
+            waiting[0]["id"],
         )
         await outbox.enqueue("registration_promoted", waiting[0]["email"], {"registration_id": waiting[0]["id"]})
         promoted.append(waiting[0]["id"])

@@ -24,7 +24,7 @@ years of past events are worked off over a few ticks, oldest first.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .. import db, settings
 
@@ -48,7 +48,7 @@ def due_at(event: dict) -> datetime:
     try:
         return event["ends_at"] + timedelta(days=days_for(event))
     except OverflowError:  # a stored end near year 9999: never due
-        return datetime.max.replace(tzinfo=timezone.utc)
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def is_purged(registration: dict) -> bool:
@@ -78,7 +78,7 @@ async def purge_due(now: datetime | None = None, budget: int = PER_TICK) -> int:
 
     An event moved after its purge (purged_at before its new end) is due again when its new
     retention runs out, for whoever registered since."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     candidates = await db.fetch(
         "SELECT id, ends_at, retention_days, purged_at FROM event "
         "WHERE ends_at <= {} AND (purged_at IS NULL OR purged_at < ends_at) ORDER BY ends_at, id",
@@ -113,7 +113,8 @@ async def _purge_batch(event_id: int, now: datetime, limit: int) -> tuple[int, b
             return 0, True
         rows = await db.fetch(
             "SELECT id FROM registration WHERE event = {} AND email LIKE '%@%' ORDER BY id LIMIT {}",
-            event_id, limit,
+            event_id,
+            limit,
         )
         ids = [row["id"] for row in rows]
         if ids:
@@ -132,7 +133,10 @@ async def _anonymise(ids: list[int], now: datetime) -> None:
     await db.fetch(
         "UPDATE registration SET name = '', email = CAST({} AS TEXT) || CAST(id AS TEXT), answers = {}, "
         f"updated_at = {{}} WHERE {where} AND email LIKE '%@%'",
-        PLACEHOLDER_PREFIX, "{}", now, *args,
+        PLACEHOLDER_PREFIX,
+        "{}",
+        now,
+        *args,
     )
     reg_id = _registration_id_sql()
     where, args = db.sql_in(reg_id, ids)
@@ -144,19 +148,22 @@ async def _anonymise(ids: list[int], now: datetime) -> None:
         "last_error = CASE WHEN status = 'queued' THEN {} ELSE '' END, "
         "status = CASE WHEN status = 'queued' THEN 'skipped' ELSE status END "
         f"WHERE mailing IS NULL AND {where}",
-        PLACEHOLDER_PREFIX, SKIPPED_REASON, *args,
+        PLACEHOLDER_PREFIX,
+        SKIPPED_REASON,
+        *args,
     )
     where, args = db.sql_in("subject_id", ids)
     await db.fetch(
         f"UPDATE audit_entry SET summary = {{}} WHERE subject_type = 'registration' AND {where}",
-        AUDIT_SUMMARY, *args,
+        AUDIT_SUMMARY,
+        *args,
     )
 
 
 def describe(event: dict, now: datetime | None = None) -> dict:
     """What staff are told: the figure (and whether it is the default), when the details are or
     were due for deletion, when they were deleted, and whether that is still to come."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     purged_at = event.get("purged_at")
     if purged_at is not None and purged_at < event["ends_at"]:
         purged_at = None  # moved after its purge: the newer registrants are still to be purged

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .. import db
 from ..mail import outbox
@@ -47,14 +47,14 @@ CLAIM_SQL = (
 
 
 def reminder_key(offset: int, starts_at: datetime) -> str:
-    return f"{offset}@{starts_at.astimezone(timezone.utc).isoformat()}"
+    return f"{offset}@{starts_at.astimezone(UTC).isoformat()}"
 
 
 async def enqueue_due(now: datetime | None = None) -> int:
     """Queue every reminder and follow-up due at `now` (default: the real time) that is not
     queued yet, then purge the registrants whose retention ran out by `now` (at most
     retention.PER_TICK of them). Returns how many messages were queued."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     queued = await _enqueue_messages(now)
     try:
         await retention.purge_due(now)
@@ -69,25 +69,30 @@ async def _enqueue_messages(now: datetime) -> int:
     candidates = await db.fetch(
         "SELECT id, starts_at, ends_at, reminders, recording_url, follow_up_minutes FROM event "
         "WHERE status = 'published' AND starts_at > {} AND starts_at <= {}",
-        now, now + LONGEST_REMINDER,
+        now,
+        now + LONGEST_REMINDER,
     )
     for event in candidates:
         # Only the closest reminder that is due: after an outage, "starts in 24 hours" must not
         # go out an hour before the start next to "starts in 1 hour".
-        due = [m for m in json.loads(event["reminders"] or "[]")
-               if event["starts_at"] - timedelta(minutes=m) <= now]
+        due = [m for m in json.loads(event["reminders"] or "[]") if event["starts_at"] - timedelta(minutes=m) <= now]
         if due:
             offset = min(due)
             moment = event["starts_at"] - timedelta(minutes=offset)
             queued += await _queue(
-                event, "reminder", reminder_key(offset, event["starts_at"]), moment, now,
+                event,
+                "reminder",
+                reminder_key(offset, event["starts_at"]),
+                moment,
+                now,
                 {"offset": offset, "starts_at": event["starts_at"].isoformat()},
             )
     finished = await db.fetch(
         "SELECT id, starts_at, ends_at, recording_url, follow_up_minutes FROM event "
         "WHERE status = 'published' AND ends_at <= {} AND ends_at > {} AND recording_url != '' "
         "AND (purged_at IS NULL OR purged_at < ends_at)",
-        now, now - FOLLOW_UP_WINDOW,
+        now,
+        now - FOLLOW_UP_WINDOW,
     )
     for event in finished:
         if event["ends_at"] + timedelta(minutes=event["follow_up_minutes"]) <= now:

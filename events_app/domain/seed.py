@@ -15,6 +15,4 @@ async def topics() -> None:
     """Insert the standard topics that are missing; leaves existing ones untouched."""
     for slug, name, description in TOPICS:
         if not await db.fetch("SELECT id FROM topic WHERE slug = {}", slug):
-            await db.fetch(
-                "INSERT INTO topic (slug, name, description) VALUES ({}, {}, {})", slug, name, description
-            )
+            await db.fetch("INSERT INTO topic (slug, name, description) VALUES ({}, {}, {})", slug, name, description)

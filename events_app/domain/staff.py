@@ -23,9 +23,10 @@ import hashlib
 import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -53,7 +54,7 @@ HASH_QUEUE = 8
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _password(value: object, field: str = "password") -> str:
@@ -65,6 +66,7 @@ def _password(value: object, field: str = "password") -> str:
 
 
 # Hashing off the event loop ----------------------------------------------------------------
+
 
 def _lower_priority() -> None:
     """Run this pool thread (and the threads argon2 starts from it) at the lowest CPU priority,
@@ -125,6 +127,7 @@ async def _hash(password: str) -> str:
 
 # Accounts ----------------------------------------------------------------------------------
 
+
 async def create(email: str, password: str, name: str = "") -> dict:
     """Create a staff account. Raises ValidationFailed for a bad email, a short password or an
     address that already has an account."""
@@ -134,7 +137,10 @@ async def create(email: str, password: str, name: str = "") -> dict:
         rows = await db.fetch(
             "INSERT INTO staff_user (email, name, password_hash, created_at) VALUES ({}, {}, {}, {}) "
             "RETURNING id, email, name",
-            address, (name or "").strip()[:200], await _hash(password), now(),
+            address,
+            (name or "").strip()[:200],
+            await _hash(password),
+            now(),
         )
     except Exception as exc:
         if db.is_unique_violation(exc):
@@ -165,7 +171,9 @@ async def reset_password(email: str, password: str) -> dict:
     async with db.transaction():
         await db.fetch(
             "UPDATE staff_user SET password_hash = {}, password_changed_at = {} WHERE id = {}",
-            hashed, now(), member["id"],
+            hashed,
+            now(),
+            member["id"],
         )
         await db.fetch("DELETE FROM staff_session WHERE staff = {}", member["id"])
         await db.fetch("DELETE FROM login_attempt WHERE key = {}", _attempt_key(member["email"]))
@@ -173,6 +181,7 @@ async def reset_password(email: str, password: str) -> dict:
 
 
 # Signing in --------------------------------------------------------------------------------
+
 
 class Throttled(Conflict):
     """Too many failed sign-ins in a row; `retry_after` is in seconds."""
@@ -279,7 +288,9 @@ async def change_password(staff_id: int, current: str, new: str, keep_session_ha
     async with db.transaction():
         await db.fetch(
             "UPDATE staff_user SET password_hash = {}, password_changed_at = {} WHERE id = {}",
-            hashed, moment, staff_id,
+            hashed,
+            moment,
+            staff_id,
         )
         await db.fetch(
             "DELETE FROM staff_session WHERE staff = {} AND token_hash <> {}", staff_id, keep_session_hash or ""
@@ -288,11 +299,14 @@ async def change_password(staff_id: int, current: str, new: str, keep_session_ha
         # opened now (sessions older than the change are refused, which also covers resets).
         await db.fetch(
             "UPDATE staff_session SET created_at = {} WHERE staff = {} AND token_hash = {}",
-            moment, staff_id, keep_session_hash or "",
+            moment,
+            staff_id,
+            keep_session_hash or "",
         )
 
 
 # Sessions ----------------------------------------------------------------------------------
+
 
 async def start_session(staff_id: int, user_agent: str = "") -> str:
     """Open a session and return the cookie value (shown to the browser only)."""
@@ -301,7 +315,11 @@ async def start_session(staff_id: int, user_agent: str = "") -> str:
     await db.fetch(
         "INSERT INTO staff_session (staff, token_hash, user_agent, created_at, last_seen_at, expires_at) "
         "VALUES ({}, {}, {}, {}, {}, {})",
-        staff_id, tokens.digest(token), (user_agent or "")[:300], moment, moment,
+        staff_id,
+        tokens.digest(token),
+        (user_agent or "")[:300],
+        moment,
+        moment,
         moment + timedelta(hours=SESSION_HOURS),
     )
     return token
@@ -331,7 +349,9 @@ async def by_session(token: str) -> dict | None:
     if moment - row["last_seen_at"] > timedelta(minutes=1):
         await db.fetch(
             "UPDATE staff_session SET last_seen_at = {}, expires_at = {} WHERE id = {}",
-            moment, moment + timedelta(hours=SESSION_HOURS), row["session_id"],
+            moment,
+            moment + timedelta(hours=SESSION_HOURS),
+            row["session_id"],
         )
     return {"id": row["id"], "email": row["email"], "name": row["name"], "session_hash": digest}
 
@@ -344,11 +364,13 @@ async def sessions(staff_id: int) -> list[dict]:
     return await db.fetch(
         "SELECT id, token_hash, user_agent, created_at, last_seen_at FROM staff_session "
         "WHERE staff = {} AND expires_at > {} ORDER BY last_seen_at DESC",
-        staff_id, now(),
+        staff_id,
+        now(),
     )
 
 
 # API tokens --------------------------------------------------------------------------------
+
 
 async def new_token(email: str, label: str = "") -> str:
     """Create an API token for the staff member and return it; only its hash is stored."""
@@ -361,7 +383,10 @@ async def create_token(staff_id: int, label: str = "") -> str:
     token = tokens.new_random()
     await db.fetch(
         "INSERT INTO api_token (staff, label, token_hash, created_at) VALUES ({}, {}, {}, {})",
-        staff_id, (label or "").strip()[:200], tokens.digest(token), now(),
+        staff_id,
+        (label or "").strip()[:200],
+        tokens.digest(token),
+        now(),
     )
     return token
 
@@ -379,7 +404,8 @@ async def revoke_token(token_id: int) -> dict:
     """Revoke an API token (repeating it changes nothing); returns its row."""
     rows = await db.fetch(
         "UPDATE api_token SET revoked_at = {} WHERE id = {} AND revoked_at IS NULL RETURNING id, label",
-        now(), token_id,
+        now(),
+        token_id,
     )
     if rows:
         return rows[0]

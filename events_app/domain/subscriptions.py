@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import db, settings, tokens
@@ -64,7 +64,7 @@ _CLAIM_SEND = (
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def email_hash(email: str) -> str:
@@ -102,7 +102,7 @@ async def topic_ids(slugs: list[str] | None, field: str = "topics") -> dict[str,
     if slugs is None:
         slugs = ["bulletin"]
     if not isinstance(slugs, list) or not slugs or not all(isinstance(s, str) for s in slugs):
-        raise ValidationFailed({field: "must be a non-empty list of topic slugs, e.g. [\"bulletin\"]"})
+        raise ValidationFailed({field: 'must be a non-empty list of topic slugs, e.g. ["bulletin"]'})
     rows = await db.fetch("SELECT id, slug FROM topic")
     known = {r["slug"]: r["id"] for r in rows}
     unknown = [s for s in slugs if s not in known]
@@ -144,9 +144,10 @@ async def _set_topics(subscriber_id: int, ids: list[int], *, replace: bool) -> N
         await db.fetch("DELETE FROM subscription WHERE subscriber = {}", subscriber_id)
     for topic_id in ids:
         await db.fetch(
-            "INSERT INTO subscription (subscriber, topic, created_at) VALUES ({}, {}, {}) "
-            "ON CONFLICT DO NOTHING",
-            subscriber_id, topic_id, now(),
+            "INSERT INTO subscription (subscriber, topic, created_at) VALUES ({}, {}, {}) ON CONFLICT DO NOTHING",
+            subscriber_id,
+            topic_id,
+            now(),
         )
 
 
@@ -189,7 +190,10 @@ async def _subscribe_once(email: str, name: str, ids: list[int], source: str) ->
                 # Stored again only as a request, like an unknown address (the email needs it).
                 await db.fetch(
                     "UPDATE subscriber SET requested_topics = {}, email = {}, name = {} WHERE id = {}",
-                    json.dumps(wanted), email, row["name"] or name, row["id"],
+                    json.dumps(wanted),
+                    email,
+                    row["name"] or name,
+                    row["id"],
                 )
             else:  # the owner's own name and topics stay as they are
                 await db.fetch(
@@ -239,7 +243,8 @@ async def confirm(token: str) -> dict:
             # A working confirmation link proves the address works again: lift a bounce mark.
             "UPDATE subscriber SET status = 'confirmed', confirmed_at = {}, bounced_at = NULL, bounce_reason = '', soft_bounces = 0 "
             "WHERE id = {} AND status = 'pending'",
-            moment, row["id"],
+            moment,
+            row["id"],
         )
     elif awaits_confirmation(row):
         async with db.transaction():
@@ -247,7 +252,10 @@ async def confirm(token: str) -> dict:
                 "UPDATE subscriber SET status = 'confirmed', confirmed_at = {}, unsubscribed_at = NULL, "
                 "erased_at = NULL, paused_until = NULL, bounced_at = NULL, bounce_reason = '', soft_bounces = 0, requested_topics = '' "
                 "WHERE id = {} AND status = {} AND requested_topics = {} RETURNING id",
-                moment, row["id"], row["status"], row["requested_topics"],
+                moment,
+                row["id"],
+                row["status"],
+                row["requested_topics"],
             )
             if applied:
                 known = {t["id"] for t in await db.fetch("SELECT id FROM topic")}
@@ -298,7 +306,8 @@ async def update_preferences(token: str, *, topics: list[str], name: Any) -> dic
         if row["status"] == "unsubscribed" and ids:
             await db.fetch(
                 "UPDATE subscriber SET status = 'confirmed', unsubscribed_at = NULL, requested_topics = '' "
-                "WHERE id = {}", row["id"],
+                "WHERE id = {}",
+                row["id"],
             )
         # Saving from a link we emailed shows the address receives mail: lift a bounce mark.
         await db.fetch(
@@ -350,8 +359,10 @@ async def unsubscribe(token: str, topics: list[dict] | None = None) -> None:
     if row_id is None:
         raise NotFound("This link is not valid.")
     rows = await db.fetch("SELECT id, status, token_salt FROM subscriber WHERE id = {}", row_id)
-    if not rows or rows[0]["status"] == "erased" or not tokens.link_matches(
-        token, settings.get().secret_key, MANAGE, row_id, rows[0]["token_salt"]
+    if (
+        not rows
+        or rows[0]["status"] == "erased"
+        or not tokens.link_matches(token, settings.get().secret_key, MANAGE, row_id, rows[0]["token_salt"])
     ):
         return
     if topics:
@@ -365,7 +376,10 @@ async def unsubscribe(token: str, topics: list[dict] | None = None) -> None:
         # The salt in the condition: of two clicks at once only one acts (and rotates).
         "UPDATE subscriber SET status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, {}), "
         "requested_topics = '', token_salt = {} WHERE id = {} AND token_salt = {} AND status <> 'erased'",
-        now(), tokens.new_salt(), row_id, rows[0]["token_salt"],
+        now(),
+        tokens.new_salt(),
+        row_id,
+        rows[0]["token_salt"],
     )
 
 
@@ -389,9 +403,15 @@ async def export(token: str) -> dict:
         "paused_until": iso(row["paused_until"]),
         "unsubscribed_at": iso(row["unsubscribed_at"]),
         "event_registrations": [
-            {"event": r["title"], "starts_at": iso(r["starts_at"]), "name": r["name"], "status": r["status"],
-             "answers": json.loads(r["answers"]), "registered_at": iso(r["created_at"]),
-             "attended_at": iso(r["attended_at"])}
+            {
+                "event": r["title"],
+                "starts_at": iso(r["starts_at"]),
+                "name": r["name"],
+                "status": r["status"],
+                "answers": json.loads(r["answers"]),
+                "registered_at": iso(r["created_at"]),
+                "attended_at": iso(r["attended_at"]),
+            }
             for r in registrations
         ],
     }
@@ -412,7 +432,10 @@ async def erase(token: str) -> None:
             "confirm_sent_at = NULL, confirmed_at = NULL, paused_until = NULL, unsubscribed_at = NULL, "
             "bounced_at = NULL, bounce_reason = '', soft_bounces = 0, link_sent_at = NULL, requested_topics = '', token_salt = {} "
             "WHERE id = {}",
-            moment, moment, tokens.new_salt(), row["id"],
+            moment,
+            moment,
+            tokens.new_salt(),
+            row["id"],
         )
         await db.fetch(
             "UPDATE outbox SET status = 'failed', last_error = 'not sent: the subscriber was erased' "
@@ -423,7 +446,7 @@ async def erase(token: str) -> None:
 
 
 async def send_link(email: str) -> None:
-    """"Email me my link": the preference link to a known, not erased address, at most once per
+    """ "Email me my link": the preference link to a known, not erased address, at most once per
     RESEND_EVERY (claimed by one conditional UPDATE, so requests at once send one). Written
     before returning; returns nothing on purpose."""
     moment = now()
@@ -431,7 +454,9 @@ async def send_link(email: str) -> None:
         rows = await db.fetch(
             "UPDATE subscriber SET link_sent_at = {} WHERE email_hash = {} AND status <> 'erased' "
             "AND (link_sent_at IS NULL OR link_sent_at <= {}) RETURNING id",
-            moment, email_hash(email), moment - RESEND_EVERY,
+            moment,
+            email_hash(email),
+            moment - RESEND_EVERY,
         )
         if rows:
             await outbox.enqueue("subscription_link", email, {"subscriber_id": rows[0]["id"]})

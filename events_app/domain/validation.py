@@ -10,7 +10,7 @@ may hold tabs and line breaks. Times fall in the years 1970 to 2100.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -19,7 +19,9 @@ from .errors import ValidationFailed
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # One address, no display name or comments: local@domain.tld, without spaces, angle brackets,
 # quotes, commas or semicolons (which would let a value smuggle a second recipient into headers).
-EMAIL_RE = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+EMAIL_RE = re.compile(
+    r"^[^@\s<>()\[\],;:\"\\]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
 
 
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators, and lone surrogates.
@@ -58,8 +60,9 @@ def clean_chars(value: str, field: str, *, multiline: bool) -> str:
     raise fail(field, "must not contain control characters such as NUL")
 
 
-def text(data: dict, field: str, *, required: bool = False, max_len: int = 10_000,
-         multiline: bool | None = None) -> str | None:
+def text(
+    data: dict, field: str, *, required: bool = False, max_len: int = 10_000, multiline: bool | None = None
+) -> str | None:
     """The trimmed string in `data[field]`, at most `max_len` characters and free of control
     characters. `multiline` None means: one line for names, titles and labels
     (`is_one_line_field`), several lines (tab, CR, LF allowed) for anything else."""
@@ -88,8 +91,11 @@ def email(value: Any, field: str = "email") -> str:
     if _CONTROL.search(value):
         raise fail(field, "must not contain control characters or line breaks")
     if not value.isascii():
-        raise fail(field, "we can't send to addresses with non-ASCII characters yet "
-                          "(internationalised addresses are not supported); please use another address")
+        raise fail(
+            field,
+            "we can't send to addresses with non-ASCII characters yet "
+            "(internationalised addresses are not supported); please use another address",
+        )
     if len(value) > 320 or not EMAIL_RE.match(value):
         raise fail(field, "must be an email address like name@example.org")
     local, _, domain = value.rpartition("@")
@@ -141,7 +147,7 @@ def timestamp(value: Any, field: str, tz: str | None) -> datetime:
             raise fail(field, "needs an offset, or a valid timezone to read it in")
         moment = _in_zone(moment, field, tz)
     try:
-        return moment.astimezone(timezone.utc)
+        return moment.astimezone(UTC)
     except (OverflowError, ValueError):
         raise fail(field, f"must be between the years {YEARS[0]} and {YEARS[1]}") from None
 
@@ -166,19 +172,24 @@ def _in_zone(local: datetime, field: str, tz: str) -> datetime:
         return first
     shown = local.isoformat(timespec="minutes") if not local.second else local.isoformat()
     # Both readings as instants: a real wall time comes back from UTC unchanged, a skipped one doesn't.
-    if first.astimezone(timezone.utc).astimezone(zone_info).replace(tzinfo=None) == local:
-        raise fail(field, f"{shown} happens twice in {tz}: add the offset, "
-                          f"{_offset_text(first.utcoffset())} (the first) or {_offset_text(second.utcoffset())} (the second)")
+    if first.astimezone(UTC).astimezone(zone_info).replace(tzinfo=None) == local:
+        raise fail(
+            field,
+            f"{shown} happens twice in {tz}: add the offset, "
+            f"{_offset_text(first.utcoffset())} (the first) or {_offset_text(second.utcoffset())} (the second)",
+        )
     # Skipped: the clocks jump at the instant between the two readings where the offset changes.
-    low, high = sorted((first.astimezone(timezone.utc), second.astimezone(timezone.utc)))
+    low, high = sorted((first.astimezone(UTC), second.astimezone(UTC)))
     before = low.astimezone(zone_info).utcoffset()
     while high - low > timedelta(seconds=1):
         middle = low + timedelta(seconds=(high - low).total_seconds() // 2)
         low, high = (middle, high) if middle.astimezone(zone_info).utcoffset() == before else (low, middle)
     after = high.astimezone(zone_info).utcoffset()
     jump = (high + before).replace(tzinfo=None)
-    raise fail(field, f"{shown} doesn't exist in {tz} (the clocks jump from {_clock(jump)} to "
-                      f"{_clock(jump + (after - before))})")
+    raise fail(
+        field,
+        f"{shown} doesn't exist in {tz} (the clocks jump from {_clock(jump)} to {_clock(jump + (after - before))})",
+    )
 
 
 def optional_int(value: Any, field: str, *, minimum: int = 0, maximum: int = 1_000_000) -> int | None:

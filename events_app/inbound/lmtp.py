@@ -100,9 +100,11 @@ async def serve(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     handler = Handler()
     server = await loop.create_server(
-        lambda: LMTP(handler, hostname=None, ident="events-app inbound", decode_data=False,
-                     data_size_limit=MAX_BYTES, loop=loop),
-        host=host, port=port,
+        lambda: LMTP(
+            handler, hostname=None, ident="events-app inbound", decode_data=False, data_size_limit=MAX_BYTES, loop=loop
+        ),
+        host=host,
+        port=port,
     )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

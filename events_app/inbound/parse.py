@@ -24,7 +24,7 @@ import email.policy
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses
@@ -55,7 +55,9 @@ class RecipientReport:
 
     @property
     def soft(self) -> bool:
-        return not self.hard and (self.action == "delayed" or (self.action == "failed" and self.status.startswith("4.")))
+        return not self.hard and (
+            self.action == "delayed" or (self.action == "failed" and self.status.startswith("4."))
+        )
 
     @property
     def reason(self) -> str:
@@ -227,13 +229,17 @@ def _dsn(message: Message, key: str, recipients: list[str]) -> Inbound:
                 if not action:
                     continue
                 status = _STATUS.match(_one_line(block.get("Status", "")))
-                found.reports.append(RecipientReport(
-                    recipient=_typed_address(block.get("Final-Recipient", "") or block.get("Original-Recipient", "")),
-                    original_recipient=_typed_address(block.get("Original-Recipient", "")),
-                    action=action,
-                    status=".".join(status.groups()) if status else "",
-                    diagnostic=_one_line(block.get("Diagnostic-Code", ""))[:300],
-                ))
+                found.reports.append(
+                    RecipientReport(
+                        recipient=_typed_address(
+                            block.get("Final-Recipient", "") or block.get("Original-Recipient", "")
+                        ),
+                        original_recipient=_typed_address(block.get("Original-Recipient", "")),
+                        action=action,
+                        status=".".join(status.groups()) if status else "",
+                        diagnostic=_one_line(block.get("Diagnostic-Code", ""))[:300],
+                    )
+                )
             break
     for address in recipients + _header_addresses(message, _RECIPIENT_HEADERS):
         tagged = verp.parse(address)
@@ -274,7 +280,9 @@ def _calendar_reply(message: Message) -> Reply | None:
         if kind not in ("text/calendar", "application/ics") and not filename.endswith(".ics"):
             continue
         content = part.get_content()
-        text = content.decode(part.get_content_charset() or "utf-8", "replace") if isinstance(content, bytes) else content
+        text = (
+            content.decode(part.get_content_charset() or "utf-8", "replace") if isinstance(content, bytes) else content
+        )
         try:
             calendar = icalendar.Calendar.from_ical(text)
         except Exception:
@@ -293,7 +301,7 @@ def _calendar_reply(message: Message) -> Reply | None:
             stamp = vevent.get("DTSTAMP")
             moment = getattr(stamp, "dt", None)
             if isinstance(moment, datetime) and moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)  # floating: read as UTC
+                moment = moment.replace(tzinfo=UTC)  # floating: read as UTC
             sequence = vevent.get("SEQUENCE")
             return Reply(
                 uid=str(vevent.get("UID")).strip(),

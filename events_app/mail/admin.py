@@ -9,7 +9,7 @@ them, and staff need to see why it failed, not a mangled line."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import db
 
@@ -21,6 +21,8 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u20
 def visible(text: str | None) -> str:
     """`text` with every control character written as an escape, e.g. `\x07`, `\n`."""
     return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text or "")
+
+
 MAX_ID = 2**31 - 1
 
 
@@ -30,7 +32,9 @@ async def counts() -> dict[str, int]:
     return {s: found.get(s, 0) for s in STATUSES}
 
 
-async def recent(status: str | None = None, q: str | None = None, limit: int = 50, before_id: int | None = None) -> list[dict]:
+async def recent(
+    status: str | None = None, q: str | None = None, limit: int = 50, before_id: int | None = None
+) -> list[dict]:
     """Newest first, keyset-paged by id; `q` matches part of the recipient or the kind."""
     conditions, args = ["id < {}"], [before_id if before_id is not None else MAX_ID]
     if status in STATUSES:
@@ -43,7 +47,8 @@ async def recent(status: str | None = None, q: str | None = None, limit: int = 5
     rows = await db.fetch(
         "SELECT id, kind, recipient, status, attempts, last_error, created_at, next_attempt_at, sent_at, mailing "
         f"FROM outbox WHERE {' AND '.join(conditions)} ORDER BY id DESC LIMIT {{}}",
-        *args, limit,
+        *args,
+        limit,
     )
     for row in rows:  # what the page shows: stored text with its control characters visible
         row["recipient_shown"], row["error_shown"] = visible(row["recipient"]), visible(row["last_error"])
@@ -57,6 +62,7 @@ async def retry(row_id: int) -> bool:
     rows = await db.fetch(
         "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = {} "
         "WHERE id = {} AND status = 'failed' RETURNING id",
-        datetime.now(timezone.utc), row_id,
+        datetime.now(UTC),
+        row_id,
     )
     return bool(rows)

@@ -40,9 +40,9 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cached_property
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import cached_property
 from urllib.parse import quote
 
 from .. import db, markdown
@@ -71,7 +71,7 @@ class Shared:
     topics: tuple = ()
 
     @cached_property
-    def encoded(self) -> "_Encoded":
+    def encoded(self) -> _Encoded:
         return _Encoded(self)
 
 
@@ -141,7 +141,9 @@ def render_issue(issue: dict, settings: Settings, *, test: bool = False) -> Shar
     context["links"]["issue"] = f"{settings.base_url.rstrip('/')}/bulletin/{issue['slug']}"
     context.update(
         issue={**issue, "date": issue_day(issue["issue_date"])},
-        body_html=markdown.to_html(issue["body"], context["links"]["issue"]),  # links absolute: no page in a mail client
+        body_html=markdown.to_html(
+            issue["body"], context["links"]["issue"]
+        ),  # links absolute: no page in a mail client
         body_text=markdown.to_text(issue["body"], context["links"]["issue"]),
     )
     subject, text, html = render.render("issue", context)
@@ -208,7 +210,7 @@ def _date_now() -> str:
     """The Date header, formatted once per second (it has whole seconds)."""
     second = int(time.time())
     if _clock[0] != second:
-        _clock[0], _clock[1] = second, format_datetime(datetime.fromtimestamp(second, timezone.utc))
+        _clock[0], _clock[1] = second, format_datetime(datetime.fromtimestamp(second, UTC))
     return _clock[1]
 
 
@@ -217,7 +219,11 @@ def _topics_query(slugs: tuple[str, ...]) -> str:
 
 
 def compose(
-    shared: Shared, row: dict, subscriber: dict | None, address: str, settings: Settings,
+    shared: Shared,
+    row: dict,
+    subscriber: dict | None,
+    address: str,
+    settings: Settings,
     topics: tuple[str, ...] | None = None,
 ) -> RawMessage:
     """The message of one ledger row: the greeting and links of `subscriber` (None: a staff
@@ -286,10 +292,12 @@ def compose(
     ]
     head = "\r\n".join(lines).encode()
     middle = (
-        f"\r\n--{boundary}\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
+        f'\r\n--{boundary}\r\nContent-Type: text/html; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     ).encode()
-    data = b"".join((head, _join(wire.text, plain), middle, _join(wire.html, marked), f"\r\n--{boundary}--\r\n".encode()))
+    data = b"".join(
+        (head, _join(wire.text, plain), middle, _join(wire.html, marked), f"\r\n--{boundary}--\r\n".encode())
+    )
     # The envelope sender names this row, so a bounce can be matched to it (mail/verp.py).
     return RawMessage(verp.bounce_address(row["id"]), envelope, data)
 
@@ -390,7 +398,7 @@ class Builder:
         if subscriber["bounced_at"] is not None:
             raise Superseded("the address was refused for good by its mail server")
         paused = subscriber["paused_until"]
-        if paused is not None and paused > datetime.now(timezone.utc):
+        if paused is not None and paused > datetime.now(UTC):
             raise Superseded("the subscriber paused their mail since the release")
         shared = mailing["_shared"]
         topics = None

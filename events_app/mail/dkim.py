@@ -28,8 +28,18 @@ import dkim as dkimpy
 from ..settings import Settings
 
 SIGNED = (
-    "From", "To", "Subject", "Date", "Message-ID", "Reply-To", "List-Id", "List-Unsubscribe",
-    "List-Unsubscribe-Post", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
 )
 _NAMES = re.compile(rb"^([A-Za-z0-9-]+):", re.MULTILINE)
 
@@ -48,8 +58,13 @@ class Signer:
         present = {m.group(1).lower() for m in _NAMES.finditer(head)}
         include = [name for name in SIGNED if name.lower().encode() in present]
         signature = dkimpy.sign(
-            data, self.selector, self.domain, self.key,
-            canonicalize=(b"relaxed", b"relaxed"), include_headers=include, linesep=b"\r\n",
+            data,
+            self.selector,
+            self.domain,
+            self.key,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=include,
+            linesep=b"\r\n",
         )
         return signature + data
 

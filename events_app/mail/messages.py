@@ -38,7 +38,7 @@ ones later (a newer process may have queued them during an upgrade).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
@@ -143,6 +143,7 @@ def in_words(minutes: int) -> str:
     """How far ahead a reminder is, as its subject says it: '30 minutes', '1 hour', '24 hours',
     '2 days'. A day is said as 24 hours (people read "tomorrow at this time"); whole days from
     two on; anything else in the largest unit that divides it."""
+
     def unit(n: int, word: str) -> str:
         return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -174,7 +175,7 @@ def _plan_scheduled(kind: str, payload: dict, registration: dict, event: dict) -
         offset = payload.get("offset")
         if offset not in (event.get("reminders") or []):
             raise Superseded(f"the event no longer has a reminder {offset} minutes before")
-        if event["ends_at"] <= datetime.now(timezone.utc):
+        if event["ends_at"] <= datetime.now(UTC):
             raise Superseded("the event is over")  # e.g. held back by a long SMTP outage
         return kind, None, {"starts_in": in_words(int(offset))}
     if not event.get("recording_url"):
@@ -215,10 +216,14 @@ def _plan(kind: str, payload: dict, registration: dict, event: dict) -> tuple[st
         changes = list(dict.fromkeys(CHANGE_TEXT[f] for f in fields if f in CHANGE_TEXT))
         # Only registered people hold an invite to update; the domain notifies no one else.
         method = "REQUEST" if status == "registered" else None
-        return kind, method, {
-            "changes": changes or ["The details have changed."],
-            "time_changed": bool(TIME_FIELDS & set(fields)),
-        }
+        return (
+            kind,
+            method,
+            {
+                "changes": changes or ["The details have changed."],
+                "time_changed": bool(TIME_FIELDS & set(fields)),
+            },
+        )
     if kind == "event_cancelled":
         was = payload.get("status") or status
         return kind, ("CANCEL" if was == "registered" else None), {"status": was}
@@ -246,7 +251,7 @@ async def _message(
     message["From"] = sender
     message["To"] = recipient
     message["Subject"] = headers.subject(subject)
-    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = message_id(row["id"], settings, await _created_at(row))
     # RFC 3834: a machine wrote this; autoresponders should not answer it.
     message["Auto-Submitted"] = "auto-generated"
@@ -285,7 +290,7 @@ def _plan_subscription(kind: str, subscriber: dict) -> None:
 
 
 def _day(moment: datetime) -> str:
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return f"{moment.day} {moment:%B %Y}"
 
 
@@ -311,7 +316,7 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
         "name": headers.single_line(subscriber["name"]),
         "status": subscriber["status"],
         "topics": [t for t in await subscriptions.all_topics() if t["slug"] in chosen],
-        "paused_until": _day(paused) if paused and paused > datetime.now(timezone.utc) else None,
+        "paused_until": _day(paused) if paused and paused > datetime.now(UTC) else None,
         "valid_days": subscriptions.CONFIRM_VALID.days,
         "links": links,
         "organizer_name": _display_name(settings),
@@ -319,7 +324,11 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
     }
     return await _message(
         # To the address as stored (the one confirmed), however the request spelled it.
-        row, settings, render.render(kind, context), subscriber["name"], subscriber["email"]
+        row,
+        settings,
+        render.render(kind, context),
+        subscriber["name"],
+        subscriber["email"],
     )
 
 

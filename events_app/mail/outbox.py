@@ -12,7 +12,7 @@ rows another worker has locked, and the outer WHERE repeats the status test.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import db
@@ -24,16 +24,14 @@ INSERT_SQL = (
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def enqueue(kind: str, recipient: str, payload: dict[str, Any], at: datetime | None = None) -> int:
     """Queue one message. Call inside the transaction of the change that causes it, so the
     message exists if and only if the change does. `at` delays the first attempt."""
     moment = now()
-    rows = await db.fetch(
-        INSERT_SQL, kind, recipient, json.dumps(payload, separators=(",", ":")), at or moment, moment
-    )
+    rows = await db.fetch(INSERT_SQL, kind, recipient, json.dumps(payload, separators=(",", ":")), at or moment, moment)
     return rows[0]["id"]
 
 
@@ -81,11 +79,13 @@ async def mark_sent(row_id: int) -> None:
     """Record a message as handed over; tried again while the database is away (db.while_away),
     because a row left `sending` is sent a second time after the claim time-out."""
     sent_at = now()
-    await db.while_away(lambda: db.fetch(
-        "UPDATE outbox SET status = 'sent', sent_at = {}, last_error = '' WHERE id = {}",
-        sent_at,
-        row_id,
-    ))
+    await db.while_away(
+        lambda: db.fetch(
+            "UPDATE outbox SET status = 'sent', sent_at = {}, last_error = '' WHERE id = {}",
+            sent_at,
+            row_id,
+        )
+    )
 
 
 async def mark_sent_many(row_ids: list[int]) -> None:
@@ -94,8 +94,11 @@ async def mark_sent_many(row_ids: list[int]) -> None:
     if row_ids:
         where, args = db.sql_in("id", row_ids)
         sent_at = now()
-        await db.while_away(lambda: db.fetch(
-            f"UPDATE outbox SET status = 'sent', sent_at = {{}}, last_error = '' WHERE {where}", sent_at, *args))
+        await db.while_away(
+            lambda: db.fetch(
+                f"UPDATE outbox SET status = 'sent', sent_at = {{}}, last_error = '' WHERE {where}", sent_at, *args
+            )
+        )
 
 
 async def mark_skipped(row_id: int, reason: str) -> None:
@@ -109,7 +112,9 @@ async def suppress(address: str, reason: str) -> None:
     if address:
         await db.fetch(
             "UPDATE subscriber SET bounced_at = {}, bounce_reason = {} WHERE email = {} AND bounced_at IS NULL",
-            now(), reason[:2000], address.lower(),
+            now(),
+            reason[:2000],
+            address.lower(),
         )
 
 
@@ -135,11 +140,10 @@ async def give_back(row: dict) -> None:
     await db.fetch(
         "UPDATE outbox SET status = 'queued', attempts = attempts - 1 "
         "WHERE id = {} AND status = 'sending' AND claimed_at = {}",
-        row["id"], row["claimed_at"],
+        row["id"],
+        row["claimed_at"],
     )
 
 
 async def mark_failed(row_id: int, error: str) -> None:
-    await db.fetch(
-        "UPDATE outbox SET status = 'failed', last_error = {} WHERE id = {}", error[:2000], row_id
-    )
+    await db.fetch("UPDATE outbox SET status = 'failed', last_error = {} WHERE id = {}", error[:2000], row_id)

@@ -19,7 +19,7 @@ import css_inline
 import jinja2
 
 from ..resources import resource_dir
-from ..timefmt import format_range, format_time  # noqa: F401 (re-exported for templates)
+from ..timefmt import format_range, format_time
 
 
 def emails_dir() -> Path:

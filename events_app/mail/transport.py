@@ -26,7 +26,7 @@ import logging
 import os
 import ssl
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.errors import MessageError
 from email.message import EmailMessage
 from pathlib import Path
@@ -108,7 +108,7 @@ class SMTPTransport:
             raise TemporaryFailure(
                 f"SMTP server {self.hostname}:{self.port} answered {exc.code} {exc.message}", connection=True
             ) from exc
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise TemporaryFailure(
                 f"cannot connect to SMTP server {self.hostname}:{self.port}: {exc}", connection=True
             ) from exc
@@ -116,7 +116,7 @@ class SMTPTransport:
         log.debug("connected to SMTP server %s:%s", self.hostname, self.port)
         return client
 
-    def clone(self) -> "SMTPTransport":
+    def clone(self) -> SMTPTransport:
         """Another transport to the same server (one more parallel connection)."""
         twin = SMTPTransport.__new__(SMTPTransport)
         twin.__dict__.update(self.__dict__)
@@ -167,9 +167,7 @@ class SMTPTransport:
         if isinstance(exc, aiosmtplib.SMTPSenderRefused):
             # Our From address was refused: a configuration matter for every message alike.
             raise TemporaryFailure(f"sender refused: {exc.code} {exc.message}", connection=True) from exc
-        if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(
-            exc, aiosmtplib.SMTPServerDisconnected
-        ):
+        if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(exc, aiosmtplib.SMTPServerDisconnected):
             text = f"{exc.code} {exc.message}"
             if 500 <= exc.code < 600:
                 raise PermanentFailure(f"message refused: {text}") from exc
@@ -229,7 +227,7 @@ class FileTransport:
 
     def _write(self, data: bytes, outbox_id: int | None) -> Path:
         self._prepare_directory()
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         target = self.directory / f"{stamp}-{outbox_id if outbox_id is not None else 'message'}.eml"
         fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.directory)  # mode 0600
         try:

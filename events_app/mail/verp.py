@@ -22,14 +22,16 @@ import re
 
 from .. import settings
 
-_TAG = re.compile(r"^(?P<local>[^+@]+)\+(?P<kind>[bu])-(?P<value>[0-9]+(?:-[0-9a-f]{16})?)-(?P<mac>[0-9a-f]{10})@(?P<domain>.+)$",
-                  re.IGNORECASE)
+_TAG = re.compile(
+    r"^(?P<local>[^+@]+)\+(?P<kind>[bu])-(?P<value>[0-9]+(?:-[0-9a-f]{16})?)-(?P<mac>[0-9a-f]{10})@(?P<domain>.+)$",
+    re.IGNORECASE,
+)
 
 
-_KEYED: dict[str, "hmac.HMAC"] = {}
+_KEYED: dict[str, hmac.HMAC] = {}
 
 
-def _keyed() -> "hmac.HMAC":
+def _keyed() -> hmac.HMAC:
     """The HMAC state after the secret key, made once per key (bulk mail asks twice a message)."""
     key = settings.get().secret_key
     state = _KEYED.get(key)

@@ -24,8 +24,8 @@ from email.errors import MessageError
 
 from .. import db
 from .. import settings as settings_module
-from ..settings import Settings
 from ..domain import mailings, schedule
+from ..settings import Settings
 from . import bulk, dkim, headers, messages, outbox, verp
 from .transport import PermanentFailure, TemporaryFailure, Transport, make_transport
 
@@ -146,7 +146,7 @@ class Worker:
             rows = [r for r in rows if r.get("mailing") is None]
         return rows
 
-    async def _refill(self, queue: "_LaneQueues", batch: "_Batch") -> None:
+    async def _refill(self, queue: _LaneQueues, batch: _Batch) -> None:
         batch.refills -= 1
         try:
             rows = await self._claim(batch.limit)
@@ -158,7 +158,7 @@ class Worker:
         batch.claimed += len(rows)
         queue.extend(rows)
 
-    async def _record_sent(self, batch: "_Batch") -> None:
+    async def _record_sent(self, batch: _Batch) -> None:
         ids, batch.sent_bulk = batch.sent_bulk, []
         try:
             await outbox.mark_sent_many(ids)
@@ -167,7 +167,7 @@ class Worker:
         if ids:
             log.info("%d bulk messages sent", len(ids))
 
-    async def _lane(self, lane: int, transport: Transport, queue: "_LaneQueues", batch: "_Batch") -> None:
+    async def _lane(self, lane: int, transport: Transport, queue: _LaneQueues, batch: _Batch) -> None:
         """One connection's share of the batch: take rows from its own queue until none are left."""
         mine = queue.lanes[lane]
         while True:
@@ -214,7 +214,7 @@ class Worker:
         except Exception:
             log.exception("could not record an outbox row's outcome")
 
-    async def _handle(self, row: dict, transport: Transport, batch: "_Batch") -> str | None:
+    async def _handle(self, row: dict, transport: Transport, batch: _Batch) -> str | None:
         """Build and send one row and record the outcome. Returns the error when the server
         could not be reached at all."""
         row_id = row["id"]
@@ -279,9 +279,7 @@ class Worker:
         if not isinstance(message, bulk.RawMessage):
             _requote(message)
             to = message["To"].addresses[0].addr_spec
-            message = bulk.RawMessage(
-                verp.bounce_address(row["id"]), to, message.as_bytes(policy=headers.MAIL_POLICY)
-            )
+            message = bulk.RawMessage(verp.bounce_address(row["id"]), to, message.as_bytes(policy=headers.MAIL_POLICY))
         if self.signer is not None:
             message = bulk.RawMessage(message.sender, message.recipient, self.signer.sign(message.data))
         return message

@@ -17,7 +17,6 @@ from .auth import optional_staff, require_staff
 from .present import event_json, registration_json
 
 
-
 async def _event_for(request: Request, event_id: int) -> tuple[dict, dict | None]:
     """The event, hiding drafts from anyone but staff."""
     member = await optional_staff(request)
@@ -30,9 +29,7 @@ async def _event_for(request: Request, event_id: int) -> tuple[dict, dict | None
 async def _counts(event_id: FromPath[int]) -> dict[str, int]:
     from .. import db
 
-    rows = await db.fetch(
-        "SELECT status, COUNT(*) AS n FROM registration WHERE event = {} GROUP BY status", event_id
-    )
+    rows = await db.fetch("SELECT status, COUNT(*) AS n FROM registration WHERE event = {} GROUP BY status", event_id)
     found = {r["status"]: r["n"] for r in rows}
     return {"waitlisted": found.get("waitlisted", 0), "cancelled": found.get("cancelled", 0)}
 
@@ -46,6 +43,7 @@ def _object(data: Any) -> dict:
 # Litestar adds "; charset=utf-8" to text/* types itself (naming it here too doubled it).
 CSV = "text/csv"
 
+
 class EventsApi(Controller):
     path = "/api/v1/events"
     tags = ["events"]
@@ -53,7 +51,13 @@ class EventsApi(Controller):
     @post("/", guards=[require_staff], status_code=HTTP_201_CREATED, summary="Create an event (staff)")
     async def create(self, request: Request, data: JSONBody[Any]) -> dict:
         event = await events.create(_object(data))
-        await audit.record(request.state.staff["id"], "event.create", "event", event["id"], f"{event['title']} ({event['status']}, API)")
+        await audit.record(
+            request.state.staff["id"],
+            "event.create",
+            "event",
+            event["id"],
+            f"{event['title']} ({event['status']}, API)",
+        )
         return event_json(event, staff=True)
 
     @get("/", summary="Published events, upcoming first; staff also see drafts")
@@ -71,8 +75,13 @@ class EventsApi(Controller):
     @patch("/{event_id:int}", guards=[require_staff], summary="Change any field (staff)")
     async def change(self, request: Request, event_id: FromPath[int], data: JSONBody[Any]) -> dict:
         event, notified = await events.update(event_id, _object(data))
-        await audit.record(request.state.staff["id"], "event.update", "event", event_id,
-                           f"{event['title']}: changed {', '.join(sorted(_object(data)))}; emailed {notified} (API)")
+        await audit.record(
+            request.state.staff["id"],
+            "event.update",
+            "event",
+            event_id,
+            f"{event['title']}: changed {', '.join(sorted(_object(data)))}; emailed {notified} (API)",
+        )
         return {**event_json(event, staff=True), "notified": notified}
 
     @post(
@@ -98,7 +107,9 @@ class EventsApi(Controller):
     )
     async def cancel(self, request: Request, event_id: FromPath[int]) -> dict:
         event, notified = await events.cancel(event_id)
-        await audit.record(request.state.staff["id"], "event.cancel", "event", event_id, f"{event['title']}; told {notified} (API)")
+        await audit.record(
+            request.state.staff["id"], "event.cancel", "event", event_id, f"{event['title']}; told {notified} (API)"
+        )
         return {**event_json(event, staff=True), "notified": notified}
 
     @post(
@@ -118,26 +129,43 @@ class EventsApi(Controller):
         await events.get(event_id)
         return [registration_json(r) for r in await registrations.for_event(event_id)]
 
-    @get("/{event_id:int}/registrations.csv", guards=[require_staff], media_type=CSV, summary="Registrants as CSV (staff)")
+    @get(
+        "/{event_id:int}/registrations.csv",
+        guards=[require_staff],
+        media_type=CSV,
+        summary="Registrants as CSV (staff)",
+    )
     async def registrants_csv(self, event_id: FromPath[int]) -> Response:
         event = await events.get(event_id)
         rows = await registrations.for_event(event_id)
         keys = [q["key"] for q in event["questions"]]
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(
-            ["id", "name", "email", "status", "waitlist_position", "registered_at", "attended_at", *keys]
-        )
+        writer.writerow(["id", "name", "email", "status", "waitlist_position", "registered_at", "attended_at", *keys])
         for r in rows:
             answers = [
-                "; ".join(a) if isinstance(a := r["answers"].get(k, ""), list) else json.dumps(a) if isinstance(a, bool) else a
+                "; ".join(a)
+                if isinstance(a := r["answers"].get(k, ""), list)
+                else json.dumps(a)
+                if isinstance(a, bool)
+                else a
                 for k in keys
             ]
-            writer.writerow([_cell(str(cell)) for cell in (
-                r["id"], r["name"], r["email"], r["status"], r["waitlist_position"] or "",
-                r["created_at"].isoformat(), r["attended_at"].isoformat() if r["attended_at"] else "",
-                *answers,
-            )])
+            writer.writerow(
+                [
+                    _cell(str(cell))
+                    for cell in (
+                        r["id"],
+                        r["name"],
+                        r["email"],
+                        r["status"],
+                        r["waitlist_position"] or "",
+                        r["created_at"].isoformat(),
+                        r["attended_at"].isoformat() if r["attended_at"] else "",
+                        *answers,
+                    )
+                ]
+            )
         return Response(
             out.getvalue(),
             media_type=CSV,

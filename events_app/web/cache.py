@@ -28,7 +28,7 @@ ENABLED = True
 LIMIT = 1024
 HTML = "text/html; charset=utf-8"
 
-_pages: dict[tuple, tuple["RawPage", "RawPage"]] = {}
+_pages: dict[tuple, tuple[RawPage, RawPage]] = {}
 _salt: str | None = None
 
 
@@ -112,13 +112,21 @@ def cached(request: Request, key: tuple) -> RawPage | None:
     return kept[0] if kept is not None else None
 
 
-def keep(key: tuple, body: bytes, media_type: str = HTML, headers: dict[str, str] | None = None,
-         store: bool = True) -> RawPage:
+def keep(
+    key: tuple, body: bytes, media_type: str = HTML, headers: dict[str, str] | None = None, store: bool = True
+) -> RawPage:
     """Answer with `body`, rendered for `key`, and keep it unless `store` is False (the caller
     rendered newer content than the key names)."""
     fields = _raw_headers(key, media_type, headers)
-    page = RawPage(200, [(b"content-type", media_type.encode("latin-1")),
-                         (b"content-length", str(len(body)).encode("latin-1")), *fields], body)
+    page = RawPage(
+        200,
+        [
+            (b"content-type", media_type.encode("latin-1")),
+            (b"content-length", str(len(body)).encode("latin-1")),
+            *fields,
+        ],
+        body,
+    )
     if ENABLED and store:
         if len(_pages) >= LIMIT:
             _pages.clear()  # keys only go stale (versions grow): starting over is enough

@@ -25,9 +25,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from litestar.enums import ScopeType
 from litestar.exceptions import ClientException
 from litestar.middleware import ASGIMiddleware
-from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..domain.errors import NotFound
@@ -58,6 +58,7 @@ class BodyTooLarge(ClientException):
 
 # --- Security headers -------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=4)
 def inline_script_hashes(templates: Path) -> tuple[str, ...]:
     """CSP source expressions ('sha256-...') for every inline <script> in the templates. The
@@ -74,16 +75,18 @@ def content_security_policy(script_hashes: Iterable[str]) -> str:
     """Scripts only from here (and the templates' inline scripts by hash). Inline styles stay
     allowed: the templates set widths (charts, bars) in style attributes, and a style cannot run
     code. Images may come from any https site: cover images and speaker photos are URLs."""
-    return "; ".join([
-        "default-src 'self'",
-        " ".join(["script-src 'self'", *script_hashes]),
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' https: data:",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            " ".join(["script-src 'self'", *script_hashes]),
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' https: data:",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 def security_headers(cfg: Settings) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
@@ -136,6 +139,7 @@ class Edge:
 
 
 # --- Per-route limits -------------------------------------------------------------------------
+
 
 def _staff_only(handler: Any) -> bool:
     from .auth import require_staff
@@ -191,8 +195,16 @@ def _id_in_range(value: Any) -> bool:
 
 
 # What a path's id names, for the 404's wording ("No such event"), as the handlers word it.
-_ID_NAMES = {"event_id": "event", "issue_id": "issue", "mailing_id": "mailing", "reg_id": "registration",
-             "row_id": "message", "token_id": "token", "slug": "page", "token": "link"}
+_ID_NAMES = {
+    "event_id": "event",
+    "issue_id": "issue",
+    "mailing_id": "mailing",
+    "reg_id": "registration",
+    "row_id": "message",
+    "token_id": "token",
+    "slug": "page",
+    "token": "link",
+}
 
 
 class RouteLimits(ASGIMiddleware):

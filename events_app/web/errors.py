@@ -78,8 +78,9 @@ def not_found(request: Request, exc: NotFoundException) -> Response:
 
 def too_deep(request: Request, exc: RecursionError) -> Response:
     """JSON nested past what the decoder follows (e.g. 50,000 '['): the body is at fault."""
-    return _answer(request, 400, {"status_code": 400, "detail": "Invalid input",
-                                  "errors": {"body": "is nested too deeply"}})
+    return _answer(
+        request, 400, {"status_code": 400, "detail": "Invalid input", "errors": {"body": "is nested too deeply"}}
+    )
 
 
 # Seconds a client should wait before trying again while the database is away (a restart takes
@@ -90,11 +91,15 @@ RETRY_AFTER_SECONDS = 5
 
 def unavailable(request: Request, exc: Exception) -> Response:
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-    response = _answer(request, 503, {
-        "status_code": 503,
-        "detail": "The service is briefly unavailable and could not finish this request. "
-                  "Please try again in a few seconds.",
-    })
+    response = _answer(
+        request,
+        503,
+        {
+            "status_code": 503,
+            "detail": "The service is briefly unavailable and could not finish this request. "
+            "Please try again in a few seconds.",
+        },
+    )
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 

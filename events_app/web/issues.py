@@ -14,7 +14,7 @@ ignore it). An issue page names its canonical address; an old slug answers 301 t
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..mail import bulk
 from ..markdown import to_html
 from ..timefmt import iso
 from .auth import require_staff
+
 
 def _object(data: Any) -> dict:
     if data is None:
@@ -52,8 +53,20 @@ def issue_json(issue: dict, delivery: dict | None = None) -> dict:
     base = settings.get().base_url
     out = {
         k: _json(issue[k])
-        for k in ("id", "slug", "title", "issue_date", "summary", "body", "status", "release_at",
-                  "released_at", "version", "created_at", "updated_at")
+        for k in (
+            "id",
+            "slug",
+            "title",
+            "issue_date",
+            "summary",
+            "body",
+            "status",
+            "release_at",
+            "released_at",
+            "version",
+            "created_at",
+            "updated_at",
+        )
     }
     out["topic"] = issue["topic_slug"]
     out["url"] = f"{base}/bulletin/{issue['slug']}"
@@ -103,7 +116,9 @@ class IssuesApi(Controller):
     @get("/{issue_id:int}/preview", summary="The issue as its web page (HTML)")
     async def preview_web(self, issue_id: FromPath[int]) -> Template:
         issue = await issues.get(issue_id)
-        return Template("bulletin/issue.html", context={"issue": issue, "body": to_html(issue["body"]), "preview": True})
+        return Template(
+            "bulletin/issue.html", context={"issue": issue, "body": to_html(issue["body"]), "preview": True}
+        )
 
     @get("/{issue_id:int}/preview-email", summary="The issue as the email: subject, text and HTML")
     async def preview_email(self, issue_id: FromPath[int], part: FromQuery[str] = "json") -> Any:
@@ -131,9 +146,16 @@ class IssuesApi(Controller):
         result = await issues.release(issue_id, at, staff_id=_staff_id(request))
         count = await issues.recipient_count(issue_id, result["release_at"])
         when = "now" if result["status"] == "released" else f"at {iso(result['release_at'])}"
-        await audit.record(_staff_id(request), "issue.release", "issue", issue_id, f"{when}, to about {count} subscribers")
-        return {"id": issue_id, "status": result["status"], "release_at": iso(result["release_at"]),
-                "mailing": result["mailing"], "recipients": count}
+        await audit.record(
+            _staff_id(request), "issue.release", "issue", issue_id, f"{when}, to about {count} subscribers"
+        )
+        return {
+            "id": issue_id,
+            "status": result["status"],
+            "release_at": iso(result["release_at"]),
+            "mailing": result["mailing"],
+            "recipients": count,
+        }
 
     @post("/{issue_id:int}/retry-failed", status_code=HTTP_200_OK, summary="Queue the failed deliveries again")
     async def retry_failed(self, request: Request, issue_id: FromPath[int], data: JSONBody[Any] = None) -> dict:
@@ -165,11 +187,18 @@ class IssuesApi(Controller):
 async def announce(request: Request, event_id: FromPath[int], data: JSONBody[Any] = None) -> dict:
     again = v.boolean(_object(data).get("again", False), "again")
     mailing = await mailings.announce(event_id, _staff_id(request), again=again)
-    await audit.record(_staff_id(request), "event.announce", "event", event_id, f"to about {mailing['recipients']} subscribers")
+    await audit.record(
+        _staff_id(request), "event.announce", "event", event_id, f"to about {mailing['recipients']} subscribers"
+    )
     return {"mailing": mailing["id"], "recipients": mailing["recipients"], "status": mailing["status"]}
 
 
-@get("/api/v1/mailings/{mailing_id:int}", guards=[require_staff], tags=["bulletin"], summary="A mailing's delivery counts")
+@get(
+    "/api/v1/mailings/{mailing_id:int}",
+    guards=[require_staff],
+    tags=["bulletin"],
+    summary="A mailing's delivery counts",
+)
 async def mailing_delivery(mailing_id: FromPath[int]) -> dict:
     return _plain(await mailings.delivery(mailing_id))
 
@@ -195,13 +224,25 @@ class BulletinPages(Controller):
             url = f"{base}/bulletin/{issue['slug']}"
             # A scheduled release is published when its time comes, after its last edit.
             changed = max(_utc(issue["updated_at"]), _utc(issue["released_at"]))
-            entries.append({**issue, "url": url, "published": _atom_time(issue["released_at"]),
-                            "updated": _atom_time(changed), "changed": changed, "content": to_html(issue["body"], url)})
-        updated = max((e["changed"] for e in entries), default=datetime(2019, 1, 1, tzinfo=timezone.utc))
+            entries.append(
+                {
+                    **issue,
+                    "url": url,
+                    "published": _atom_time(issue["released_at"]),
+                    "updated": _atom_time(changed),
+                    "changed": changed,
+                    "content": to_html(issue["body"], url),
+                }
+            )
+        updated = max((e["changed"] for e in entries), default=datetime(2019, 1, 1, tzinfo=UTC))
         return Template(
             "bulletin/feed.xml",
-            context={"entries": entries, "base": base, "updated": _atom_time(updated),
-                     "author": parseaddr(config.mail_from)[0] or config.host},
+            context={
+                "entries": entries,
+                "base": base,
+                "updated": _atom_time(updated),
+                "author": parseaddr(config.mail_from)[0] or config.host,
+            },
             media_type="application/atom+xml; charset=utf-8",
         )
 
@@ -216,13 +257,14 @@ class BulletinPages(Controller):
                 raise
             return Redirect(f"/bulletin/{current}", status_code=301)
         canonical = f"{settings.get().base_url.rstrip('/')}/bulletin/{issue['slug']}"
-        return Template("bulletin/issue.html", context={"issue": issue, "body": to_html(issue["body"]),
-                                                        "canonical": canonical})
+        return Template(
+            "bulletin/issue.html", context={"issue": issue, "body": to_html(issue["body"]), "canonical": canonical}
+        )
 
 
 def _utc(moment: datetime) -> datetime:
     """An aware UTC time (SQLite may hand back a naive one, which is UTC)."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _atom_time(moment: datetime) -> str:

@@ -40,8 +40,9 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 from litestar import Request
@@ -83,6 +84,7 @@ _SIGNIN_PATHS = {"/staff/login"}
 
 
 # Counters ------------------------------------------------------------------------------------
+
 
 class MemoryCounters:
     """Counters of this process (each process counts alone)."""
@@ -140,6 +142,7 @@ def counters_for(redis_url: str | None) -> MemoryCounters | RedisCounters:
 
 # Who is asking, and what -------------------------------------------------------------------------
 
+
 def client_of(scope: Scope) -> str:
     """The client's address as counted: IPv4 as is, IPv6 by its /64."""
     client = scope.get("client")
@@ -178,13 +181,16 @@ def _wait_words(seconds: int) -> str:
 def refused(limit: Limit, left: int, advice: str = "") -> TooManyRequestsException:
     """The 429 (rendered by web/errors.py: JSON under /api/, a page otherwise)."""
     detail = f"Too many {limit.what} from your network just now. Please try again in {_wait_words(left)}{advice}."
-    return TooManyRequestsException(detail=detail, headers={
-        "Retry-After": str(left),
-        "RateLimit-Limit": str(limit.requests),
-        "RateLimit-Remaining": "0",
-        "RateLimit-Reset": str(left),
-        "RateLimit-Policy": f"{limit.requests};w={limit.seconds}",
-    })
+    return TooManyRequestsException(
+        detail=detail,
+        headers={
+            "Retry-After": str(left),
+            "RateLimit-Limit": str(limit.requests),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(left),
+            "RateLimit-Policy": f"{limit.requests};w={limit.seconds}",
+        },
+    )
 
 
 class RateLimits(ASGIMiddleware):

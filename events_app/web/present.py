@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import settings
@@ -11,8 +11,21 @@ from ..markdown import to_html
 from ..timefmt import format_range, iso
 
 PUBLIC_FIELDS = (
-    "id", "slug", "title", "summary", "description", "audience", "tags", "timezone", "capacity",
-    "questions", "reminders", "recording_url", "status", "version", "doors_open_minutes",
+    "id",
+    "slug",
+    "title",
+    "summary",
+    "description",
+    "audience",
+    "tags",
+    "timezone",
+    "capacity",
+    "questions",
+    "reminders",
+    "recording_url",
+    "status",
+    "version",
+    "doors_open_minutes",
     "follow_up_minutes",
 )
 
@@ -46,7 +59,7 @@ def registration_json(reg: dict) -> dict[str, Any]:
 
 def event_page(event: dict) -> dict[str, Any]:
     """Template context for one event: times in its zone, rendered description, state."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     closes = event["registration_closes_at"] or event["ends_at"]
     if event["status"] == "cancelled":
         state = "cancelled"

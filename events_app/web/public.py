@@ -7,7 +7,7 @@ by any process shows at once.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -47,8 +47,9 @@ def _feed(found: list[dict], name: str | None) -> bytes:
     from .. import ics
 
     cfg = settings.get()
-    return ics.event_feed(found, base_url=cfg.base_url, organizer_name=cfg.org_name,
-                          organizer_email=cfg.mail_from_address, name=name)
+    return ics.event_feed(
+        found, base_url=cfg.base_url, organizer_name=cfg.org_name, organizer_email=cfg.mail_from_address, name=name
+    )
 
 
 def _shown_back(value: Any) -> Any:
@@ -64,12 +65,21 @@ def _shown_back(value: Any) -> Any:
 
 
 def _listing_key(kind: str, found: list[dict], *extra: Any) -> tuple:
-    moment = datetime.now(timezone.utc)
-    return (kind, *extra, tuple(
-        (e["id"], e["created_at"].timestamp(), e["version"], e["taken"],
-         cache.page_state(e["status"], e["ends_at"], e["registration_closes_at"], moment))
-        for e in found
-    ))
+    moment = datetime.now(UTC)
+    return (
+        kind,
+        *extra,
+        tuple(
+            (
+                e["id"],
+                e["created_at"].timestamp(),
+                e["version"],
+                e["taken"],
+                cache.page_state(e["status"], e["ends_at"], e["registration_closes_at"], moment),
+            )
+            for e in found
+        ),
+    )
 
 
 def form_to_data(event: dict, form: Any) -> dict:
@@ -107,12 +117,16 @@ class PublicPages(Controller):
         if hit is not None:
             return hit
         pages = [event_page(e) for e in found]
-        body = cache.render_template(request, "events/list.html", {
-            "upcoming": [p for p in pages if p["state"] not in ("past",)],
-            "past": [p for p in pages if p["state"] == "past"],
-            "webcal": settings.get().base_url.replace("https://", "webcal://").replace("http://", "webcal://")
-            + "/calendar.ics",
-        })
+        body = cache.render_template(
+            request,
+            "events/list.html",
+            {
+                "upcoming": [p for p in pages if p["state"] not in ("past",)],
+                "past": [p for p in pages if p["state"] == "past"],
+                "webcal": settings.get().base_url.replace("https://", "webcal://").replace("http://", "webcal://")
+                + "/calendar.ics",
+            },
+        )
         return cache.keep(key, body)
 
     @get("/events/{slug:str}")
@@ -145,8 +159,9 @@ class PublicPages(Controller):
             body = cache.render_template(request, "events/detail.html", self._context(event))
         return cache.keep(key, body, media, headers, store=same)
 
-    def _context(self, event: dict, *, errors: dict | None = None, values: dict | None = None,
-                 notice: str | None = None) -> dict:
+    def _context(
+        self, event: dict, *, errors: dict | None = None, values: dict | None = None, notice: str | None = None
+    ) -> dict:
         from ..ics import calendar_links
 
         context = event_page(event)
@@ -158,8 +173,15 @@ class PublicPages(Controller):
         )
         return context
 
-    def _page(self, event: dict, *, errors: dict | None = None, values: dict | None = None, status: int = 200,
-              notice: str | None = None) -> Template:
+    def _page(
+        self,
+        event: dict,
+        *,
+        errors: dict | None = None,
+        values: dict | None = None,
+        status: int = 200,
+        notice: str | None = None,
+    ) -> Template:
         context = self._context(event, errors=errors, values=values, notice=notice)
         return Template("events/detail.html", context=context, status_code=status)
 
@@ -190,7 +212,7 @@ class PublicPages(Controller):
         from .. import ics
 
         found = [e for e in await events.listing() if e["status"] == "published"]
-        since = datetime.now(timezone.utc) - FEED_KEEPS_PAST
+        since = datetime.now(UTC) - FEED_KEEPS_PAST
         found = [e for e in found if e["ends_at"] >= since and (tag is None or tag.lower() in e["tags"])]
         key = _listing_key("calendar.ics", found, tag)
         headers = _ics_headers("calendar.ics")
@@ -207,4 +229,3 @@ class PublicPages(Controller):
     async def health(self) -> dict:
         await db.fetch("SELECT 1 AS ok")
         return {"status": "ok"}
-

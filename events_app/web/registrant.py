@@ -6,7 +6,7 @@ The token is a capability only its owner received by email, so these forms need 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from litestar import Controller, Response, get, post
 from litestar.params import FromPath
@@ -15,6 +15,7 @@ from litestar.response import Redirect, Template
 from .. import db, settings
 from ..domain import events, registrations
 from .present import event_page
+
 
 class RegistrantPages(Controller):
     include_in_schema = False
@@ -47,7 +48,10 @@ class RegistrantPages(Controller):
         await registrations.calendar_uid("registration", reg)
         method = "REQUEST" if reg["status"] == "registered" and event["status"] == "published" else "CANCEL"
         body = invite(
-            event, reg, method=method, organizer_name=cfg.mail_from.split("<")[0].strip() or "Events",
+            event,
+            reg,
+            method=method,
+            organizer_name=cfg.mail_from.split("<")[0].strip() or "Events",
             organizer_email=cfg.mail_from_address,
             manage_url=f"{cfg.base_url}/r/{token}",
             join_url_personal=f"{cfg.base_url}/j/{registrations.join_token(reg)}",
@@ -55,8 +59,11 @@ class RegistrantPages(Controller):
         )
         # Litestar adds "; charset=utf-8" to a text/* media type by itself: naming it here too
         # sent the parameter twice.
-        return Response(body, media_type="text/calendar",
-                        headers={"Content-Disposition": f'attachment; filename="{event["slug"]}.ics"'})
+        return Response(
+            body,
+            media_type="text/calendar",
+            headers={"Content-Disposition": f'attachment; filename="{event["slug"]}.ics"'},
+        )
 
     @post("/r/{token:str}/cancel", status_code=303)
     async def cancel(self, token: FromPath[str]) -> Redirect:
@@ -70,13 +77,15 @@ class RegistrantPages(Controller):
         meeting, attendance recorded at the first click. After the end: a page that says so."""
         reg = await registrations.by_join_token(token)
         event = await events.get(reg["event"])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         context = {**event_page(event), "registration": reg}
         if reg["status"] != "registered" or event["status"] == "cancelled":
             return Template("registrant/join.html", context={**context, "phase": "inactive"}, status_code=410)
         doors = event["starts_at"] - timedelta(minutes=event["doors_open_minutes"])
         if now < doors:
-            return Template("registrant/join.html", context={**context, "phase": "early", "opens_iso": doors.isoformat()})
+            return Template(
+                "registrant/join.html", context={**context, "phase": "early", "opens_iso": doors.isoformat()}
+            )
         if now > event["ends_at"]:
             return Template("registrant/join.html", context={**context, "phase": "over"})
         if not event["join_url"]:

@@ -80,12 +80,16 @@ def serve(app: Any, cfg: Settings, *, host: str, port: int, log_level: str) -> N
     import uvicorn
 
     uvicorn.run(
-        app, host=host, port=port, log_level=log_level,
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
         # Access lines are info-level; skip building them at all when they would be dropped.
         access_log=log_level in ("debug", "info", "trace"),
         http=protocol_for(cfg),
         timeout_keep_alive=cfg.keepalive_seconds,
         limit_concurrency=cfg.max_connections,
-        proxy_headers=True, forwarded_allow_ips=cfg.forwarded_allow_ips,
+        proxy_headers=True,
+        forwarded_allow_ips=cfg.forwarded_allow_ips,
         server_header=False,
     )

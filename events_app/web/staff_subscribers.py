@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 from litestar import Controller, get
 from litestar.params import FromQuery
@@ -23,8 +24,8 @@ from ..domain.errors import ValidationFailed
 from ..domain.subscriptions import topic_ids
 from ..timefmt import iso
 from .api import CSV, _cell
-from .edge import MAX_ID
 from .auth import require_staff
+from .edge import MAX_ID
 
 STATUSES = ("confirmed", "paused", "pending", "unsubscribed")
 DEFAULT_LIMIT = 50
@@ -46,7 +47,7 @@ class _Filter:
         self.topic, self.status, self.q = topic, status, q
 
     @classmethod
-    async def parse(cls, topic: str | None, status: str | None, q: str | None) -> "_Filter":
+    async def parse(cls, topic: str | None, status: str | None, q: str | None) -> _Filter:
         errors: dict[str, str] = {}
         topic_id = None
         if topic is not None and topic.strip():
@@ -93,13 +94,16 @@ class _Filter:
 
 async def _page(flt: _Filter, after: int, limit: int) -> list[dict]:
     """Up to `limit` subscribers with id > after, by id, each with its topic slugs."""
-    moment = datetime.now(timezone.utc)
+    moment = datetime.now(UTC)
     where, args = flt.where(moment)
     rows = await db.fetch(
         f"SELECT s.id, s.email, s.name, {_STATE} AS status, s.source, s.created_at, s.confirmed_at, "
         f"s.paused_until, s.unsubscribed_at FROM subscriber s WHERE {where} AND s.id > {{}} "
         "ORDER BY s.id LIMIT {}",
-        moment, *args, after, limit,
+        moment,
+        *args,
+        after,
+        limit,
     )
     if rows:
         ids_sql, ids = db.sql_in("x.subscriber", [r["id"] for r in rows])
@@ -133,7 +137,7 @@ def _subscriber_json(row: dict) -> dict[str, Any]:
 
 async def topic_counts() -> list[dict]:
     """Every topic with its subscribers counted by status (erased ones have no subscriptions)."""
-    moment = datetime.now(timezone.utc)
+    moment = datetime.now(UTC)
     topics = await db.fetch("SELECT id, slug, name, description FROM topic ORDER BY id")
     rows = await db.fetch(
         f"SELECT x.topic, {_STATE} AS status, COUNT(*) AS n FROM subscription x "
@@ -172,8 +176,12 @@ class StaffSubscribersApi(Controller):
         )
 
 
-@get("/api/v1/subscribers", guards=[require_staff], tags=["subscribers"],
-     summary="Subscribers, filtered and searched, paged by id (staff)")
+@get(
+    "/api/v1/subscribers",
+    guards=[require_staff],
+    tags=["subscribers"],
+    summary="Subscribers, filtered and searched, paged by id (staff)",
+)
 async def list_subscribers(
     topic: FromQuery[str | None] = None,
     status: FromQuery[str | None] = None,
@@ -218,10 +226,16 @@ async def _csv_rows(flt: _Filter) -> AsyncIterator[str]:
     while True:
         rows = await _page(flt, after, CSV_PAGE)
         for r in rows:
-            writer.writerow([
-                _cell(r["email"] or ""), _cell(r["name"] or ""), r["status"], "; ".join(r["topics"]),
-                iso(r["created_at"]), iso(r["confirmed_at"]) or "",
-            ])
+            writer.writerow(
+                [
+                    _cell(r["email"] or ""),
+                    _cell(r["name"] or ""),
+                    r["status"],
+                    "; ".join(r["topics"]),
+                    iso(r["created_at"]),
+                    iso(r["confirmed_at"]) or "",
+                ]
+            )
         yield out.getvalue()
         out.seek(0)
         out.truncate()

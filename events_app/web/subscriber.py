@@ -12,7 +12,7 @@ The tokens are capabilities only their owner received, so these forms need no se
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -25,8 +25,7 @@ from ..domain import subscriptions, validation
 from ..domain.errors import ValidationFailed
 
 ACCEPTED = (
-    "If this address can be subscribed, a confirmation email is on its way. "
-    "Please click the link in it to confirm."
+    "If this address can be subscribed, a confirmation email is on its way. Please click the link in it to confirm."
 )
 LINK_SENT = "If this address is subscribed, we've emailed it a link to your preferences."
 
@@ -67,8 +66,11 @@ class SubscriberPages(Controller):
     async def _form(self, *, errors: dict | None = None, values: dict | None = None, status: int = 200) -> Template:
         return Template(
             "subscriber/subscribe.html",
-            context={"topics": await subscriptions.all_topics(), "errors": errors or {},
-                     "values": values or {"topics": ["bulletin"]}},
+            context={
+                "topics": await subscriptions.all_topics(),
+                "errors": errors or {},
+                "values": values or {"topics": ["bulletin"]},
+            },
             status_code=status,
         )
 
@@ -95,16 +97,22 @@ class SubscriberPages(Controller):
     @get("/s/confirm/{token:str}")
     async def confirm_page(self, token: FromPath[str]) -> Template:
         row = await subscriptions.get((await subscriptions.by_confirm_token(token))["id"])
-        return Template("subscriber/confirm.html", context={"subscriber": row, "token": token,
-                                                             "topics": await subscriptions.all_topics()})
+        return Template(
+            "subscriber/confirm.html",
+            context={"subscriber": row, "token": token, "topics": await subscriptions.all_topics()},
+        )
 
     @post("/s/confirm/{token:str}", status_code=200)
     async def confirm(self, token: FromPath[str]) -> Template:
         row = await subscriptions.confirm(token)
-        return Template("subscriber/confirmed.html", context={
-            "subscriber": row, "manage": subscriptions.manage_token(row),
-            "topics": await subscriptions.all_topics(),
-        })
+        return Template(
+            "subscriber/confirmed.html",
+            context={
+                "subscriber": row,
+                "manage": subscriptions.manage_token(row),
+                "topics": await subscriptions.all_topics(),
+            },
+        )
 
     @get("/s/link")
     async def link_form(self) -> Template:
@@ -116,8 +124,11 @@ class SubscriberPages(Controller):
         try:
             email = validation.email(form.get("email"))
         except ValidationFailed as exc:
-            return Template("subscriber/link.html", status_code=400,
-                            context={"errors": exc.fields, "values": _shown({"email": form.get("email")})})
+            return Template(
+                "subscriber/link.html",
+                status_code=400,
+                context={"errors": exc.fields, "values": _shown({"email": form.get("email")})},
+            )
         await subscriptions.send_link(email)
         return Template("subscriber/message.html", context={"title": "Check your inbox", "message": LINK_SENT})
 
@@ -126,13 +137,28 @@ class SubscriberPages(Controller):
         row = await subscriptions.get((await subscriptions.by_manage_token(token))["id"])
         return self._preferences(row, token, await subscriptions.all_topics(), notice=saved)
 
-    def _preferences(self, row: dict, token: str, topics: list[dict], notice: str | None = None,
-                     errors: dict | None = None, status: int = 200) -> Template:
-        paused = row["paused_until"] is not None and row["paused_until"] > datetime.now(timezone.utc)
-        return Template("subscriber/preferences.html", status_code=status, context={
-            "subscriber": row, "token": token, "topics": topics, "notice": notice, "errors": errors or {},
-            "paused": paused,
-        })
+    def _preferences(
+        self,
+        row: dict,
+        token: str,
+        topics: list[dict],
+        notice: str | None = None,
+        errors: dict | None = None,
+        status: int = 200,
+    ) -> Template:
+        paused = row["paused_until"] is not None and row["paused_until"] > datetime.now(UTC)
+        return Template(
+            "subscriber/preferences.html",
+            status_code=status,
+            context={
+                "subscriber": row,
+                "token": token,
+                "topics": topics,
+                "notice": notice,
+                "errors": errors or {},
+                "paused": paused,
+            },
+        )
 
     @post("/s/{token:str}", status_code=200)
     async def change(self, request: Request, token: FromPath[str]) -> Response | Template | Redirect:
@@ -150,15 +176,19 @@ class SubscriberPages(Controller):
             elif action == "export":
                 data = await subscriptions.export(token)
                 return Response(
-                    json.dumps(data, indent=2, ensure_ascii=False), media_type="application/json",
+                    json.dumps(data, indent=2, ensure_ascii=False),
+                    media_type="application/json",
                     headers={"Content-Disposition": 'attachment; filename="my-data.json"'},
                 )
             elif action == "erase":
                 await subscriptions.erase(token)
-                return Template("subscriber/message.html", context={
-                    "title": "Your data is deleted",
-                    "message": "We removed your name, your address and your choices. You will get no more email from us.",
-                })
+                return Template(
+                    "subscriber/message.html",
+                    context={
+                        "title": "Your data is deleted",
+                        "message": "We removed your name, your address and your choices. You will get no more email from us.",
+                    },
+                )
             else:
                 raise ValidationFailed({"action": "must be save, leave, pause, resume, export or erase"})
         except ValidationFailed as exc:
@@ -170,10 +200,15 @@ class SubscriberPages(Controller):
     async def unsubscribe_page(self, token: FromPath[str], topic: FromQuery[list[str] | None] = None) -> Template:
         row = await subscriptions.get((await subscriptions.by_manage_token(token))["id"])
         chosen = await subscriptions.one_click_topics(topic)
-        return Template("subscriber/unsubscribe.html", context={
-            "subscriber": row, "token": token, "leave": chosen,
-            "leave_query": "&".join(f"topic={quote(t['slug'], safe='')}" for t in chosen),
-        })
+        return Template(
+            "subscriber/unsubscribe.html",
+            context={
+                "subscriber": row,
+                "token": token,
+                "leave": chosen,
+                "leave_query": "&".join(f"topic={quote(t['slug'], safe='')}" for t in chosen),
+            },
+        )
 
     @post("/s/{token:str}/unsubscribe", status_code=200)
     async def unsubscribe(self, token: FromPath[str], topic: FromQuery[list[str] | None] = None) -> Template:
@@ -185,14 +220,20 @@ class SubscriberPages(Controller):
         await subscriptions.unsubscribe(token, chosen)
         if chosen:
             names = ", ".join(f"\u201c{t['name']}\u201d" for t in chosen)
-            return Template("subscriber/message.html", context={
-                "title": "You left this list",
-                "message": f"You will get no more emails from {names}. Other topics you chose are "
-                           "unchanged; your preference page lists them.",
-            })
-        return Template("subscriber/message.html", context={
-            "title": "You are unsubscribed",
-            "message": "You will get no more bulletins or announcements from us, and the links in "
-                       "emails we sent before no longer work.",
-            "new_link": True,
-        })
+            return Template(
+                "subscriber/message.html",
+                context={
+                    "title": "You left this list",
+                    "message": f"You will get no more emails from {names}. Other topics you chose are "
+                    "unchanged; your preference page lists them.",
+                },
+            )
+        return Template(
+            "subscriber/message.html",
+            context={
+                "title": "You are unsubscribed",
+                "message": "You will get no more bulletins or announcements from us, and the links in "
+                "emails we sent before no longer work.",
+                "new_link": True,
+            },
+        )

@@ -15,8 +15,18 @@ from litestar.response import Redirect, Template
 from ...domain import audit, staff
 from ...domain.errors import Unauthorized, ValidationFailed
 from .session import (
-    COOKIE, CSRF_FIELD, LoginRequired, StaffController, login_csrf, login_csrf_ok, me, page, require_session, safe_next,
-    session_cookie, to_login,
+    COOKIE,
+    CSRF_FIELD,
+    LoginRequired,
+    StaffController,
+    login_csrf,
+    login_csrf_ok,
+    me,
+    page,
+    require_session,
+    safe_next,
+    session_cookie,
+    to_login,
 )
 
 CSRF_FAILED = "This sign-in form has expired or did not come from this site. It has been renewed: please sign in again."
@@ -25,8 +35,13 @@ CSRF_FAILED = "This sign-in form has expired or did not come from this site. It 
 def _login_page(request: Request, context: dict, status: int = 200, headers: dict | None = None) -> Template:
     """The sign-in form with its CSRF token (setting the token's cookie when the browser has none)."""
     token, cookie = login_csrf(request)
-    return Template("staff/login.html", context={"error": None, "email": "", "me": None, **context, "csrf": token},
-                    status_code=status, headers=headers, cookies=[cookie] if cookie else None)
+    return Template(
+        "staff/login.html",
+        context={"error": None, "email": "", "me": None, **context, "csrf": token},
+        status_code=status,
+        headers=headers,
+        cookies=[cookie] if cookie else None,
+    )
 
 
 class SignIn(Controller):
@@ -50,7 +65,9 @@ class SignIn(Controller):
             member = await staff.authenticate(email, password)
         except (staff.Throttled, staff.Busy) as exc:
             status = 429 if isinstance(exc, staff.Throttled) else 503
-            return _login_page(request, {**context, "error": exc.message}, status, {"Retry-After": str(exc.retry_after)})
+            return _login_page(
+                request, {**context, "error": exc.message}, status, {"Retry-After": str(exc.retry_after)}
+            )
         except Unauthorized as exc:
             return _login_page(request, {**context, "error": exc.message}, 401)
         token = await staff.start_session(member["id"], request.headers.get("user-agent", ""))
@@ -69,15 +86,22 @@ class Account(StaffController):
     async def _page(self, request: Request, status: int = 200, **extra) -> Template:
         member = me(request)
         return page(
-            request, "staff/account.html", status,
-            tokens=await staff.token_list(), members=await staff.members(),
-            sessions=await staff.sessions(member["id"]), errors=extra.pop("errors", {}), **extra,
+            request,
+            "staff/account.html",
+            status,
+            tokens=await staff.token_list(),
+            members=await staff.members(),
+            sessions=await staff.sessions(member["id"]),
+            errors=extra.pop("errors", {}),
+            **extra,
         )
 
     @get("/")
     async def show(self, request: Request, done: FromQuery[str | None] = None) -> Template:
-        messages = {"password": "Your password is changed. Every other session has been signed out.",
-                    "revoked": "The token is revoked: requests carrying it now answer 401."}
+        messages = {
+            "password": "Your password is changed. Every other session has been signed out.",
+            "revoked": "The token is revoked: requests carrying it now answer 401.",
+        }
         return await self._page(request, flash=messages.get(done or ""))
 
     @post("/password")
@@ -88,7 +112,9 @@ class Account(StaffController):
             return await self._page(request, 400, errors={"new_password_again": "does not match the new password"})
         try:
             await staff.change_password(
-                member["id"], form.get("current_password") or "", form.get("new_password") or "",
+                member["id"],
+                form.get("current_password") or "",
+                form.get("new_password") or "",
                 keep_session_hash=member["session_hash"],
             )
         except ValidationFailed as exc:
@@ -122,6 +148,8 @@ class Account(StaffController):
             return await self._page(request, 400, member_errors=exc.fields, member_values=dict(form))
         await audit.record(me(request)["id"], "staff.create", "staff", created["id"], f"account {created['email']}")
         return await self._page(
-            request, 201, flash=f"Account {created['email']} created. Give them the password in person or by phone; "
+            request,
+            201,
+            flash=f"Account {created['email']} created. Give them the password in person or by phone; "
             "they can change it under Account.",
         )

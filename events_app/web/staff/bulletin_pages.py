@@ -4,7 +4,7 @@ progress (a page that reloads itself, no JavaScript needed), pause, resume and r
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, get, post
@@ -34,8 +34,16 @@ async def _topics() -> list[dict]:
     return await db.fetch("SELECT slug, name FROM topic ORDER BY id")
 
 
-async def _editor(request: Request, issue: dict | None, values: dict, *, errors: dict | None = None,
-                  status: int = 200, flash: str | None = None, previewing: dict | None = None) -> Template:
+async def _editor(
+    request: Request,
+    issue: dict | None,
+    values: dict,
+    *,
+    errors: dict | None = None,
+    status: int = 200,
+    flash: str | None = None,
+    previewing: dict | None = None,
+) -> Template:
     """The editor; `previewing` (the issue with unsaved changes applied) replaces the saved
     issue in the previews."""
     shown = previewing or issue
@@ -43,14 +51,31 @@ async def _editor(request: Request, issue: dict | None, values: dict, *, errors:
     if shown is not None:
         web = issues.body_html(shown)
         email = bulk.preview(shown, settings.get())
-    return page(request, "staff/issue_edit.html", status, issue=issue, values=values, errors=errors or {},
-                flash=flash, topics=await _topics(), web=web, email=email, unsaved=previewing is not None,
-                delivery=await issues.delivery(issue["id"]) if issue else None)
+    return page(
+        request,
+        "staff/issue_edit.html",
+        status,
+        issue=issue,
+        values=values,
+        errors=errors or {},
+        flash=flash,
+        topics=await _topics(),
+        web=web,
+        email=email,
+        unsaved=previewing is not None,
+        delivery=await issues.delivery(issue["id"]) if issue else None,
+    )
 
 
 def _values(issue: dict) -> dict:
-    return {"title": issue["title"], "slug": issue["slug"], "issue_date": issue["issue_date"],
-            "summary": issue["summary"], "body": issue["body"], "topic": issue["topic_slug"]}
+    return {
+        "title": issue["title"],
+        "slug": issue["slug"],
+        "issue_date": issue["issue_date"],
+        "summary": issue["summary"],
+        "body": issue["body"],
+        "topic": issue["topic_slug"],
+    }
 
 
 async def _default_zone() -> str:
@@ -68,8 +93,14 @@ class BulletinPages(StaffController):
 
     @get("/new")
     async def new(self, request: Request) -> Template:
-        values = {"title": "", "slug": "", "issue_date": datetime.now(timezone.utc).date().isoformat(),
-                  "summary": "", "body": "", "topic": "bulletin"}
+        values = {
+            "title": "",
+            "slug": "",
+            "issue_date": datetime.now(UTC).date().isoformat(),
+            "summary": "",
+            "body": "",
+            "topic": "bulletin",
+        }
         return await _editor(request, None, values)
 
     @post("/")
@@ -86,8 +117,11 @@ class BulletinPages(StaffController):
     @get("/{issue_id:int}")
     async def edit(self, request: Request, issue_id: FromPath[int], done: FromQuery[str | None] = None) -> Template:
         issue = await issues.get(issue_id)
-        flash = {"created": "Draft saved. Check both previews, send yourself a test, then release.",
-                 "saved": "Saved.", "tested": "Test email queued: it arrives marked [Test] within seconds."}.get(done or "")
+        flash = {
+            "created": "Draft saved. Check both previews, send yourself a test, then release.",
+            "saved": "Saved.",
+            "tested": "Test email queued: it arrives marked [Test] within seconds.",
+        }.get(done or "")
         return await _editor(request, issue, _values(issue), flash=flash)
 
     @post("/{issue_id:int}")
@@ -98,15 +132,22 @@ class BulletinPages(StaffController):
         if form.get("preview"):
             # Show the previews of what is typed, without saving it.
             merged = {**issue, **{k: val for k, val in data.items() if k in ("title", "summary", "body", "issue_date")}}
-            return await _editor(request, issue, {**_values(issue), **data}, previewing=merged,
-                                 flash="Preview of your unsaved changes: save to keep them.")
+            return await _editor(
+                request,
+                issue,
+                {**_values(issue), **data},
+                previewing=merged,
+                flash="Preview of your unsaved changes: save to keep them.",
+            )
         try:
             updated = await issues.update(issue_id, data)
         except ValidationFailed as exc:
             return await _editor(request, issue, {**_values(issue), **data}, errors=exc.fields, status=400)
         changed = [k for k in EDITABLE if k in data and str(_values(issue).get(k)) != str(_values(updated).get(k))]
         if changed:
-            await audit.record(me(request)["id"], "issue.update", "issue", issue_id, f"{updated['title']}: {', '.join(changed)}")
+            await audit.record(
+                me(request)["id"], "issue.update", "issue", issue_id, f"{updated['title']}: {', '.join(changed)}"
+            )
         return Redirect(f"/staff/issues/{issue_id}?done=saved", status_code=303)
 
     @post("/{issue_id:int}/test")
@@ -117,15 +158,24 @@ class BulletinPages(StaffController):
         try:
             await issues.send_test(issue_id, address)
         except ValidationFailed as exc:
-            return await _editor(request, issue, _values(issue), errors={"test_email": exc.fields.get("email", "is invalid")}, status=400)
+            return await _editor(
+                request, issue, _values(issue), errors={"test_email": exc.fields.get("email", "is invalid")}, status=400
+            )
         await audit.record(me(request)["id"], "issue.test", "issue", issue_id, f"test to {v.email(address)}")
         return Redirect(f"/staff/issues/{issue_id}?done=tested", status_code=303)
 
     @get("/{issue_id:int}/release")
     async def release_confirm(self, request: Request, issue_id: FromPath[int]) -> Template:
         issue = await issues.get(issue_id)
-        return page(request, "staff/issue_release.html", issue=issue, recipients=await issues.recipient_count(issue_id),
-                    zones=event_form.all_zones(), zone=await _default_zone(), errors={})
+        return page(
+            request,
+            "staff/issue_release.html",
+            issue=issue,
+            recipients=await issues.recipient_count(issue_id),
+            zones=event_form.all_zones(),
+            zone=await _default_zone(),
+            errors={},
+        )
 
     @post("/{issue_id:int}/release")
     async def release(self, request: Request, issue_id: FromPath[int]) -> Response:
@@ -136,20 +186,36 @@ class BulletinPages(StaffController):
             try:
                 zone = v.zone(form.get("timezone"), "timezone")
                 at = v.timestamp(form.get("release_at"), "release_at", zone)
-                if at <= datetime.now(timezone.utc):
+                if at <= datetime.now(UTC):
                     raise v.fail("release_at", "is in the past: choose a later time, or release now")
             except ValidationFailed as exc:
-                return page(request, "staff/issue_release.html", 400, issue=issue, errors=exc.fields,
-                            recipients=await issues.recipient_count(issue_id), zones=event_form.all_zones(),
-                            zone=form.get("timezone") or "UTC")
+                return page(
+                    request,
+                    "staff/issue_release.html",
+                    400,
+                    issue=issue,
+                    errors=exc.fields,
+                    recipients=await issues.recipient_count(issue_id),
+                    zones=event_form.all_zones(),
+                    zone=form.get("timezone") or "UTC",
+                )
         try:
             result = await issues.release(issue_id, at, staff_id=me(request)["id"])
         except Conflict as exc:
-            return page(request, "staff/message.html", 409, title="Not released", message=exc.message,
-                        back=f"/staff/issues/{issue_id}/progress", back_label="See its delivery")
+            return page(
+                request,
+                "staff/message.html",
+                409,
+                title="Not released",
+                message=exc.message,
+                back=f"/staff/issues/{issue_id}/progress",
+                back_label="See its delivery",
+            )
         count = await issues.recipient_count(issue_id, result["release_at"])
         when = "now" if result["status"] == "released" else f"at {result['release_at'].isoformat()}"
-        await audit.record(me(request)["id"], "issue.release", "issue", issue_id, f"{when}, to about {count} subscribers")
+        await audit.record(
+            me(request)["id"], "issue.release", "issue", issue_id, f"{when}, to about {count} subscribers"
+        )
         return Redirect(f"/staff/issues/{issue_id}/progress", status_code=303)
 
     @get("/{issue_id:int}/progress")
@@ -157,11 +223,21 @@ class BulletinPages(StaffController):
         issue = await issues.get(issue_id)
         delivery = await issues.delivery(issue_id)
         moving = delivery.get("mailing") is not None and delivery["status"] != "done"
-        flash = {"retried": "The failed deliveries are queued again.", "paused": "Paused: nothing more goes out until you resume.",
-                 "resumed": "Resumed."}.get(done or "")
-        template = page(request, "staff/issue_progress.html", issue=issue, d=delivery, moving=moving,
-                        refresh=REFRESH_SECONDS, flash=flash,
-                        release_local=_in_zone(delivery.get("release_at"), await _default_zone()))
+        flash = {
+            "retried": "The failed deliveries are queued again.",
+            "paused": "Paused: nothing more goes out until you resume.",
+            "resumed": "Resumed.",
+        }.get(done or "")
+        template = page(
+            request,
+            "staff/issue_progress.html",
+            issue=issue,
+            d=delivery,
+            moving=moving,
+            refresh=REFRESH_SECONDS,
+            flash=flash,
+            release_local=_in_zone(delivery.get("release_at"), await _default_zone()),
+        )
         if moving:
             # Browsers reload the page on their own: live progress without JavaScript.
             template.headers["Refresh"] = str(REFRESH_SECONDS)
@@ -180,9 +256,18 @@ class BulletinPages(StaffController):
                 await (issues.pause if action == "pause" else issues.resume)(issue_id)
                 summary = ""
         except Conflict as exc:
-            return page(request, "staff/message.html", 409, title="Not done", message=exc.message,
-                        back=f"/staff/issues/{issue_id}", back_label="Back to the issue")
-        await audit.record(me(request)["id"], f"issue.{'retry_failed' if action == 'retry' else action}", "issue", issue_id, summary)
+            return page(
+                request,
+                "staff/message.html",
+                409,
+                title="Not done",
+                message=exc.message,
+                back=f"/staff/issues/{issue_id}",
+                back_label="Back to the issue",
+            )
+        await audit.record(
+            me(request)["id"], f"issue.{'retry_failed' if action == 'retry' else action}", "issue", issue_id, summary
+        )
         past = {"retry": "retried", "pause": "paused", "resume": "resumed"}[action]
         return Redirect(f"/staff/issues/{issue_id}/progress?done={past}", status_code=303)
 

@@ -18,8 +18,9 @@ from ... import timefmt
 MAX_BARS = 60
 
 
-def buckets(moments: list[datetime], tz: str, first: date | None = None, last: date | None = None,
-            max_bars: int = MAX_BARS) -> list[dict]:
+def buckets(
+    moments: list[datetime], tz: str, first: date | None = None, last: date | None = None, max_bars: int = MAX_BARS
+) -> list[dict]:
     """Counts of `moments` per day in zone `tz`, from `first` (default: the earliest moment's day)
     to `last` (default: the latest); several days per bucket when the span exceeds `max_bars`.
     Each bucket: {start, end (inclusive dates), count}."""
@@ -39,7 +40,11 @@ def buckets(moments: list[datetime], tz: str, first: date | None = None, last: d
         width = 7 * math.ceil(width / 7)  # whole weeks read better than "every 3 days"
     count = math.ceil(span / width)
     out = [
-        {"start": first + timedelta(days=i * width), "end": min(first + timedelta(days=(i + 1) * width - 1), last), "count": 0}
+        {
+            "start": first + timedelta(days=i * width),
+            "end": min(first + timedelta(days=(i + 1) * width - 1), last),
+            "count": 0,
+        }
         for i in range(count)
     ]
     for day in days:
@@ -63,8 +68,15 @@ def _label(b: dict) -> str:
     return f"{b['start'].isoformat()} to {b['end'].isoformat()}"
 
 
-def bar_chart(items: list[dict], *, title: str, unit: str = "registrations", width: int = 600,
-              height: int = 150, chart_id: str = "chart") -> Markup:
+def bar_chart(
+    items: list[dict],
+    *,
+    title: str,
+    unit: str = "registrations",
+    width: int = 600,
+    height: int = 150,
+    chart_id: str = "chart",
+) -> Markup:
     """An accessible SVG bar chart of `buckets()`; an empty list draws a note instead."""
     if not items:
         return Markup(f'<p class="hint">No {escape(unit)} yet.</p>')
@@ -79,7 +91,7 @@ def bar_chart(items: list[dict], *, title: str, unit: str = "registrations", wid
         f'role="img" aria-labelledby="{escape(chart_id)}-t {escape(chart_id)}-d" data-total="{total}">',
         f'<title id="{escape(chart_id)}-t">{escape(title)}</title>',
         f'<desc id="{escape(chart_id)}-d">{len(items)} bars from {escape(_label(items[0]))} to '
-        f'{escape(_label(items[-1]))}; highest {peak} {escape(unit)}.</desc>',
+        f"{escape(_label(items[-1]))}; highest {peak} {escape(unit)}.</desc>",
         f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{width - 4}" y2="{top + plot_h}"/>',
         f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}"/>',
         f'<text x="{left - 4}" y="{top + 10}" text-anchor="end">{peak}</text>',
@@ -91,7 +103,7 @@ def bar_chart(items: list[dict], *, title: str, unit: str = "registrations", wid
         parts.append(
             f'<rect class="bar" x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
             f'data-start="{b["start"].isoformat()}" data-end="{b["end"].isoformat()}" data-count="{b["count"]}">'
-            f'<title>{escape(_label(b))}: {b["count"]} {escape(unit)}</title></rect>'
+            f"<title>{escape(_label(b))}: {b['count']} {escape(unit)}</title></rect>"
         )
     parts.append(f'<text x="{left}" y="{height - 6}">{items[0]["start"].isoformat()}</text>')
     if len(items) > 1:

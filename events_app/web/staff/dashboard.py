@@ -4,14 +4,13 @@ each, attendance of past events, and the latest bulletin issue's delivery."""
 from __future__ import annotations
 
 import importlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from litestar import Request, get
 from litestar.response import Template
 
-from ... import db
+from ... import db, timefmt
 from ...domain import events
-from ... import timefmt
 from ...timefmt import format_range
 from . import chart
 from .session import StaffController, page
@@ -75,21 +74,31 @@ class Dashboard(StaffController):
 
     @get("/")
     async def show(self, request: Request) -> Template:
-        moment = datetime.now(timezone.utc)
+        moment = datetime.now(UTC)
         every = await events.listing(include_drafts=True)
         upcoming = [e for e in every if e["ends_at"] >= moment and e["status"] != "cancelled"]
         past = [e for e in every if e["ends_at"] < moment and e["status"] == "published"][:PAST_SHOWN]
         counts = await counts_by_event([e["id"] for e in upcoming + past])
         cards = []
         for e in upcoming:
-            cards.append({
-                "event": e, "counts": counts[e["id"]], "chart": await registrations_chart(e, moment),
-                "when": format_range(e["starts_at"], e["ends_at"], e["timezone"]),
-            })
+            cards.append(
+                {
+                    "event": e,
+                    "counts": counts[e["id"]],
+                    "chart": await registrations_chart(e, moment),
+                    "when": format_range(e["starts_at"], e["ends_at"], e["timezone"]),
+                }
+            )
         attendance = []
         for e in past:
             c = counts[e["id"]]
             rate = round(100 * c["attended"] / c["registered"]) if c["registered"] else None
-            attendance.append({"event": e, "counts": c, "rate": rate,
-                               "when": format_range(e["starts_at"], e["ends_at"], e["timezone"])})
+            attendance.append(
+                {
+                    "event": e,
+                    "counts": c,
+                    "rate": rate,
+                    "when": format_range(e["starts_at"], e["ends_at"], e["timezone"]),
+                }
+            )
         return page(request, "staff/dashboard.html", cards=cards, attendance=attendance, latest=await latest_issue())

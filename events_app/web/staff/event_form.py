@@ -17,14 +17,27 @@ from zoneinfo import ZoneInfo, available_timezones
 from ... import timefmt
 
 QUESTION_TYPES = [
-    ("text", "Short text"), ("single", "One choice"), ("multiple", "Several choices"), ("yesno", "Yes or no"),
+    ("text", "Short text"),
+    ("single", "One choice"),
+    ("multiple", "Several choices"),
+    ("yesno", "Yes or no"),
 ]
 # Reminder offsets offered as boxes; any other number of minutes goes in the free field.
 REMINDER_CHOICES = [(10080, "1 week before"), (1440, "1 day before"), (60, "1 hour before"), (15, "15 minutes before")]
 COMMON_ZONES = [
-    "America/Toronto", "America/Vancouver", "America/New_York", "America/Chicago", "America/Los_Angeles",
-    "Europe/London", "Europe/Paris", "Europe/Berlin", "Africa/Nairobi", "Asia/Kolkata", "Asia/Tokyo",
-    "Australia/Sydney", "UTC",
+    "America/Toronto",
+    "America/Vancouver",
+    "America/New_York",
+    "America/Chicago",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Africa/Nairobi",
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "UTC",
 ]
 MAX_QUESTIONS = 30
 
@@ -49,13 +62,21 @@ def values_of(event: dict) -> dict[str, Any]:
     reminders = list(event["reminders"])
     offered = {m for m, _ in REMINDER_CHOICES}
     return {
-        "title": event["title"], "slug": event["slug"], "summary": event["summary"],
-        "description": event["description"], "audience": event["audience"], "tags": ", ".join(event["tags"]),
-        "timezone": tz, "starts_at": local_input(event["starts_at"], tz), "ends_at": local_input(event["ends_at"], tz),
+        "title": event["title"],
+        "slug": event["slug"],
+        "summary": event["summary"],
+        "description": event["description"],
+        "audience": event["audience"],
+        "tags": ", ".join(event["tags"]),
+        "timezone": tz,
+        "starts_at": local_input(event["starts_at"], tz),
+        "ends_at": local_input(event["ends_at"], tz),
         "registration_closes_at": local_input(event["registration_closes_at"], tz),
         "capacity": "" if event["capacity"] is None else str(event["capacity"]),
-        "join_url": event["join_url"], "recording_url": event["recording_url"],
-        "doors_open_minutes": str(event["doors_open_minutes"]), "follow_up_minutes": str(event["follow_up_minutes"]),
+        "join_url": event["join_url"],
+        "recording_url": event["recording_url"],
+        "doors_open_minutes": str(event["doors_open_minutes"]),
+        "follow_up_minutes": str(event["follow_up_minutes"]),
         "reminders": [m for m in reminders if m in offered],
         "reminder_other": ", ".join(str(m) for m in reminders if m not in offered),
         "questions": [dict(q, options="\n".join(q["options"])) for q in event["questions"]],
@@ -65,10 +86,24 @@ def values_of(event: dict) -> dict[str, Any]:
 
 def blank_values() -> dict[str, Any]:
     return {
-        "title": "", "slug": "", "summary": "", "description": "", "audience": "", "tags": "",
-        "timezone": "America/Toronto", "starts_at": "", "ends_at": "", "registration_closes_at": "",
-        "capacity": "", "join_url": "", "recording_url": "", "doors_open_minutes": "15",
-        "follow_up_minutes": "120", "reminders": [1440, 60], "reminder_other": "", "questions": [],
+        "title": "",
+        "slug": "",
+        "summary": "",
+        "description": "",
+        "audience": "",
+        "tags": "",
+        "timezone": "America/Toronto",
+        "starts_at": "",
+        "ends_at": "",
+        "registration_closes_at": "",
+        "capacity": "",
+        "join_url": "",
+        "recording_url": "",
+        "doors_open_minutes": "15",
+        "follow_up_minutes": "120",
+        "reminders": [1440, 60],
+        "reminder_other": "",
+        "questions": [],
         "retention_days": "",
     }
 
@@ -97,8 +132,11 @@ def _question_rows(form: Any, keep_blank: bool = False) -> list[dict]:
     for i in range(count):
         p = f"q-{i}-"
         row = {
-            "label": _text(form, p + "label"), "key": _text(form, p + "key"), "type": _text(form, p + "type") or "text",
-            "required": form.get(p + "required") == "yes", "options": _text(form, p + "options"),
+            "label": _text(form, p + "label"),
+            "key": _text(form, p + "key"),
+            "type": _text(form, p + "type") or "text",
+            "required": form.get(p + "required") == "yes",
+            "options": _text(form, p + "options"),
             "remove": form.get(p + "remove") == "yes",
         }
         if row["remove"] or (not keep_blank and not row["label"] and not row["options"]):
@@ -111,8 +149,18 @@ def to_data(form: Any) -> dict[str, Any]:
     """The posted form as `events.create`/`events.update` data. Empty optional fields mean
     "none" (no capacity limit, no closing time)."""
     data: dict[str, Any] = {
-        k: _text(form, k) for k in ("title", "summary", "description", "audience", "timezone", "starts_at",
-                                    "ends_at", "join_url", "recording_url")
+        k: _text(form, k)
+        for k in (
+            "title",
+            "summary",
+            "description",
+            "audience",
+            "timezone",
+            "starts_at",
+            "ends_at",
+            "join_url",
+            "recording_url",
+        )
     }
     if _text(form, "slug"):
         data["slug"] = _text(form, "slug")
@@ -136,7 +184,9 @@ def to_data(form: Any) -> dict[str, Any]:
     data["questions"] = [
         {
             **({"key": q["key"]} if q["key"] else {}),
-            "label": q["label"], "type": q["type"], "required": q["required"],
+            "label": q["label"],
+            "type": q["type"],
+            "required": q["required"],
             "options": [o.strip() for o in q["options"].split("\n") if o.strip()],
         }
         for q in _question_rows(form)

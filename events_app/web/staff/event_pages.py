@@ -13,9 +13,9 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
+from ... import timefmt
 from ...domain import audit, events, registrant_admin, registrations, retention
 from ...domain.errors import Conflict, ValidationFailed
-from ... import timefmt
 from ...timefmt import format_range
 from ..api import EventsApi
 from ..present import event_page
@@ -26,12 +26,27 @@ from .session import StaffController, me, page
 REGISTRANT_STATUSES = ("registered", "waitlisted", "cancelled")
 
 
-def _form_page(request: Request, *, event: dict | None, values: dict, errors: dict | None = None,
-               status: int = 200, flash: str | None = None) -> Template:
+def _form_page(
+    request: Request,
+    *,
+    event: dict | None,
+    values: dict,
+    errors: dict | None = None,
+    status: int = 200,
+    flash: str | None = None,
+) -> Template:
     return page(
-        request, "staff/event_edit.html", status, event=event, values=values, errors=errors or {}, flash=flash,
-        zones=event_form.all_zones(), common_zones=event_form.COMMON_ZONES,
-        question_types=event_form.QUESTION_TYPES, reminder_choices=event_form.REMINDER_CHOICES,
+        request,
+        "staff/event_edit.html",
+        status,
+        event=event,
+        values=values,
+        errors=errors or {},
+        flash=flash,
+        zones=event_form.all_zones(),
+        common_zones=event_form.COMMON_ZONES,
+        question_types=event_form.QUESTION_TYPES,
+        reminder_choices=event_form.REMINDER_CHOICES,
         retention=_retention(event) if event else None,
     )
 
@@ -63,8 +78,15 @@ class EventPages(StaffController):
     async def index(self, request: Request) -> Template:
         found = await events.listing(include_drafts=True)
         counts = await counts_by_event([e["id"] for e in found])
-        rows = [{"event": e, "counts": counts[e["id"]], "when": format_range(e["starts_at"], e["ends_at"], e["timezone"]),
-                 "state": event_page(e)["state"]} for e in found]
+        rows = [
+            {
+                "event": e,
+                "counts": counts[e["id"]],
+                "when": format_range(e["starts_at"], e["ends_at"], e["timezone"]),
+                "state": event_page(e)["state"],
+            }
+            for e in found
+        ]
         return page(request, "staff/events.html", rows=rows)
 
     @get("/new")
@@ -83,16 +105,23 @@ class EventPages(StaffController):
             event = await events.create(data)
         except ValidationFailed as exc:
             return _form_page(request, event=None, values=event_form.posted_values(form), errors=exc.fields, status=400)
-        await audit.record(me(request)["id"], "event.create", "event", event["id"],
-                           f"{event['title']} ({event['status']})")
+        await audit.record(
+            me(request)["id"], "event.create", "event", event["id"], f"{event['title']} ({event['status']})"
+        )
         return Redirect(f"/staff/events/{event['id']}?done=created", status_code=303)
 
     @get("/{event_id:int}")
-    async def edit(self, request: Request, event_id: FromPath[int], done: FromQuery[str | None] = None,
-                   notified: FromQuery[int | None] = None) -> Template:
+    async def edit(
+        self,
+        request: Request,
+        event_id: FromPath[int],
+        done: FromQuery[str | None] = None,
+        notified: FromQuery[int | None] = None,
+    ) -> Template:
         event = await events.get(event_id)
         messages = {
-            "created": "Event created." + (" It is a draft: publish it when it is ready." if event["status"] == "draft" else ""),
+            "created": "Event created."
+            + (" It is a draft: publish it when it is ready." if event["status"] == "draft" else ""),
             "saved": f"Saved. {notified or 0} {'person was' if notified == 1 else 'people were'} emailed an updated invite.",
             "published": "Published: the event page is public and takes registrations.",
             "cancelled": f"Cancelled. {notified or 0} {'person was' if notified == 1 else 'people were'} told.",
@@ -110,23 +139,42 @@ class EventPages(StaffController):
             would_email = await events.count_affected(event_id, data)
             changed = _changed_fields(event, data)
         except ValidationFailed as exc:
-            return _form_page(request, event=event, values=event_form.posted_values(form), errors=exc.fields, status=400)
+            return _form_page(
+                request, event=event, values=event_form.posted_values(form), errors=exc.fields, status=400
+            )
         except Conflict as exc:
-            return _form_page(request, event=event, values=event_form.posted_values(form), errors={"event": exc.message}, status=409)
+            return _form_page(
+                request, event=event, values=event_form.posted_values(form), errors={"event": exc.message}, status=409
+            )
         if would_email and form.get("confirmed") != "yes":
             # Saving would email people: say how many, and save only when confirmed.
             fields = [(k, v) for k, v in form.multi_items() if k not in ("csrf_token", "confirmed")]
-            return page(request, "staff/event_confirm.html", event=event, would_email=would_email,
-                        fields=fields, changes=[c for c in changed if c in events.INVITE_FIELDS])
+            return page(
+                request,
+                "staff/event_confirm.html",
+                event=event,
+                would_email=would_email,
+                fields=fields,
+                changes=[c for c in changed if c in events.INVITE_FIELDS],
+            )
         try:
             updated, notified = await events.update(event_id, data)
         except ValidationFailed as exc:
-            return _form_page(request, event=event, values=event_form.posted_values(form), errors=exc.fields, status=400)
+            return _form_page(
+                request, event=event, values=event_form.posted_values(form), errors=exc.fields, status=400
+            )
         except Conflict as exc:
-            return _form_page(request, event=event, values=event_form.posted_values(form), errors={"event": exc.message}, status=409)
+            return _form_page(
+                request, event=event, values=event_form.posted_values(form), errors={"event": exc.message}, status=409
+            )
         if changed:
-            await audit.record(me(request)["id"], "event.update", "event", event_id,
-                               f"{updated['title']}: changed {', '.join(changed)}; emailed {notified}")
+            await audit.record(
+                me(request)["id"],
+                "event.update",
+                "event",
+                event_id,
+                f"{updated['title']}: changed {', '.join(changed)}; emailed {notified}",
+            )
         return Redirect(f"/staff/events/{event_id}?done=saved&notified={notified}", status_code=303)
 
     @post("/{event_id:int}/publish")
@@ -149,8 +197,9 @@ class EventPages(StaffController):
         before = await events.get(event_id)
         event, notified = await events.cancel(event_id)
         if before["status"] != "cancelled":
-            await audit.record(me(request)["id"], "event.cancel", "event", event_id,
-                               f"{event['title']}; told {notified}")
+            await audit.record(
+                me(request)["id"], "event.cancel", "event", event_id, f"{event['title']}; told {notified}"
+            )
         return Redirect(f"/staff/events/{event_id}?done=cancelled&notified={notified}", status_code=303)
 
     @get("/{event_id:int}/preview")
@@ -163,13 +212,24 @@ class EventPages(StaffController):
         context = event_page(event)
         if context["state"] == "draft":
             context["state"] = "open"  # show the form a published event would have
-        context.update(errors={}, values={"answers": {}}, links=calendar_links(event, base_url=settings.get().base_url),
-                       notice="Preview: this form does not register anyone.", preview=True)
+        context.update(
+            errors={},
+            values={"answers": {}},
+            links=calendar_links(event, base_url=settings.get().base_url),
+            notice="Preview: this form does not register anyone.",
+            preview=True,
+        )
         return Template("staff/event_preview.html", context=context)
 
     @get("/{event_id:int}/registrants")
-    async def registrants(self, request: Request, event_id: FromPath[int], q: FromQuery[str | None] = None,
-                          status: FromQuery[str | None] = None, done: FromQuery[str | None] = None) -> Template:
+    async def registrants(
+        self,
+        request: Request,
+        event_id: FromPath[int],
+        q: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        done: FromQuery[str | None] = None,
+    ) -> Template:
         event = await events.get(event_id)
         rows = await registrations.for_event(event_id)
         counts = {s: sum(1 for r in rows if r["status"] == s) for s in REGISTRANT_STATUSES}
@@ -178,17 +238,31 @@ class EventPages(StaffController):
             rows = [r for r in rows if r["status"] == status]
         needle = (q or "").strip().lower()[:200]
         if needle:
-            rows = [r for r in rows if needle in r["email"] or needle in r["name"].lower()
-                    or any(needle in str(a).lower() for a in r["answers"].values())]
+            rows = [
+                r
+                for r in rows
+                if needle in r["email"]
+                or needle in r["name"].lower()
+                or any(needle in str(a).lower() for a in r["answers"].values())
+            ]
         zone = ZoneInfo(event["timezone"])
         for r in rows:  # in the event's own zone, as staff think of it
             r["registered_local"] = _local(r["created_at"], zone)
             r["attended_local"] = _local(r["attended_at"], zone)
             r["purged"] = retention.is_purged(r)
-        return page(request, "staff/registrants.html", event=event, rows=rows, counts=counts, q=q or "",
-                    status=status or "", statuses=REGISTRANT_STATUSES, flash=_REG_DONE.get(done or ""),
-                    when=format_range(event["starts_at"], event["ends_at"], event["timezone"]),
-                    retention=_retention(event))
+        return page(
+            request,
+            "staff/registrants.html",
+            event=event,
+            rows=rows,
+            counts=counts,
+            q=q or "",
+            status=status or "",
+            statuses=REGISTRANT_STATUSES,
+            flash=_REG_DONE.get(done or ""),
+            when=format_range(event["starts_at"], event["ends_at"], event["timezone"]),
+            retention=_retention(event),
+        )
 
     @get("/{event_id:int}/registrants.csv")
     async def registrants_csv(self, event_id: FromPath[int]) -> Response:
@@ -196,22 +270,30 @@ class EventPages(StaffController):
         return await EventsApi.registrants_csv.fn(None, event_id)
 
     @get("/{event_id:int}/registrants/{reg_id:int}/confirm-cancel")
-    async def registrant_cancel_confirm(self, request: Request, event_id: FromPath[int],
-                                        reg_id: FromPath[int]) -> Response | Template:
+    async def registrant_cancel_confirm(
+        self, request: Request, event_id: FromPath[int], reg_id: FromPath[int]
+    ) -> Response | Template:
         """Cancelling someone emails them and may give their seat away: say so before it happens."""
         reg = await registrations.view(reg_id)
         if reg["event_id"] != event_id:
             return Redirect(f"/staff/events/{event_id}/registrants", status_code=303)
         event = await events.get(event_id)
         waiting = [r for r in await registrations.for_event(event_id) if r["status"] == "waitlisted"]
-        return page(request, "staff/registrant_cancel.html", event=event, reg=reg,
-                    next_in_line=waiting[0] if waiting and reg["status"] == "registered" else None)
+        return page(
+            request,
+            "staff/registrant_cancel.html",
+            event=event,
+            reg=reg,
+            next_in_line=waiting[0] if waiting and reg["status"] == "registered" else None,
+        )
 
     @post("/{event_id:int}/registrants/{reg_id:int}/{action:str}")
-    async def registrant_action(self, request: Request, event_id: FromPath[int], reg_id: FromPath[int],
-                                action: FromPath[str]) -> Response:
+    async def registrant_action(
+        self, request: Request, event_id: FromPath[int], reg_id: FromPath[int], action: FromPath[str]
+    ) -> Response:
         actions: dict[str, Any] = {
-            "cancel": registrant_admin.cancel_by_staff, "promote": registrant_admin.promote,
+            "cancel": registrant_admin.cancel_by_staff,
+            "promote": registrant_admin.promote,
             "resend": registrant_admin.resend_confirmation,
         }
         if action not in actions:
@@ -223,10 +305,18 @@ class EventPages(StaffController):
             await actions[action](reg_id)
         except Conflict as exc:
             event = await events.get(event_id)
-            return page(request, "staff/message.html", 409, title="Not done", message=exc.message,
-                        back=f"/staff/events/{event_id}/registrants", back_label=f"Back to the registrants of {event['title']}")
-        await audit.record(me(request)["id"], f"registration.{action}", "registration", reg_id,
-                           f"{reg['name']} <{reg['email']}>")
+            return page(
+                request,
+                "staff/message.html",
+                409,
+                title="Not done",
+                message=exc.message,
+                back=f"/staff/events/{event_id}/registrants",
+                back_label=f"Back to the registrants of {event['title']}",
+            )
+        await audit.record(
+            me(request)["id"], f"registration.{action}", "registration", reg_id, f"{reg['name']} <{reg['email']}>"
+        )
         return Redirect(f"/staff/events/{event_id}/registrants?done={action}", status_code=303)
 
 
@@ -239,4 +329,3 @@ _REG_DONE = {
     "promote": "Promoted: they have a seat now and get an email with the calendar invite.",
     "resend": "The confirmation is on its way again, with the same personal links.",
 }
-

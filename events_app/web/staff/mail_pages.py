@@ -17,15 +17,32 @@ class MailPages(StaffController):
     path = "/staff/mail"
 
     @get("/")
-    async def index(self, request: Request, status: FromQuery[str | None] = None, q: FromQuery[str | None] = None,
-                    before: FromQuery[int | None] = None, done: FromQuery[str | None] = None) -> Template:
+    async def index(
+        self,
+        request: Request,
+        status: FromQuery[str | None] = None,
+        q: FromQuery[str | None] = None,
+        before: FromQuery[int | None] = None,
+        done: FromQuery[str | None] = None,
+    ) -> Template:
         rows = await admin.recent(status, (q or "").strip()[:200] or None, PAGE_SIZE + 1, before)
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
-        flash = {"retried": "Queued again: the worker sends it within seconds.",
-                 "not-failed": "That message is no longer failed: nothing to retry."}.get(done or "")
-        return page(request, "staff/mail.html", counts=await admin.counts(), rows=rows, statuses=admin.STATUSES,
-                    status=status or "", q=q or "", next_before=rows[-1]["id"] if more else None, flash=flash)
+        flash = {
+            "retried": "Queued again: the worker sends it within seconds.",
+            "not-failed": "That message is no longer failed: nothing to retry.",
+        }.get(done or "")
+        return page(
+            request,
+            "staff/mail.html",
+            counts=await admin.counts(),
+            rows=rows,
+            statuses=admin.STATUSES,
+            status=status or "",
+            q=q or "",
+            next_before=rows[-1]["id"] if more else None,
+            flash=flash,
+        )
 
     @post("/{row_id:int}/retry")
     async def retry(self, request: Request, row_id: FromPath[int]) -> Response:

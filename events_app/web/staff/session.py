@@ -42,10 +42,7 @@ class LoginRequired(Exception):
 
 class CsrfRejected(HTTPException):
     status_code = 403
-    detail = (
-        "This form has expired or did not come from the staff workspace. "
-        "Go back, reload the page and try again."
-    )
+    detail = "This form has expired or did not come from the staff workspace. Go back, reload the page and try again."
 
 
 def csrf_token(cookie_value: str) -> str:
@@ -61,8 +58,13 @@ def login_csrf(request: Request) -> tuple[str, Cookie | None]:
     if not (isinstance(value, str) and 20 <= len(value) <= 100):
         value = tokens.new_random()
         cookie = Cookie(
-            key=LOGIN_COOKIE, value=value, path="/staff", httponly=True, samesite="lax",
-            secure=settings.get().base_url.startswith("https://"), max_age=86400,
+            key=LOGIN_COOKIE,
+            value=value,
+            path="/staff",
+            httponly=True,
+            samesite="lax",
+            secure=settings.get().base_url.startswith("https://"),
+            max_age=86400,
         )
     return csrf_token(f"login:{value}"), cookie
 

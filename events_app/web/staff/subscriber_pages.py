@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
@@ -34,22 +34,32 @@ async def list_size_over_time() -> dict:
     left = [r["unsubscribed_at"] for r in rows if r["unsubscribed_at"] is not None]
     if not joined:
         return {"items": [], "svg": chart.bar_chart([], title="Confirmed subscribers over time", unit="subscribers")}
-    today = datetime.now(timezone.utc).date()
-    first = min(m.astimezone(timezone.utc).date() for m in joined)
+    today = datetime.now(UTC).date()
+    first = min(m.astimezone(UTC).date() for m in joined)
     ins = chart.buckets(joined, "UTC", first, today)
     outs = chart.buckets(left, "UTC", first, today)
-    net = [{**a, "count": a["count"] - b["count"]} for a, b in zip(ins, outs)]
+    net = [{**a, "count": a["count"] - b["count"]} for a, b in zip(ins, outs, strict=True)]
     items = chart.cumulative(net)
-    return {"items": items, "svg": chart.bar_chart(
-        items, title="Confirmed subscribers over time (UTC days)", unit="subscribers", chart_id="subscribers-chart")}
+    return {
+        "items": items,
+        "svg": chart.bar_chart(
+            items, title="Confirmed subscribers over time (UTC days)", unit="subscribers", chart_id="subscribers-chart"
+        ),
+    }
 
 
 class SubscriberPages(StaffController):
     path = "/staff/subscribers"
 
     @get("/")
-    async def index(self, request: Request, topic: FromQuery[str | None] = None, status: FromQuery[str | None] = None,
-                    q: FromQuery[str | None] = None, after: FromQuery[int | None] = None) -> Template:
+    async def index(
+        self,
+        request: Request,
+        topic: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        q: FromQuery[str | None] = None,
+        after: FromQuery[int | None] = None,
+    ) -> Template:
         errors: dict[str, str] = {}
         try:
             flt = await api._Filter.parse(topic, status, q)
@@ -59,15 +69,22 @@ class SubscriberPages(StaffController):
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
         return page(
-            request, "staff/subscribers.html", 400 if errors else 200, errors=errors,
-            topics=await api.topic_counts(), statuses=api.STATUSES, growth=await list_size_over_time(),
-            rows=rows, next_after=rows[-1]["id"] if more else None,
+            request,
+            "staff/subscribers.html",
+            400 if errors else 200,
+            errors=errors,
+            topics=await api.topic_counts(),
+            statuses=api.STATUSES,
+            growth=await list_size_over_time(),
+            rows=rows,
+            next_after=rows[-1]["id"] if more else None,
             filters={"topic": topic or "", "status": status or "", "q": q or ""},
         )
 
     @get("/export.csv")
-    async def export(self, topic: FromQuery[str | None] = None, status: FromQuery[str | None] = None,
-                     q: FromQuery[str | None] = None) -> Stream:
+    async def export(
+        self, topic: FromQuery[str | None] = None, status: FromQuery[str | None] = None, q: FromQuery[str | None] = None
+    ) -> Stream:
         # The same streamed file as GET /api/v1/subscribers.csv.
         return await api.StaffSubscribersApi.subscribers_csv.fn(None, topic, status, q)
 
@@ -83,8 +100,13 @@ class SubscriberPages(StaffController):
             return page(request, "staff/import_report.html", 400, error="Choose at least one topic.", **context)
         content = await upload.read()
         if len(content) > MAX_UPLOAD:
-            return page(request, "staff/import_report.html", 400, error="The file is over 50 MB: import it with "
-                        "`events-app subscribers import` on the server.", **context)
+            return page(
+                request,
+                "staff/import_report.html",
+                400,
+                error="The file is over 50 MB: import it with `events-app subscribers import` on the server.",
+                **context,
+            )
         fd, path = tempfile.mkstemp(suffix=".csv")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -97,7 +119,10 @@ class SubscriberPages(StaffController):
         finally:
             os.unlink(path)
         await audit.record(
-            me(request)["id"], "subscribers.import", "topic", None,
+            me(request)["id"],
+            "subscribers.import",
+            "topic",
+            None,
             f"{upload.filename} into {', '.join(report.topics)}: {report.imported} new, {report.updated} updated, "
             f"{report.skipped} skipped",
         )
