@@ -38,7 +38,7 @@ from urllib.parse import urlencode
 
 import icalendar
 
-from . import vtimezone
+from . import clock, vtimezone
 
 PRODID = "-//events-app//Events and invites//EN"
 
@@ -127,7 +127,7 @@ def invite(
     placer = vtimezone.Placer()
     vevent.add("uid", uid)
     vevent.add("sequence", int(registration.get("sequence") or 0))
-    vevent.add("dtstamp", (now or datetime.now(UTC)).astimezone(UTC))
+    vevent.add("dtstamp", (now or clock.now()).astimezone(UTC))
     _add_times(vevent, event, placer)
     vevent.add("summary", f"Cancelled: {title}" if cancelled else title)
     vevent.add("description", clean_text("\n".join(lines)))

@@ -6,9 +6,7 @@ with no staff member), inside or after the change it describes. Entries are neve
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from .. import db
+from .. import clock, db
 
 INSERT_SQL = (
     "INSERT INTO audit_entry (staff, action, subject_type, subject_id, summary, created_at) "
@@ -20,7 +18,7 @@ async def record(
     staff_id: int | None, action: str, subject_type: str = "", subject_id: int | None = None, summary: str = ""
 ) -> int:
     """Append one entry, e.g. `record(3, "issue.release", "issue", 7, "to 2,000 subscribers")`."""
-    rows = await db.fetch(INSERT_SQL, staff_id, action, subject_type, subject_id, summary[:2000], datetime.now(UTC))
+    rows = await db.fetch(INSERT_SQL, staff_id, action, subject_type, subject_id, summary[:2000], clock.now())
     return rows[0]["id"]
 
 

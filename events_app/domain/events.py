@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any
 
-from .. import db
+from .. import clock, db
 from ..mail import outbox
 from . import registrations
 from . import validation as v
@@ -204,7 +203,7 @@ async def create(data: dict) -> dict:
             raise v.fail("slug", "is taken by another event")
     else:
         fields["slug"] = await _unique_slug(v.slugify(fields["title"]))
-    moment = datetime.now(UTC)
+    moment = clock.now()
     fields.update(
         created_at=moment, updated_at=moment, version=1, taken=0, calendar_uid=registrations.new_calendar_uid()
     )
@@ -276,7 +275,7 @@ async def listing(include_drafts: bool = False) -> list[dict]:
     first). Staff also see drafts."""
     where = "" if include_drafts else "WHERE status != 'draft'"
     rows = [decode(r) for r in await db.fetch(f"SELECT * FROM event {where} ORDER BY starts_at")]
-    moment = datetime.now(UTC)
+    moment = clock.now()
     upcoming = [e for e in rows if e["ends_at"] >= moment]
     past = [e for e in rows if e["ends_at"] < moment]
     return upcoming + past[::-1]
@@ -296,7 +295,7 @@ async def update(event_id: int, data: dict) -> tuple[dict, int]:
         if not changed:
             return current, 0
         invite_changes = _invite_changes(current, fields)
-        changed["updated_at"] = datetime.now(UTC)
+        changed["updated_at"] = clock.now()
         sets = ", ".join(f"{k} = {{}}" for k in changed)
         await db.fetch(f"UPDATE event SET {sets}, version = version + 1 WHERE id = {{}}", *changed.values(), event_id)
         if "capacity" in changed:
@@ -326,7 +325,7 @@ async def _notify_registered(event_id: int, kind: str, extra: dict, statuses=("r
     rows = await db.fetch(
         f"UPDATE registration SET sequence = sequence + 1, updated_at = {{}} "
         f"WHERE event = {{}} AND status IN ({marks}) RETURNING id, email, status",
-        datetime.now(UTC),
+        clock.now(),
         event_id,
         *statuses,
     )
@@ -351,7 +350,7 @@ async def publish(event_id: int) -> dict:
     if event["status"] != "published":
         await db.fetch(
             "UPDATE event SET status = 'published', version = version + 1, updated_at = {} WHERE id = {}",
-            datetime.now(UTC),
+            clock.now(),
             event_id,
         )
     return await get(event_id)
@@ -366,7 +365,7 @@ async def cancel(event_id: int) -> tuple[dict, int]:
             return event, 0
         await db.fetch(
             "UPDATE event SET status = 'cancelled', version = version + 1, updated_at = {} WHERE id = {}",
-            datetime.now(UTC),
+            clock.now(),
             event_id,
         )
         notified = 0

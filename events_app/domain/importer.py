@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import db, tokens
+from .. import clock, db, tokens
 from . import validation as v
 from .errors import ValidationFailed
 from .subscriptions import topic_ids
@@ -236,7 +236,7 @@ def _stored_time(moment: datetime) -> datetime | str:
 
 async def _store(batch: list[_Row], topic_ids_: list[int], report: ImportReport) -> None:
     """One batch in one transaction: read what is known, insert what is missing."""
-    moment = _stored_time(datetime.now(UTC))
+    moment = _stored_time(clock.now())
     first: dict[str, _Row] = {}
     for row in batch:
         if row.hash in first:

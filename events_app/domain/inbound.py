@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from .. import db, settings
+from ..clock import now
 from ..inbound.parse import Inbound, RecipientReport, outbox_id_of
 from ..mail import bulk, messages, outbox, verp
 from . import registrations, subscriptions
@@ -47,10 +48,6 @@ _CLAIM = (
     "INSERT INTO inbound_message (key, kind, outcome, received_at) VALUES ({}, {}, '', {}) "
     "ON CONFLICT (key) DO NOTHING RETURNING id"
 )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def handle(item: Inbound) -> tuple[bool, str]:

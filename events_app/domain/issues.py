@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from .. import db, markdown
+from ..clock import now
 from . import mailings
 from . import validation as v
 from .errors import Conflict, NotFound, ValidationFailed
@@ -29,10 +30,6 @@ from .subscriptions import topic_ids
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FIELDS = ("title", "slug", "issue_date", "summary", "body", "topic")
 SELECT = "SELECT i.*, t.slug AS topic_slug, t.name AS topic_name FROM issue i JOIN topic t ON t.id = i.topic "
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _issue_date(value: Any) -> str:

@@ -18,18 +18,15 @@ worker after a run of temporary failures, with `paused_until`) holds the rows ba
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from .. import db
+from ..clock import now
 from .errors import Conflict, NotFound
 
 EXPAND_BATCH = 1000
 # Delivery states as staff read them; `sending` rows are in flight.
 STATES = ("queued", "sending", "sent", "failed", "skipped")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _audience(topic_ids: list[int]) -> tuple[str, list]:

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import uuid4
 
 from .. import db, settings, tokens
+from ..clock import now
 from ..mail import outbox
 from . import retention
 from . import validation as v
@@ -67,10 +68,6 @@ EXISTING_SQL = (
     "SELECT id, event, status, name, email, answers, created_at, confirmation_sent_at "
     "FROM registration WHERE event = {} AND email = {}"
 )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def personal_token(row: dict) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from .. import db, settings
+from .. import clock, db, settings
 
 # Registrations anonymised per transaction, and per call of purge_due (one worker tick).
 BATCH = 500
@@ -78,7 +78,7 @@ async def purge_due(now: datetime | None = None, budget: int = PER_TICK) -> int:
 
     An event moved after its purge (purged_at before its new end) is due again when its new
     retention runs out, for whoever registered since."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     candidates = await db.fetch(
         "SELECT id, ends_at, retention_days, purged_at FROM event "
         "WHERE ends_at <= {} AND (purged_at IS NULL OR purged_at < ends_at) ORDER BY ends_at, id",
@@ -163,7 +163,7 @@ async def _anonymise(ids: list[int], now: datetime) -> None:
 def describe(event: dict, now: datetime | None = None) -> dict:
     """What staff are told: the figure (and whether it is the default), when the details are or
     were due for deletion, when they were deleted, and whether that is still to come."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     purged_at = event.get("purged_at")
     if purged_at is not None and purged_at < event["ends_at"]:
         purged_at = None  # moved after its purge: the newer registrants are still to be purged

@@ -28,7 +28,7 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 
-from .. import db
+from .. import clock, db
 from ..mail import outbox
 from . import retention
 
@@ -54,7 +54,7 @@ async def enqueue_due(now: datetime | None = None) -> int:
     """Queue every reminder and follow-up due at `now` (default: the real time) that is not
     queued yet, then purge the registrants whose retention ran out by `now` (at most
     retention.PER_TICK of them). Returns how many messages were queued."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     queued = await _enqueue_messages(now)
     try:
         await retention.purge_due(now)

@@ -25,13 +25,14 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .. import db, tokens
+from ..clock import now
 from . import validation as v
 from .errors import Conflict, DomainError, NotFound, Unauthorized, ValidationFailed
 
@@ -51,10 +52,6 @@ SESSION_MAX_DAYS = 14  # ... and in any case this long after signing in
 # attempts allowed to wait for one; more than that are refused with Busy.
 HASH_THREADS = 2
 HASH_QUEUE = 8
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _password(value: object, field: str = "password") -> str:

@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from .. import db, settings, tokens
+from ..clock import now
 from ..mail import outbox
 from . import validation as v
 from .errors import Conflict, NotFound, ValidationFailed
@@ -61,10 +62,6 @@ _CLAIM_SEND = (
     "UPDATE subscriber SET confirm_sent_at = {} WHERE id = {} "
     "AND (confirm_sent_at IS NULL OR confirm_sent_at <= {}) RETURNING id"
 )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def email_hash(email: str) -> str:

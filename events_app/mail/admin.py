@@ -9,9 +9,8 @@ them, and staff need to see why it failed, not a mangled line."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
-from .. import db
+from .. import clock, db
 
 # `skipped`: not sent on purpose (the subscriber left after the release).
 STATUSES = ("queued", "sending", "sent", "failed", "skipped")
@@ -62,7 +61,7 @@ async def retry(row_id: int) -> bool:
     rows = await db.fetch(
         "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = {} "
         "WHERE id = {} AND status = 'failed' RETURNING id",
-        datetime.now(UTC),
+        clock.now(),
         row_id,
     )
     return bool(rows)

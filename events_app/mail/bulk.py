@@ -45,7 +45,7 @@ from email.utils import format_datetime
 from functools import cached_property
 from urllib.parse import quote
 
-from .. import db, markdown
+from .. import clock, db, markdown
 from ..domain import events, issues, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
@@ -398,7 +398,7 @@ class Builder:
         if subscriber["bounced_at"] is not None:
             raise Superseded("the address was refused for good by its mail server")
         paused = subscriber["paused_until"]
-        if paused is not None and paused > datetime.now(UTC):
+        if paused is not None and paused > clock.now():
             raise Superseded("the subscriber paused their mail since the release")
         shared = mailing["_shared"]
         topics = None

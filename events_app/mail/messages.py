@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
-from .. import db, ics
+from .. import clock, db, ics
 from ..domain import events, registrations, retention, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
@@ -175,7 +175,7 @@ def _plan_scheduled(kind: str, payload: dict, registration: dict, event: dict) -
         offset = payload.get("offset")
         if offset not in (event.get("reminders") or []):
             raise Superseded(f"the event no longer has a reminder {offset} minutes before")
-        if event["ends_at"] <= datetime.now(UTC):
+        if event["ends_at"] <= clock.now():
             raise Superseded("the event is over")  # e.g. held back by a long SMTP outage
         return kind, None, {"starts_in": in_words(int(offset))}
     if not event.get("recording_url"):
@@ -251,7 +251,7 @@ async def _message(
     message["From"] = sender
     message["To"] = recipient
     message["Subject"] = headers.subject(subject)
-    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Date"] = format_datetime(clock.now())
     message["Message-ID"] = message_id(row["id"], settings, await _created_at(row))
     # RFC 3834: a machine wrote this; autoresponders should not answer it.
     message["Auto-Submitted"] = "auto-generated"
@@ -316,7 +316,7 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
         "name": headers.single_line(subscriber["name"]),
         "status": subscriber["status"],
         "topics": [t for t in await subscriptions.all_topics() if t["slug"] in chosen],
-        "paused_until": _day(paused) if paused and paused > datetime.now(UTC) else None,
+        "paused_until": _day(paused) if paused and paused > clock.now() else None,
         "valid_days": subscriptions.CONFIRM_VALID.days,
         "links": links,
         "organizer_name": _display_name(settings),

@@ -12,19 +12,16 @@ rows another worker has locked, and the outer WHERE repeats the status test.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .. import db
+from ..clock import now
 
 INSERT_SQL = (
     "INSERT INTO outbox (kind, recipient, payload, status, attempts, next_attempt_at, "
     "last_error, created_at) VALUES ({}, {}, {}, 'queued', 0, {}, '', {}) RETURNING id"
 )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def enqueue(kind: str, recipient: str, payload: dict[str, Any], at: datetime | None = None) -> int:

@@ -26,7 +26,6 @@ import logging
 import os
 import ssl
 import tempfile
-from datetime import UTC, datetime
 from email.errors import MessageError
 from email.message import EmailMessage
 from pathlib import Path
@@ -34,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from .. import clock
 from ..settings import Settings
 from .headers import MAIL_POLICY
 
@@ -227,7 +227,7 @@ class FileTransport:
 
     def _write(self, data: bytes, outbox_id: int | None) -> Path:
         self._prepare_directory()
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = clock.now().strftime("%Y%m%dT%H%M%S%fZ")
         target = self.directory / f"{stamp}-{outbox_id if outbox_id is not None else 'message'}.eml"
         fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.directory)  # mode 0600
         try:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from .. import settings
+from .. import clock, settings
 from ..domain.events import seats_left
 from ..markdown import to_html
 from ..timefmt import format_range, iso
@@ -59,7 +58,7 @@ def registration_json(reg: dict) -> dict[str, Any]:
 
 def event_page(event: dict) -> dict[str, Any]:
     """Template context for one event: times in its zone, rendered description, state."""
-    now = datetime.now(UTC)
+    now = clock.now()
     closes = event["registration_closes_at"] or event["ends_at"]
     if event["status"] == "cancelled":
         state = "cancelled"

@@ -7,7 +7,7 @@ by any process shows at once.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.types import ASGIApp
 
-from .. import db, settings
+from .. import clock, db, settings
 from ..domain import events, registrations
 from ..domain.errors import Conflict, NotFound, ValidationFailed
 from . import cache
@@ -65,7 +65,7 @@ def _shown_back(value: Any) -> Any:
 
 
 def _listing_key(kind: str, found: list[dict], *extra: Any) -> tuple:
-    moment = datetime.now(UTC)
+    moment = clock.now()
     return (
         kind,
         *extra,
@@ -212,7 +212,7 @@ class PublicPages(Controller):
         from .. import ics
 
         found = [e for e in await events.listing() if e["status"] == "published"]
-        since = datetime.now(UTC) - FEED_KEEPS_PAST
+        since = clock.now() - FEED_KEEPS_PAST
         found = [e for e in found if e["ends_at"] >= since and (tag is None or tag.lower() in e["tags"])]
         key = _listing_key("calendar.ics", found, tag)
         headers = _ics_headers("calendar.ics")

@@ -6,13 +6,13 @@ The token is a capability only its owner received by email, so these forms need 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from litestar import Controller, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from .. import db, settings
+from .. import clock, db, settings
 from ..domain import events, registrations
 from .present import event_page
 
@@ -77,7 +77,7 @@ class RegistrantPages(Controller):
         meeting, attendance recorded at the first click. After the end: a page that says so."""
         reg = await registrations.by_join_token(token)
         event = await events.get(reg["event"])
-        now = datetime.now(UTC)
+        now = clock.now()
         context = {**event_page(event), "registration": reg}
         if reg["status"] != "registered" or event["status"] == "cancelled":
             return Template("registrant/join.html", context={**context, "phase": "inactive"}, status_code=410)

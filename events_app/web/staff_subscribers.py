@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from litestar import Controller, get
 from litestar.params import FromQuery
 from litestar.response import Stream
 
-from .. import db
+from .. import clock, db
 from ..domain import validation as v
 from ..domain.errors import ValidationFailed
 from ..domain.subscriptions import topic_ids
@@ -94,7 +94,7 @@ class _Filter:
 
 async def _page(flt: _Filter, after: int, limit: int) -> list[dict]:
     """Up to `limit` subscribers with id > after, by id, each with its topic slugs."""
-    moment = datetime.now(UTC)
+    moment = clock.now()
     where, args = flt.where(moment)
     rows = await db.fetch(
         f"SELECT s.id, s.email, s.name, {_STATE} AS status, s.source, s.created_at, s.confirmed_at, "
@@ -137,7 +137,7 @@ def _subscriber_json(row: dict) -> dict[str, Any]:
 
 async def topic_counts() -> list[dict]:
     """Every topic with its subscribers counted by status (erased ones have no subscriptions)."""
-    moment = datetime.now(UTC)
+    moment = clock.now()
     topics = await db.fetch("SELECT id, slug, name, description FROM topic ORDER BY id")
     rows = await db.fetch(
         f"SELECT x.topic, {_STATE} AS status, COUNT(*) AS n FROM subscription x "

@@ -12,7 +12,6 @@ The tokens are capabilities only their owner received, so these forms need no se
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +20,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from .. import clock
 from ..domain import subscriptions, validation
 from ..domain.errors import ValidationFailed
 
@@ -146,7 +146,7 @@ class SubscriberPages(Controller):
         errors: dict | None = None,
         status: int = 200,
     ) -> Template:
-        paused = row["paused_until"] is not None and row["paused_until"] > datetime.now(UTC)
+        paused = row["paused_until"] is not None and row["paused_until"] > clock.now()
         return Template(
             "subscriber/preferences.html",
             status_code=status,

@@ -4,14 +4,14 @@ progress (a page that reloads itself, no JavaScript needed), pause, resume and r
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from ... import db, settings, timefmt
+from ... import clock, db, settings, timefmt
 from ...domain import audit, issues
 from ...domain import validation as v
 from ...domain.errors import Conflict, ValidationFailed
@@ -96,7 +96,7 @@ class BulletinPages(StaffController):
         values = {
             "title": "",
             "slug": "",
-            "issue_date": datetime.now(UTC).date().isoformat(),
+            "issue_date": clock.today().isoformat(),
             "summary": "",
             "body": "",
             "topic": "bulletin",
@@ -186,7 +186,7 @@ class BulletinPages(StaffController):
             try:
                 zone = v.zone(form.get("timezone"), "timezone")
                 at = v.timestamp(form.get("release_at"), "release_at", zone)
-                if at <= datetime.now(UTC):
+                if at <= clock.now():
                     raise v.fail("release_at", "is in the past: choose a later time, or release now")
             except ValidationFailed as exc:
                 return page(

@@ -4,12 +4,12 @@ each, attendance of past events, and the latest bulletin issue's delivery."""
 from __future__ import annotations
 
 import importlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 from litestar import Request, get
 from litestar.response import Template
 
-from ... import db, timefmt
+from ... import clock, db, timefmt
 from ...domain import events
 from ...timefmt import format_range
 from . import chart
@@ -74,7 +74,7 @@ class Dashboard(StaffController):
 
     @get("/")
     async def show(self, request: Request) -> Template:
-        moment = datetime.now(UTC)
+        moment = clock.now()
         every = await events.listing(include_drafts=True)
         upcoming = [e for e in every if e["ends_at"] >= moment and e["status"] != "cancelled"]
         past = [e for e in every if e["ends_at"] < moment and e["status"] == "published"][:PAST_SHOWN]

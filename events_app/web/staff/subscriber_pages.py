@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.params import FromQuery
 from litestar.response import Stream, Template
 
-from ... import db
+from ... import clock, db
 from ...domain import audit, importer
 from ...domain.errors import ValidationFailed
 from .. import staff_subscribers as api
@@ -34,7 +34,7 @@ async def list_size_over_time() -> dict:
     left = [r["unsubscribed_at"] for r in rows if r["unsubscribed_at"] is not None]
     if not joined:
         return {"items": [], "svg": chart.bar_chart([], title="Confirmed subscribers over time", unit="subscribers")}
-    today = datetime.now(UTC).date()
+    today = clock.today()
     first = min(m.astimezone(UTC).date() for m in joined)
     ins = chart.buckets(joined, "UTC", first, today)
     outs = chart.buckets(left, "UTC", first, today)
