@@ -19,6 +19,10 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
+# The largest id a row can have: ids are SERIAL, 32-bit signed on PostgreSQL. Ids outside
+# 1..MAX_ID name no row (the edge answers 404 for them, never a database error).
+MAX_ID = 2**31 - 1
+
 
 class Topic(Table):
     """A mailing topic subscribers can choose: bulletin, events, careers."""

@@ -17,6 +17,8 @@ import hmac
 import secrets
 from functools import lru_cache
 
+from .tables import MAX_ID
+
 
 def new_salt() -> str:
     return secrets.token_hex(16)
@@ -45,7 +47,7 @@ def link_row_id(token: str) -> int | None:
     if not dot or not head.isascii() or not head.isdigit() or len(head) > 10 or len(mac) != 43:
         return None
     row_id = int(head)
-    return row_id if 0 < row_id < 2**31 else None
+    return row_id if 0 < row_id <= MAX_ID else None
 
 
 def link_matches(token: str, secret_key: str, purpose: str, row_id: int, salt: str) -> bool:

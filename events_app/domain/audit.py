@@ -7,6 +7,7 @@ with no staff member), inside or after the change it describes. Entries are neve
 from __future__ import annotations
 
 from .. import clock, db
+from ..tables import MAX_ID
 
 INSERT_SQL = (
     "INSERT INTO audit_entry (staff, action, subject_type, subject_id, summary, created_at) "
@@ -28,6 +29,6 @@ async def recent(limit: int = 100, before_id: int | None = None) -> list[dict]:
         "SELECT a.id, a.action, a.subject_type, a.subject_id, a.summary, a.created_at, s.email AS staff_email "
         "FROM audit_entry a LEFT JOIN staff_user s ON s.id = a.staff "
         "WHERE a.id < {} ORDER BY a.id DESC LIMIT {}",
-        before_id if before_id is not None else 2**31 - 1,
+        before_id if before_id is not None else MAX_ID,
         limit,
     )

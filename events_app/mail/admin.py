@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from .. import clock, db
+from ..tables import MAX_ID
 
 # `skipped`: not sent on purpose (the subscriber left after the release).
 STATUSES = ("queued", "sending", "sent", "failed", "skipped")
@@ -20,9 +21,6 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u20
 def visible(text: str | None) -> str:
     """`text` with every control character written as an escape, e.g. `\x07`, `\n`."""
     return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text or "")
-
-
-MAX_ID = 2**31 - 1
 
 
 async def counts() -> dict[str, int]:

@@ -31,11 +31,9 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..domain.errors import NotFound
+from ..domain.validation import MAX_ID
 from ..resources import resource_dir
 from ..settings import Settings
-
-# Ids are PostgreSQL `serial` / `integer` columns (and the same range on SQLite).
-MAX_ID = 2**31 - 1
 
 KIB = 1024
 PUBLIC_BODY_LIMIT = 64 * KIB

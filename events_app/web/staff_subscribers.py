@@ -22,10 +22,10 @@ from .. import clock, db
 from ..domain import validation as v
 from ..domain.errors import ValidationFailed
 from ..domain.subscriptions import topic_ids
+from ..domain.validation import MAX_ID
 from ..timefmt import iso
 from .api import CSV, _cell
 from .auth import require_staff
-from .edge import MAX_ID
 
 STATUSES = ("confirmed", "paused", "pending", "unsubscribed")
 DEFAULT_LIMIT = 50
