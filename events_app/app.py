@@ -29,7 +29,8 @@ from .web.public import PublicPages
 from .web.registrant import RegistrantPages
 from .web.staff import STAFF_HANDLERS
 from .web.staff_subscribers import STAFF_SUBSCRIBER_HANDLERS
-from .web.subscriber import SubscriberApi, SubscriberPages
+from .web.subscriber import SubscriberPages
+from .web.subscribers_api import SubscriberApi
 
 log = logging.getLogger("events_app")
 

@@ -16,9 +16,8 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_202_ACCEPTED
 
 from .. import clock
 from ..domain import subscriptions, validation
@@ -41,19 +40,6 @@ def _shown(values: dict) -> dict:
     if isinstance(values.get("topics"), list):
         shown["topics"] = [t for t in values["topics"] if isinstance(t, str)]
     return shown
-
-
-class SubscriberApi(Controller):
-    path = "/api/v1/subscribers"
-    tags = ["subscribers"]
-
-    @post("/", status_code=HTTP_202_ACCEPTED, summary="Subscribe (double opt-in); same answer for any address")
-    async def subscribe(self, data: JSONBody[Any] = None) -> Response:
-        email, name, topics = subscriptions.clean_request(data)
-        ids = await subscriptions.topic_ids(topics)  # an unknown topic is the caller's mistake: say so
-        await subscriptions.subscribe(email, name, ids, source="api")
-        body = {"email": email, "name": name, "topics": list(ids), "detail": ACCEPTED}
-        return Response(body, status_code=HTTP_202_ACCEPTED)
 
 
 class SubscriberPages(Controller):
