@@ -81,7 +81,7 @@ def _checkpoint_loop(path: Path, mode: str, stop: threading.Event) -> None:
 
 def run_variant(name: str, count: int) -> dict:
     from events_app.domain import registrations as regs
-    from events_app.mail import outbox
+    from events_app.domain import outbox
 
     with tempfile.TemporaryDirectory(prefix="bench-sqlite-") as tmp_name:
         tmp = Path(tmp_name)

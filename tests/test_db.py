@@ -55,7 +55,7 @@ async def test_the_one_statement_registration_writes_what_the_general_path_write
     FAST_PG_SQL); its outbox row must be the one outbox.enqueue writes, or the worker would
     read it differently. On SQLite the general path runs: the same assertions hold."""
     from events_app.domain import registrations
-    from events_app.mail import outbox
+    from events_app.domain import outbox
     from factories import published_event
 
     event = await published_event(capacity=5)

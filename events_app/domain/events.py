@@ -13,8 +13,7 @@ import re
 from typing import Any
 
 from .. import clock, db
-from ..mail import outbox
-from . import registrations
+from . import outbox, registrations
 from . import validation as v
 from .errors import Conflict, NotFound, ValidationFailed
 

@@ -35,8 +35,8 @@ from datetime import timedelta
 from .. import db, settings
 from ..clock import now
 from ..inbound.parse import Inbound, RecipientReport, outbox_id_of
-from ..mail import bulk, messages, outbox, verp
-from . import registrations, subscriptions
+from ..mail import bulk, messages, verp
+from . import outbox, registrations, subscriptions
 from .errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)

@@ -304,7 +304,7 @@ async def resume(issue_id: int) -> dict:
 async def send_test(issue_id: int, address: str) -> int:
     """Queue the issue's email to one address (staff checking it), marked as a test, with the
     links of a sample subscriber that lead nowhere personal."""
-    from ..mail import outbox
+    from . import outbox
 
     await get(issue_id)
     return await outbox.enqueue("issue_test", v.email(address), {"issue_id": issue_id})

@@ -5,8 +5,7 @@ the person would get anyway (domain/registrations.py owns the registrant's own a
 from __future__ import annotations
 
 from .. import db
-from ..mail import outbox
-from . import retention
+from . import outbox, retention
 from .errors import Conflict, NotFound
 from .registrations import _event_state, cancel, now, personal_token, view
 

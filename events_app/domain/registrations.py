@@ -29,8 +29,7 @@ from uuid import uuid4
 
 from .. import db, settings, tokens
 from ..clock import now
-from ..mail import outbox
-from . import retention
+from . import outbox, retention
 from . import validation as v
 from .errors import Conflict, NotFound, ValidationFailed
 from .registration_input import clean_answers, clean_person

@@ -29,8 +29,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from .. import clock, db
-from ..mail import outbox
-from . import retention
+from . import outbox, retention
 
 log = logging.getLogger(__name__)
 

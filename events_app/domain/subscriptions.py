@@ -36,7 +36,7 @@ from typing import Any
 
 from .. import db, settings, tokens
 from ..clock import now
-from ..mail import outbox
+from . import outbox
 from . import validation as v
 from .errors import Conflict, NotFound, ValidationFailed
 

@@ -1,5 +1,6 @@
-"""Mail: the durable outbox (`outbox`), what each message says (`messages`, `render` on the
-`emails/` templates), how it leaves (`transport`) and the loop that sends (`worker`).
+"""Mail: what each message says (`messages`, `bulk`, `render` on the `emails/` templates), how it
+leaves (`transport`, `headers`, `verp`, `dkim`) and the worker that sends what the domain queued.
 
-Nothing is imported here: the domain imports `outbox` alone and must not pull in SMTP or Jinja.
+The outbox itself (enqueue, claim, mark) is the domain's (events_app/domain/outbox.py): imports run
+domain -> nothing here, and mail -> the domain's public functions. Nothing is imported in this file.
 """

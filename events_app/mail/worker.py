@@ -24,9 +24,9 @@ from email.errors import MessageError
 
 from .. import db
 from .. import settings as settings_module
-from ..domain import mailings, schedule
+from ..domain import mailings, outbox, schedule
 from ..settings import Settings
-from . import bulk, dkim, headers, messages, outbox, verp
+from . import bulk, dkim, headers, messages, verp
 from .transport import PermanentFailure, TemporaryFailure, Transport, make_transport
 
 log = logging.getLogger(__name__)

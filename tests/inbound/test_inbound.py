@@ -11,7 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 from events_app import db, settings
 from events_app.domain import inbound, registrations, subscriptions
-from events_app.mail import messages, outbox, verp
+from events_app.domain import outbox
+from events_app.mail import messages, verp
 from factories import published_event
 
 from .conftest import dtstamp, fill, lmtp_deliver, run_cli, start_listener, stop_listener

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from events_app.mail import outbox
+from events_app.domain import outbox
 
 from .helpers import outbox_rows
 

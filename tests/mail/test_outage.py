@@ -44,7 +44,7 @@ async def test_a_message_claimed_by_a_worker_that_died_is_sent_once_later(worker
     """A worker died after claiming (row left in `sending`): past the claim time-out another
     worker sends it, with the same Message-ID."""
     from events_app import db
-    from events_app.mail import outbox
+    from events_app.domain import outbox
 
     event = await published_webinar()
     await register(event, "Ada Lovelace", "ada@example.com")

@@ -13,7 +13,8 @@ import pytest
 import events_app
 from events_app import db, resources, settings
 from events_app.domain import registrations
-from events_app.mail import messages, outbox, render
+from events_app.domain import outbox
+from events_app.mail import messages, render
 from events_app.mail.transport import MemoryTransport
 from events_app.mail.worker import Worker
 

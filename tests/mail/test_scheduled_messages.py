@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from events_app import db, settings
-from events_app.mail import messages, outbox, render
+from events_app.domain import outbox
+from events_app.mail import messages, render
 from events_app.mail.transport import MemoryTransport
 from events_app.mail.worker import Worker
 

@@ -290,7 +290,7 @@ async def test_a_purged_registration_is_never_mailed_again(worker, smtp_server):
         pass
     else:
         raise AssertionError("a purged registration's confirmation was re-sent")
-    from events_app.mail import outbox
+    from events_app.domain import outbox
 
     await outbox.enqueue("registration_confirmed", "deleted-x", {"registration_id": person["id"]})
     await schedule.enqueue_due()  # no follow-up for a purged event

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from events_app import db
 from events_app.domain import issues, mailings
-from events_app.mail import outbox
+from events_app.domain import outbox
 
 from .conftest import assert_pages_need_a_session, assert_refused, audit_actions
 from .test_subscribers_mail_audit import confirmed

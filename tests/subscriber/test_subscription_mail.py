@@ -11,7 +11,8 @@ import pytest
 
 from events_app import db, settings
 from events_app.domain import subscriptions
-from events_app.mail import messages, outbox
+from events_app.domain import outbox
+from events_app.mail import messages
 from mail.helpers import html_of, outbox_rows, parts, row_message_id, text_of
 from mail.sending import drain, smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
 from subscriber_mail import (
