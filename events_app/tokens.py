@@ -7,6 +7,10 @@ worker can put the same link into a re-sent confirmation. Verifying finds the ro
 key and recomputes the MAC (constant-time compare): no index on random keys, which would cost a
 WAL page per registration on every commit. Rotating the secret key retires every link already
 sent. API tokens are random and kept as SHA-256 hashes (`digest`).
+
+An email address, where it must be recognised without being kept (an erased subscriber, the
+unique key of every subscriber, the sign-in throttle), is kept as `email_hash`: one function, so
+every place computes the same fingerprint of the same address.
 """
 
 from __future__ import annotations
@@ -57,6 +61,13 @@ def link_matches(token: str, secret_key: str, purpose: str, row_id: int, salt: s
 def digest(token: str) -> str:
     """The stored form of a token: its SHA-256, hex."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def email_hash(address: str) -> str:
+    """The one-way fingerprint of an email address: SHA-256 (hex) of the address trimmed and
+    lower-cased, as domain/validation.email spells it. Any text is accepted (an unchecked sign-in
+    field included: a lone surrogate is hashed, not refused)."""
+    return hashlib.sha256(address.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def new_random() -> str:

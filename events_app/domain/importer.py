@@ -28,7 +28,6 @@ PostgreSQL, sequence value changes.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -213,7 +212,7 @@ async def import_csv(
                 report.invalid += 1
                 report.problem(line, _reason(exc))
                 continue
-            batch.append(_Row(line, email, name, hashlib.sha256(email.encode()).hexdigest()))
+            batch.append(_Row(line, email, name, tokens.email_hash(email)))
             if len(batch) >= BATCH_SIZE:
                 await _store(batch, list(ids.values()), report)
                 batch = []

@@ -11,10 +11,10 @@ once, and only on what it proves.
 - Delivery reports: the outbox row is the one our VERP return path names (signed, so it cannot be
   made up) or, failing that, the one whose Message-ID the report quotes, when the failed recipient
   is that row's recipient. A hard bounce (failed, 5.x.x) marks the row failed with the reason and,
-  for list mail (bulk issues and announcements, subscription mail), marks the address bounced as
-  the worker's 5xx path does (`outbox.suppress`), so bulk mail leaves it out. A soft one (delayed,
-  or 4.x.x) counts in `subscriber.soft_bounces`, once per message; at SOFT_BOUNCE_LIMIT the address
-  is marked bounced as well. Mail about a registration is never a reason to drop anyone from
+  for list mail (bulk issues and announcements, subscription mail), suppresses the address as the
+  worker's 5xx path does (`subscriptions.suppress`, where suppression is defined), so bulk mail
+  leaves it out. A soft one (delayed, or 4.x.x) counts once per message
+  (`subscriptions.count_soft_bounce`: at SOFT_BOUNCE_LIMIT in a row the address is suppressed). Mail about a registration is never a reason to drop anyone from
   lists: its row is marked failed, nothing more.
 - Complaints: the subscriber is the one the quoted message was sent to (its VERP return path, its
   Message-ID, its List-Unsubscribe token), else Original-Rcpt-To or its To when we did send mail to
@@ -41,7 +41,6 @@ from .errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
-SOFT_BOUNCE_LIMIT = 5
 CLOCK_SKEW = timedelta(minutes=5)  # a reply's DTSTAMP is the replier's clock
 _LEGACY_UID = re.compile(r"^reg-(\d{1,10})@(.+)$")
 _CLAIM = (
@@ -181,7 +180,7 @@ async def _hard(row: dict, report: RecipientReport) -> str:
     if not _is_list_mail(row):
         return f"outbox row {row['id']} ({row['kind']}) failed: {report.status}"
     address = await _list_address(row)
-    await outbox.suppress(address, report.reason)
+    await subscriptions.suppress(address, report.reason)
     return f"outbox row {row['id']} failed: {report.status}; address marked bounced"
 
 
@@ -190,20 +189,10 @@ async def _soft(row: dict, report: RecipientReport) -> str:
     await db.fetch("UPDATE outbox SET last_error = {} WHERE id = {} AND status = 'sent'", report.reason, row["id"])
     if not _is_list_mail(row):
         return f"outbox row {row['id']} ({row['kind']}) delayed: {report.status}"
-    address = await _list_address(row)
-    counted = (
-        await db.fetch(
-            "UPDATE subscriber SET soft_bounces = soft_bounces + 1 WHERE email = {} RETURNING soft_bounces",
-            address.lower(),
-        )
-        if address
-        else []
-    )
-    if not counted:
+    count = await subscriptions.count_soft_bounce(await _list_address(row), report.reason)
+    if count is None:
         return f"outbox row {row['id']} delayed: {report.status}; no subscriber"
-    count = counted[0]["soft_bounces"]
-    if count >= SOFT_BOUNCE_LIMIT:
-        await outbox.suppress(address, f"{count} temporary failures; last: {report.reason}")
+    if count >= subscriptions.SOFT_BOUNCE_LIMIT:
         return f"outbox row {row['id']} delayed: {report.status}; soft bounce {count}: address marked bounced"
     return f"outbox row {row['id']} delayed: {report.status}; soft bounce {count}"
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from .. import db
 from ..clock import now
 from .errors import Conflict, NotFound
+from .subscriptions import LIFT_BOUNCE, not_paused_sql, not_suppressed_sql, suppressed_sql, topic_ids
 
 EXPAND_BATCH = 1000
 # Delivery states as staff read them; `sending` rows are in flight.
@@ -33,9 +34,10 @@ def _audience(topic_ids: list[int]) -> tuple[str, list]:
     """SQL conditions on subscriber `s` for the audience at a moment (the first argument), and
     the arguments after it. A subscriber in two of the topics is one recipient."""
     topics, topic_args = db.sql_in("t.topic", topic_ids)
+    not_paused = not_paused_sql("s.paused_until").replace("{}", "{0}")
     sql = (
-        "s.status = 'confirmed' AND s.email IS NOT NULL AND s.bounced_at IS NULL "
-        "AND s.confirmed_at <= {0} AND (s.paused_until IS NULL OR s.paused_until <= {0}) "
+        f"s.status = 'confirmed' AND s.email IS NOT NULL AND {not_suppressed_sql('s')} "
+        f"AND s.confirmed_at <= {{0}} AND {not_paused} "
         f"AND EXISTS (SELECT 1 FROM subscription t WHERE t.subscriber = s.id AND {topics} "
         "AND t.created_at <= {0})"
     )
@@ -191,14 +193,14 @@ async def retry_failed(mailing_id: int, include_bounced: bool = False) -> int:
     async with db.transaction():
         if include_bounced:
             await db.fetch(
-                "UPDATE subscriber SET bounced_at = NULL, bounce_reason = '', soft_bounces = 0 WHERE id IN "
+                f"UPDATE subscriber SET {LIFT_BOUNCE} WHERE id IN "
                 "(SELECT subscriber FROM outbox WHERE status = 'failed' AND mailing = {})",
                 mailing_id,
             )
         rows = await db.fetch(
             "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = {}, last_error = '' "
             "WHERE status = 'failed' AND mailing = {} AND subscriber NOT IN "
-            "(SELECT id FROM subscriber WHERE bounced_at IS NOT NULL) RETURNING id",
+            f"(SELECT id FROM subscriber s WHERE {suppressed_sql('s')}) RETURNING id",
             now(),
             mailing_id,
         )
@@ -264,7 +266,6 @@ async def announce(event_id: int, staff_id: int | None = None, again: bool = Fal
     `career`). One announcement per event unless `again` (a second one would reach everyone
     twice). Returns the mailing with `recipients`, the audience counted now."""
     from . import events
-    from .subscriptions import topic_ids
 
     event = await events.get(event_id)
     if event["status"] != "published":

@@ -19,7 +19,6 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from .. import clock
 from ..domain import subscriptions, validation
 from ..domain.errors import ValidationFailed
 
@@ -132,7 +131,6 @@ class SubscriberPages(Controller):
         errors: dict | None = None,
         status: int = 200,
     ) -> Template:
-        paused = row["paused_until"] is not None and row["paused_until"] > clock.now()
         return Template(
             "subscriber/preferences.html",
             status_code=status,
@@ -142,7 +140,7 @@ class SubscriberPages(Controller):
                 "topics": topics,
                 "notice": notice,
                 "errors": errors or {},
-                "paused": paused,
+                "paused_until": subscriptions.paused_until_shown(row),
             },
         )
 
