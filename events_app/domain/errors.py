@@ -33,3 +33,11 @@ class Conflict(DomainError):
 
 class Unauthorized(DomainError):
     pass
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot be reached just now (the web answers 503 "try
+    again" instead of 500). The test lives with the database code; this is the domain's name for it."""
+    from .. import db
+
+    return db.is_outage(exc)

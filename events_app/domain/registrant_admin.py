@@ -4,7 +4,10 @@ the person would get anyway (domain/registrations.py owns the registrant's own a
 
 from __future__ import annotations
 
+from piccolo.query.functions.aggregate import Count
+
 from .. import db
+from ..tables import Registration
 from . import outbox, retention
 from .errors import Conflict, NotFound
 from .registrations import _event_state, cancel, now, personal_token, view
@@ -61,3 +64,15 @@ async def resend_confirmation(reg_id: int) -> dict:
         await db.fetch("UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", now(), reg_id)
         await outbox.enqueue("registration_confirmed", row["email"], {"registration_id": reg_id, "resend": True})
     return await view(reg_id)
+
+
+async def status_counts(event_id: int) -> dict[str, int]:
+    """How many of the event's registrations are waitlisted and cancelled (the staff view of an
+    event adds these to its seat count)."""
+    rows = (
+        await Registration.select(Registration.status, Count(alias="n"))
+        .where(Registration.event == event_id)
+        .group_by(Registration.status)
+    )
+    found = {r["status"]: int(r["n"]) for r in rows}
+    return {"waitlisted": found.get("waitlisted", 0), "cancelled": found.get("cancelled", 0)}

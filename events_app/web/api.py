@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from typing import Any
 
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from ..domain import audit, events, registrations
+from ..domain import audit, events, exports, registrant_admin, registrations
 from ..domain.errors import NotFound, ValidationFailed
 from .auth import optional_staff, require_staff
 from .present import event_json, registration_json
@@ -24,14 +21,6 @@ async def _event_for(request: Request, event_id: int) -> tuple[dict, dict | None
     if event["status"] == "draft" and member is None:
         raise NotFound("No such event")
     return event, member
-
-
-async def _counts(event_id: FromPath[int]) -> dict[str, int]:
-    from .. import db
-
-    rows = await db.fetch("SELECT status, COUNT(*) AS n FROM registration WHERE event = {} GROUP BY status", event_id)
-    found = {r["status"]: r["n"] for r in rows}
-    return {"waitlisted": found.get("waitlisted", 0), "cancelled": found.get("cancelled", 0)}
 
 
 def _object(data: Any) -> dict:
@@ -69,7 +58,7 @@ class EventsApi(Controller):
     @get("/{event_id:int}", summary="One event")
     async def show(self, request: Request, event_id: FromPath[int]) -> dict:
         event, member = await _event_for(request, event_id)
-        counts = await _counts(event["id"]) if member else None
+        counts = await registrant_admin.status_counts(event["id"]) if member else None
         return event_json(event, staff=member is not None, counts=counts)
 
     @patch("/{event_id:int}", guards=[require_staff], summary="Change any field (staff)")
@@ -136,44 +125,10 @@ class EventsApi(Controller):
         summary="Registrants as CSV (staff)",
     )
     async def registrants_csv(self, event_id: FromPath[int]) -> Response:
-        event = await events.get(event_id)
-        rows = await registrations.for_event(event_id)
-        keys = [q["key"] for q in event["questions"]]
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["id", "name", "email", "status", "waitlist_position", "registered_at", "attended_at", *keys])
-        for r in rows:
-            answers = [
-                "; ".join(a)
-                if isinstance(a := r["answers"].get(k, ""), list)
-                else json.dumps(a)
-                if isinstance(a, bool)
-                else a
-                for k in keys
-            ]
-            writer.writerow(
-                [
-                    _cell(str(cell))
-                    for cell in (
-                        r["id"],
-                        r["name"],
-                        r["email"],
-                        r["status"],
-                        r["waitlist_position"] or "",
-                        r["created_at"].isoformat(),
-                        r["attended_at"].isoformat() if r["attended_at"] else "",
-                        *answers,
-                    )
-                ]
-            )
-        return Response(
-            out.getvalue(),
-            media_type=CSV,
-            headers={"Content-Disposition": f'attachment; filename="{event["slug"]}-registrations.csv"'},
-        )
+        return await registrants_csv_response(event_id)
 
 
-def _cell(value: str) -> str:
-    # Spreadsheets run cells that start with these as formulas (CSV injection); every cell goes
-    # through here, whoever typed it (names, addresses and answers come from the public form).
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") else value
+async def registrants_csv_response(event_id: int) -> Response:
+    """The registrants CSV as a download (the API and the workspace's button)."""
+    name, text = await exports.registrants_csv(event_id)
+    return Response(text, media_type=CSV, headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -148,9 +148,9 @@ async def test_csv_export_is_streamed_filtered_and_injection_safe(client, auth, 
 
 
 async def test_csv_export_pages_through_more_rows_than_one_page(client, auth, monkeypatch):
-    from events_app.web import staff_subscribers
+    from events_app.domain import exports
 
-    monkeypatch.setattr(staff_subscribers, "CSV_PAGE", 2)
+    monkeypatch.setattr(exports, "CSV_PAGE", 2)
     for i in range(5):
         await subscriber(f"reader{i}@example.org", f"Reader {i}")
     answer = await client.get("/api/v1/subscribers.csv", headers=auth)
