@@ -45,7 +45,7 @@ async def register_pg(event_id: int, data: dict[str, Any]) -> dict[str, Any]:
     email, name = data["email"], data["name"]
     rows = await STATE["pool"].fetch(
         STATE["sql"], event_id, STATE["version"], event_id, email, email, name, "{}",
-        secrets.token_hex(16), False, moment, moment, moment, moment, moment,
+        secrets.token_hex(16), False, moment, moment, moment, f"{secrets.token_hex(16)}@bench", moment, moment,
     )
     return {"id": rows[0]["id"], "status": "registered"}
 
