@@ -56,6 +56,33 @@ class LocalSwaggerPlugin(SwaggerRenderPlugin):
 """.encode()
 
 
+def operation_id(route_handler: Any, http_method: Any, path_components: list) -> str:
+    """Operation ids a generated client reads well: the handler's name, after the resource it
+    acts on unless the name says it already (`events_create`, `issues_release`,
+    `list_subscribers`, `health`). They name the generated client's modules and functions."""
+    name = route_handler.handler_name
+    parts = [p for p in path_components if isinstance(p, str) and p]
+    resource = parts[2] if len(parts) > 2 and parts[:2] == ["api", "v1"] else ""
+    if not resource or resource.rstrip("s").split(".")[0] in name:
+        return name
+    return f"{resource}_{name}"
+
+
+def tighten(openapi: Any) -> None:
+    """Say in the document what the Structs enforce but Litestar (2.25) does not write: the
+    bodies that refuse unknown fields (web/schemas.py: events, issues) have
+    `additionalProperties: false`, so that a client or a checker knows an extra field is refused."""
+    from msgspec import Struct
+
+    from . import schemas
+
+    components = getattr(getattr(openapi, "components", None), "schemas", None) or {}
+    for name, schema in components.items():
+        model = getattr(schemas, name, None)
+        if isinstance(model, type) and issubclass(model, Struct) and model.__struct_config__.forbid_unknown_fields:
+            schema.additional_properties = False
+
+
 @get("/static/api-docs.js", media_type="text/javascript", include_in_schema=False)
 async def start_script() -> str:
     return START_SCRIPT

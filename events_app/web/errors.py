@@ -17,8 +17,8 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.response import Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from .. import db
-from ..domain.errors import Conflict, DomainError, NotFound, Unauthorized, ValidationFailed
+from ..domain.errors import Conflict, DomainError, NotFound, Unauthorized, ValidationFailed, is_outage
+from .schemas import reasons
 
 log = logging.getLogger("events_app.web")
 
@@ -52,10 +52,17 @@ def domain_error(request: Request, exc: DomainError) -> Response:
 
 
 def validation_error(request: Request, exc: ValidationException) -> Response:
+    """The framework refused a parameter or a body's shape (web/schemas.py): each field named by
+    its JSON path, with a readable reason ("Expected `str`, got `int`" at `$.title` becomes
+    {"title": "must be a string"})."""
     errors: dict[str, str] = {}
     for item in exc.extra or []:
         if isinstance(item, dict):
-            errors[str(item.get("key") or item.get("source") or "body")] = str(item.get("message", "is invalid"))
+            key = str(item.get("key") or "")
+            if not key and item.get("source") != "body":
+                key = str(item.get("source") or "")
+            field, reason = reasons(str(item.get("message", "is invalid")), key)
+            errors[field] = reason
     if not errors:
         errors["body"] = exc.detail or "is invalid"
     return _answer(request, 400, {"status_code": 400, "detail": "Invalid input", "errors": errors})
@@ -105,7 +112,7 @@ def unavailable(request: Request, exc: Exception) -> Response:
 
 
 def unexpected(request: Request, exc: Exception) -> Response:
-    if db.is_outage(exc):
+    if is_outage(exc):
         return unavailable(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _answer(

@@ -8,14 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, get
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery
 from litestar.response import Stream
 
 from ..domain import exports, subscriber_lists
 from ..domain.subscriber_lists import STATUSES, SubscriberFilter, page, topic_counts
 from ..timefmt import iso
+from . import responses as out
 from .api import CSV
 from .auth import require_staff
+from .responses import ERRORS, STAFF
 
 # The workspace's subscriber page (web/staff/subscriber_pages.py) reads these through here.
 __all__ = ["STATUSES", "STAFF_SUBSCRIBER_HANDLERS", "SubscriberFilter", "csv_response", "page", "topic_counts"]
@@ -46,12 +49,21 @@ class StaffSubscribersApi(Controller):
     path = "/api/v1"
     tags = ["subscribers"]
     guards = [require_staff]
+    security = STAFF
 
-    @get("/topics", summary="Topics with subscriber counts by status (staff)")
-    async def topics(self) -> dict:
+    @get("/topics", responses=ERRORS, summary="Topics with subscriber counts by status (staff)")
+    async def topics(self) -> out.Topics:
         return {"topics": await topic_counts()}
 
-    @get("/subscribers.csv", media_type=CSV, summary="Subscribers as CSV, streamed (staff)")
+    @get(
+        "/subscribers.csv",
+        media_type=CSV,
+        responses={
+            200: ResponseSpec(str, media_type=CSV, description="The CSV file", generate_examples=False),
+            **ERRORS,
+        },
+        summary="Subscribers as CSV, streamed (staff)",
+    )
     async def subscribers_csv(
         self,
         topic: FromQuery[str | None] = None,
@@ -64,7 +76,9 @@ class StaffSubscribersApi(Controller):
 @get(
     "/api/v1/subscribers",
     guards=[require_staff],
+    security=STAFF,
     tags=["subscribers"],
+    responses=ERRORS,
     summary="Subscribers, filtered and searched, paged by id (staff)",
 )
 async def list_subscribers(
@@ -73,7 +87,7 @@ async def list_subscribers(
     q: FromQuery[str | None] = None,
     after: FromQuery[str | None] = None,
     limit: FromQuery[str | None] = None,
-) -> dict:
+) -> out.Subscribers:
     """`q` matches part of the email or name, case-insensitively. Pass the answer's
     `next_after` as `after` for the next page; it is null on the last page."""
     rows, next_after = await subscriber_lists.listing(topic, status, q, after, limit)

@@ -6,13 +6,15 @@ sent, never from what is stored (see web/subscriber.py for the pages that share 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from litestar import Controller, Response, post
-from litestar.params import JSONBody
+from litestar import Controller, Request, Response, post
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from ..domain import subscriptions
+from . import responses as out
+from .responses import ERRORS
+from .schemas import SUBSCRIBE_EXAMPLE, SubscribeIn, checked, example, fields
 from .subscriber import ACCEPTED
 
 
@@ -20,9 +22,16 @@ class SubscriberApi(Controller):
     path = "/api/v1/subscribers"
     tags = ["subscribers"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED, summary="Subscribe (double opt-in); same answer for any address")
-    async def subscribe(self, data: JSONBody[Any] = None) -> Response:
-        email, name, topics = subscriptions.clean_request(data)
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        responses=ERRORS,
+        summary="Subscribe (double opt-in); same answer for any address",
+    )
+    async def subscribe(
+        self, request: Request, data: Annotated[SubscribeIn, example(SUBSCRIBE_EXAMPLE)]
+    ) -> Response[out.Subscribed]:
+        email, name, topics = subscriptions.clean_request(fields(await checked(request, SubscribeIn)))
         ids = await subscriptions.topic_ids(topics)  # an unknown topic is the caller's mistake: say so
         await subscriptions.subscribe(email, name, ids, source="api")
         body = {"email": email, "name": name, "topics": list(ids), "detail": ACCEPTED}
