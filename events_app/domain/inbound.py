@@ -299,7 +299,7 @@ async def _decline(row: dict) -> str:
             "SELECT status, starts_at, ends_at, registration_closes_at FROM event WHERE id = {}", row["event"]
         )
     )[0]
-    rule = registrations.cancel_rule(event, row)
+    rule = registrations.may_cancel(row, event)
     if not rule.allowed:
         return f"reply: declined; registration {row['id']} not cancelled: {rule.reason}"
     try:

@@ -8,9 +8,9 @@ from piccolo.query.functions.aggregate import Count
 
 from .. import db
 from ..tables import Registration
-from . import outbox, retention
+from . import audit, outbox, retention
 from .errors import Conflict, NotFound
-from .registrations import _event_state, cancel, now, personal_token, view
+from .registrations import _event_state, cancel, now, personal_token, staff_summary, view
 
 
 async def _row(reg_id: int) -> dict:
@@ -24,13 +24,13 @@ async def _row(reg_id: int) -> dict:
     return rows[0]
 
 
-async def cancel_by_staff(reg_id: int) -> dict:
+async def cancel_by_staff(reg_id: int, actor: int | None = None) -> dict:
     """Cancel someone's registration for them: exactly what their own cancel button does (a
     calendar CANCEL, the seat to the first waitlisted person)."""
-    return await cancel(personal_token(await _row(reg_id)))
+    return await cancel(personal_token(await _row(reg_id)), by_staff=True, actor=actor)
 
 
-async def promote(reg_id: int) -> dict:
+async def promote(reg_id: int, actor: int | None = None) -> dict:
     """Give a waitlisted person a seat now, ahead of the queue and even when the event is full
     (staff override: `taken` may then exceed the capacity, and nobody else is promoted until it
     falls below). They are told by email with the calendar invite. Not once the event is over
@@ -51,10 +51,11 @@ async def promote(reg_id: int) -> dict:
             raise Conflict(f"Only a waitlisted person can be promoted; this one is {row['status']}", row["status"])
         await db.fetch("UPDATE event SET taken = taken + 1 WHERE id = {}", row["event"])
         await outbox.enqueue("registration_promoted", row["email"], {"registration_id": reg_id})
+        await audit.record(actor, "registration.promote", "registration", reg_id, staff_summary(row))
     return await view(reg_id)
 
 
-async def resend_confirmation(reg_id: int) -> dict:
+async def resend_confirmation(reg_id: int, actor: int | None = None) -> dict:
     """Queue the confirmation again (with the same links and calendar UID) for a registered or
     waitlisted person."""
     row = await _row(reg_id)
@@ -63,6 +64,7 @@ async def resend_confirmation(reg_id: int) -> dict:
     async with db.transaction():
         await db.fetch("UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", now(), reg_id)
         await outbox.enqueue("registration_confirmed", row["email"], {"registration_id": reg_id, "resend": True})
+        await audit.record(actor, "registration.resend", "registration", reg_id, staff_summary(row))
     return await view(reg_id)
 
 

@@ -1,8 +1,8 @@
 """Public pages served from a cache keyed by what they show, with ETag and 304.
 
 A page's key is read from the database on every request with one small query (the event's id,
-`version`, seats taken and state; for the list and the calendar the same of every visible
-event). `version` grows on every change of an event, so a key names one content exactly: no
+`version`, seats taken and state, as domain/events.py decides it: `page_key` and `state`; for
+the list and the calendar the same of every visible event). `version` grows on every change of an event, so a key names one content exactly: no
 page outlives a change, whichever process made it, and no process needs to tell another. The
 rendered bytes are kept per process; the ETag is a hash of the key (and of the templates and
 settings that shape the page), so every process gives the same ETag for the same content and a
@@ -15,7 +15,6 @@ in nothing that matters to a reader (RFC 9110 8.8.1).
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from typing import Any
 
 from litestar import Request
@@ -139,21 +138,6 @@ def render_template(request: Request, name: str, context: dict[str, Any]) -> byt
     neither the request nor a CSRF field, but they are given as Litestar gives them)."""
     template = request.app.template_engine.get_template(name)
     return template.render(**context, request=request, csrf_input="").encode("utf-8")
-
-
-def page_state(status: str, ends_at: datetime, closes_at: datetime | None, now: datetime) -> str:
-    """The state an event page shows (present.event_page decides the same way)."""
-    return state_of(status, ends_at <= now, (closes_at or ends_at) <= now)
-
-
-def state_of(status: str, ended: bool, closed: bool) -> str:
-    if status == "cancelled":
-        return "cancelled"
-    if ended:
-        return "past"
-    if closed:
-        return "closed"
-    return "draft" if status == "draft" else "open"
 
 
 def clear() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import clock, settings
+from .. import settings
 from ..domain.events import seats_left
+from ..domain.events import state as event_state
 from ..markdown import to_html
 from ..timefmt import format_range, iso
 
@@ -58,18 +59,7 @@ def registration_json(reg: dict) -> dict[str, Any]:
 
 def event_page(event: dict) -> dict[str, Any]:
     """Template context for one event: times in its zone, rendered description, state."""
-    now = clock.now()
-    closes = event["registration_closes_at"] or event["ends_at"]
-    if event["status"] == "cancelled":
-        state = "cancelled"
-    elif event["ends_at"] <= now:
-        state = "past"
-    elif closes <= now:
-        state = "closed"
-    elif event["status"] == "draft":
-        state = "draft"
-    else:
-        state = "open"
+    state = event_state(event)  # the domain's one decision (domain/events.py)
     seats = seats_left(event)
     return {
         "event": event,

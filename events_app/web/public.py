@@ -1,8 +1,8 @@
 """Public pages: the event list, an event's page with its registration form, calendar files.
 
 GET pages come from web/cache.py: keyed by what they show (the event's version, seats taken and
-state), with ETag and 304; the key is read from the database on every request, so a change made
-by any process shows at once.
+state, from events.page_key), with ETag and 304; the key is read from the database on every
+request, so a change made by any process shows at once. No SQL here: the domain owns it.
 """
 
 from __future__ import annotations
@@ -15,27 +15,17 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.types import ASGIApp
 
-from .. import clock, db, settings
-from ..domain import events, registrations
+from .. import clock, settings
+from ..domain import events, health, registrations
 from ..domain.errors import Conflict, NotFound, ValidationFailed
 from . import cache
 from .present import event_page
+from .responses import ERRORS, Health
 
 ICS_TYPE = "text/calendar; charset=utf-8"
 # How long an event stays in the subscribed feed after it ends: calendars that refresh a feed
 # drop what it no longer holds, and people look back at last week's event (its recording link).
 FEED_KEEPS_PAST = timedelta(days=30)
-# What an event page shows that can change, in one indexed row and without parsing a timestamp:
-# the closing and end times are compared in SQL with the database's clock (stored in UTC, they
-# compare as values on PostgreSQL and as text on SQLite, whose CURRENT_TIMESTAMP has whole
-# seconds: a page turns "closed" up to a second late; the registration itself checks exactly).
-# `born` tells apart two rows that had the same id (SQLite may reuse the highest id after a
-# delete).
-KEY_SQL = (
-    "SELECT id, CAST(created_at AS TEXT) AS born, version, taken, status, "
-    "ends_at <= CURRENT_TIMESTAMP AS ended, "
-    "COALESCE(registration_closes_at, ends_at) <= CURRENT_TIMESTAMP AS closed FROM event WHERE slug = {}"
-)
 
 
 def _ics_headers(filename: str) -> dict[str, str]:
@@ -47,8 +37,9 @@ def _feed(found: list[dict], name: str | None) -> bytes:
     from .. import ics
 
     cfg = settings.get()
+    organizer = events.organizer(cfg)
     return ics.event_feed(
-        found, base_url=cfg.base_url, organizer_name=cfg.org_name, organizer_email=cfg.mail_from_address, name=name
+        found, base_url=cfg.base_url, organizer_name=organizer.name, organizer_email=organizer.email, name=name
     )
 
 
@@ -75,7 +66,7 @@ def _listing_key(kind: str, found: list[dict], *extra: Any) -> tuple:
                 e["created_at"].timestamp(),
                 e["version"],
                 e["taken"],
-                cache.page_state(e["status"], e["ends_at"], e["registration_closes_at"], moment),
+                events.state(e, moment),
             )
             for e in found
         ),
@@ -133,17 +124,15 @@ class PublicPages(Controller):
     async def show(self, request: Request, slug: FromPath[str]) -> ASGIApp:
         # Litestar matches whole segments, so /events/x.ics arrives here as slug "x.ics".
         is_ics = slug.endswith(".ics")
-        rows = await db.fetch(KEY_SQL, slug[:-4] if is_ics else slug)
-        if not rows or rows[0]["status"] == "draft":
+        row = await events.page_key(slug[:-4] if is_ics else slug)
+        if row is None or row["status"] == "draft":
             raise NotFound("No such event")
-        row = rows[0]
         if is_ics:
             key = ("event.ics", row["id"], row["born"], row["version"])
             headers = _ics_headers(slug)
             media = ICS_TYPE
         else:
-            state = cache.state_of(row["status"], bool(row["ended"]), bool(row["closed"]))
-            key = ("event", row["id"], row["born"], row["version"], row["taken"], state)
+            key = ("event", row["id"], row["born"], row["version"], row["taken"], row["state"])
             headers, media = None, cache.HTML
         hit = cache.cached(request, key)
         if hit is not None:
@@ -225,7 +214,7 @@ class PublicPages(Controller):
         name = f"{org} {ics.clean_line(tag)[:50]} events" if tag else f"{org} events"
         return cache.keep(key, _feed(found, name), ICS_TYPE, headers)
 
-    @get("/health", include_in_schema=True, tags=["operations"])
-    async def health(self) -> dict:
-        await db.fetch("SELECT 1 AS ok")
+    @get("/health", include_in_schema=True, tags=["operations"], responses={503: ERRORS[503]})
+    async def health(self) -> Health:
+        await health.check()
         return {"status": "ok"}

@@ -7,7 +7,7 @@ import asyncio
 
 import httpx
 
-from events_app import db
+from events_app import db, tokens
 from events_app.domain import registrations
 from factories import published_event
 from server import running_server
@@ -79,7 +79,7 @@ async def test_control_without_the_seat_claim_oversells(client, monkeypatch):
                 await db.fetch("UPDATE event SET taken = taken + 1 WHERE id = {}", event["id"])
             ids = await db.fetch(
                 registrations.INSERT_SQL, event["id"], email, name, "{}", status,
-                registrations.tokens.new_salt(), False, moment, moment, moment, registrations.new_calendar_uid(),
+                tokens.new_salt(), False, moment, moment, moment, registrations.new_calendar_uid(),
             )
             await registrations.outbox.enqueue("registration_confirmed", email, {"registration_id": ids[0]["id"]})
         return await registrations.view(ids[0]["id"])

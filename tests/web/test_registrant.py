@@ -98,14 +98,29 @@ async def test_join_link_windows(client):
     assert early.status_code == 200 and "doors open 15 minutes before" in early.text
     assert "meet.example.org" not in early.text
 
+    # While the doors are open the GET shows a page that joins by POST (itself, or with its
+    # button) and records nothing: a mail scanner fetching the link is not a person attending.
     opened = await client.get(f"/j/{live_join}", follow_redirects=False)
-    assert opened.status_code == 302 and opened.headers["location"] == "https://meet.example.org/room"
-    attended = await db.fetch("SELECT attended_at FROM registration WHERE email = 'ada@example.org' AND event = {}", live["id"])
-    assert attended[0]["attended_at"] is not None
+    assert opened.status_code == 200 and f'<form method="post" action="/j/{live_join}"' in opened.text
+    assert "Join the meeting" in opened.text and "<script>" in opened.text
+    assert "form-action 'self' https://meet.example.org" in opened.headers["content-security-policy"]
+    assert (await _attended(live, "ada@example.org")) is None
+    joined = await client.post(f"/j/{live_join}", follow_redirects=False)
+    assert joined.status_code == 303 and joined.headers["location"] == "https://meet.example.org/room"
+    first = await _attended(live, "ada@example.org")
+    assert first is not None
+    again = await client.post(f"/j/{live_join}", follow_redirects=False)
+    assert again.status_code == 303 and await _attended(live, "ada@example.org") == first, "recorded once"
 
     await client.post(f"/r/{grace_live}/cancel")
     dead = await client.get(f"/j/{grace_join}", follow_redirects=False)
     assert dead.status_code == 410 and "meet.example.org" not in dead.text
+    refused = await client.post(f"/j/{grace_join}", follow_redirects=False)
+    assert refused.status_code == 410 and "meet.example.org" not in refused.text
+    assert (await _attended(live, "grace@example.org")) is None
+    too_early = await client.post(f"/j/{early_join}", follow_redirects=False)
+    assert too_early.status_code == 200 and "doors open 15 minutes before" in too_early.text
+    assert (await _attended(soon, "ada@example.org")) is None
 
     await db.fetch("UPDATE event SET starts_at = {}, ends_at = {} WHERE id = {}",
                    now - timedelta(hours=2), now - timedelta(hours=1), live["id"])
@@ -115,3 +130,31 @@ async def test_join_link_windows(client):
     await db.fetch("UPDATE event SET recording_url = 'https://videos.example.org/rec' WHERE id = {}", live["id"])
     with_recording = await client.get(f"/j/{live_join}", follow_redirects=False)
     assert 'href="https://videos.example.org/rec"' in with_recording.text and "Watch the recording" in with_recording.text
+
+
+async def _attended(event: dict, email: str):
+    rows = await db.fetch("SELECT attended_at FROM registration WHERE email = {} AND event = {}", email, event["id"])
+    return rows[0]["attended_at"]
+
+
+async def test_once_the_event_has_started_a_cancel_changes_nothing_and_promotes_nobody(client):
+    now = datetime.now(timezone.utc)
+    event = await published_event(capacity=1, slug="live", starts_at=(now + timedelta(minutes=10)).isoformat(),
+                                  ends_at=(now + timedelta(minutes=70)).isoformat())
+    _, ada, _ = await _register(event, "ada@example.org")
+    _, grace, _ = await _register(event, "grace@example.org")
+    assert "Cancel my registration" in (await client.get(f"/r/{ada}")).text
+    await db.fetch("UPDATE event SET starts_at = {}, version = version + 1 WHERE id = {}",
+                   now - timedelta(minutes=5), event["id"])
+    assert "Cancel my registration" not in (await client.get(f"/r/{ada}")).text
+    before = await _snapshot()
+    answer = await client.post(f"/r/{ada}/cancel", follow_redirects=False)
+    assert answer.status_code == 409 and "has started" in answer.text
+    assert await _snapshot() == before
+    assert "Registered" in (await client.get(f"/r/{ada}")).text
+    assert "Waitlist – number 1" in (await client.get(f"/r/{grace}")).text
+    assert not await db.fetch("SELECT id FROM outbox WHERE kind IN ('registration_cancelled', 'registration_promoted')")
+    # A waitlist place may still be left (it frees no seat): until the end.
+    left = await client.post(f"/r/{grace}/cancel", follow_redirects=False)
+    assert left.status_code == 303 and "You cancelled this registration" in (await client.get(f"/r/{grace}")).text
+    assert (await db.fetch("SELECT taken FROM event"))[0]["taken"] == 1

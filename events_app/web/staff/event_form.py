@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from ... import timefmt
+from ...domain import questions
 
 QUESTION_TYPES = [
     ("text", "Short text"),
@@ -39,7 +40,7 @@ COMMON_ZONES = [
     "Australia/Sydney",
     "UTC",
 ]
-MAX_QUESTIONS = 30
+MAX_QUESTIONS = questions.MAX_QUESTIONS  # rows the builder reads back: no more than the domain takes
 
 
 @lru_cache(maxsize=1)

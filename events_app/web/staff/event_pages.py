@@ -14,13 +14,13 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from ... import timefmt
-from ...domain import audit, events, registrant_admin, registrations, retention
+from ...domain import events, registrant_admin, registrations, retention
 from ...domain.errors import Conflict, ValidationFailed
+from ...domain.reports import counts_by_event
 from ...timefmt import format_range
-from ..api import EventsApi
+from ..api import registrants_csv_response
 from ..present import event_page
 from . import event_form
-from .dashboard import counts_by_event
 from .session import StaffController, me, page
 
 REGISTRANT_STATUSES = ("registered", "waitlisted", "cancelled")
@@ -65,12 +65,6 @@ def _day(moment, zone: ZoneInfo) -> str:
     return f"{local.day} {local:%B %Y}"
 
 
-def _changed_fields(current: dict, data: dict) -> list[str]:
-    """Names of the fields a save would change (for the audit log)."""
-    clean = events.clean_fields(data, current)
-    return [k for k, value in clean.items() if events._differs(current.get(k), value)]
-
-
 class EventPages(StaffController):
     path = "/staff/events"
 
@@ -102,12 +96,9 @@ class EventPages(StaffController):
         if form.get("publish_now") == "yes":
             data["status"] = "published"
         try:
-            event = await events.create(data)
+            event = await events.create(data, actor=me(request)["id"])
         except ValidationFailed as exc:
             return _form_page(request, event=None, values=event_form.posted_values(form), errors=exc.fields, status=400)
-        await audit.record(
-            me(request)["id"], "event.create", "event", event["id"], f"{event['title']} ({event['status']})"
-        )
         return Redirect(f"/staff/events/{event['id']}?done=created", status_code=303)
 
     @get("/{event_id:int}")
@@ -137,7 +128,7 @@ class EventPages(StaffController):
         data = event_form.to_data(form)
         try:
             would_email = await events.count_affected(event_id, data)
-            changed = _changed_fields(event, data)
+            changed = events.changes(event, data)
         except ValidationFailed as exc:
             return _form_page(
                 request, event=event, values=event_form.posted_values(form), errors=exc.fields, status=400
@@ -158,7 +149,7 @@ class EventPages(StaffController):
                 changes=[c for c in changed if c in events.INVITE_FIELDS],
             )
         try:
-            updated, notified = await events.update(event_id, data)
+            _, notified = await events.update(event_id, data, actor=me(request)["id"])
         except ValidationFailed as exc:
             return _form_page(
                 request, event=event, values=event_form.posted_values(form), errors=exc.fields, status=400
@@ -167,22 +158,11 @@ class EventPages(StaffController):
             return _form_page(
                 request, event=event, values=event_form.posted_values(form), errors={"event": exc.message}, status=409
             )
-        if changed:
-            await audit.record(
-                me(request)["id"],
-                "event.update",
-                "event",
-                event_id,
-                f"{updated['title']}: changed {', '.join(changed)}; emailed {notified}",
-            )
         return Redirect(f"/staff/events/{event_id}?done=saved&notified={notified}", status_code=303)
 
     @post("/{event_id:int}/publish")
     async def publish(self, request: Request, event_id: FromPath[int]) -> Response:
-        before = await events.get(event_id)
-        event = await events.publish(event_id)
-        if before["status"] != "published":
-            await audit.record(me(request)["id"], "event.publish", "event", event_id, event["title"])
+        await events.publish(event_id, actor=me(request)["id"])
         return Redirect(f"/staff/events/{event_id}?done=published", status_code=303)
 
     @get("/{event_id:int}/cancel")
@@ -194,12 +174,7 @@ class EventPages(StaffController):
 
     @post("/{event_id:int}/cancel")
     async def cancel(self, request: Request, event_id: FromPath[int]) -> Response:
-        before = await events.get(event_id)
-        event, notified = await events.cancel(event_id)
-        if before["status"] != "cancelled":
-            await audit.record(
-                me(request)["id"], "event.cancel", "event", event_id, f"{event['title']}; told {notified}"
-            )
+        _, notified = await events.cancel(event_id, actor=me(request)["id"])
         return Redirect(f"/staff/events/{event_id}?done=cancelled&notified={notified}", status_code=303)
 
     @get("/{event_id:int}/preview")
@@ -267,7 +242,7 @@ class EventPages(StaffController):
     @get("/{event_id:int}/registrants.csv")
     async def registrants_csv(self, event_id: FromPath[int]) -> Response:
         # The same file as GET /api/v1/events/{id}/registrations.csv: one definition of the export.
-        return await EventsApi.registrants_csv.fn(None, event_id)
+        return await registrants_csv_response(event_id)
 
     @get("/{event_id:int}/registrants/{reg_id:int}/confirm-cancel")
     async def registrant_cancel_confirm(
@@ -302,7 +277,7 @@ class EventPages(StaffController):
         if reg["event_id"] != event_id:
             return Redirect(f"/staff/events/{event_id}/registrants", status_code=303)
         try:
-            await actions[action](reg_id)
+            await actions[action](reg_id, actor=me(request)["id"])
         except Conflict as exc:
             event = await events.get(event_id)
             return page(
@@ -314,9 +289,6 @@ class EventPages(StaffController):
                 back=f"/staff/events/{event_id}/registrants",
                 back_label=f"Back to the registrants of {event['title']}",
             )
-        await audit.record(
-            me(request)["id"], f"registration.{action}", "registration", reg_id, f"{reg['name']} <{reg['email']}>"
-        )
         return Redirect(f"/staff/events/{event_id}/registrants?done={action}", status_code=303)
 
 
