@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import importlib
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from litestar import Request, get
 from litestar.response import Template
 
-from ... import clock, db, timefmt
-from ...domain import events
+from ... import clock, timefmt
+from ...domain import events, reports
 from ...timefmt import format_range
 from . import chart
 from .session import StaffController, page
@@ -18,35 +19,13 @@ from .session import StaffController, page
 PAST_SHOWN = 8
 
 
-async def counts_by_event(event_ids: list[int]) -> dict[int, dict[str, int]]:
-    """{event id: {registered, waitlisted, cancelled, attended}} for the given events."""
-    if not event_ids:
-        return {}
-    where, args = db.sql_in("event", event_ids)
-    rows = await db.fetch(
-        f"SELECT event, status, COUNT(*) AS n, COUNT(attended_at) AS attended FROM registration "
-        f"WHERE {where} GROUP BY event, status",
-        *args,
-    )
-    out = {i: {"registered": 0, "waitlisted": 0, "cancelled": 0, "attended": 0} for i in event_ids}
-    for r in rows:
-        out[r["event"]][r["status"]] = int(r["n"])
-        if r["status"] == "registered":
-            out[r["event"]]["attended"] = int(r["attended"])
-    return out
-
-
 async def registrations_chart(event: dict, moment: datetime) -> dict:
     """Buckets of active (registered or waitlisted) registrations by the day they were made, in
     the event's zone, from the day the event was created to today or its start."""
-    rows = await db.fetch(
-        "SELECT created_at FROM registration WHERE event = {} AND status IN ('registered', 'waitlisted')",
-        event["id"],
-    )
-    moments = [r["created_at"] for r in rows]
+    moments = await reports.active_registration_times(event["id"])
     zone = event["timezone"]
-    first = timefmt.in_zone(min([event["created_at"], *moments]), chart.ZoneInfo(zone)).date()
-    last = timefmt.in_zone(max([min(moment, event["starts_at"]), *moments]), chart.ZoneInfo(zone)).date()
+    first = timefmt.in_zone(min([event["created_at"], *moments]), ZoneInfo(zone)).date()
+    last = timefmt.in_zone(max([min(moment, event["starts_at"]), *moments]), ZoneInfo(zone)).date()
     items = chart.buckets(moments, zone, first, last)
     return {
         "items": items,
@@ -78,7 +57,7 @@ class Dashboard(StaffController):
         every = await events.listing(include_drafts=True)
         upcoming = [e for e in every if e["ends_at"] >= moment and e["status"] != "cancelled"]
         past = [e for e in every if e["ends_at"] < moment and e["status"] == "published"][:PAST_SHOWN]
-        counts = await counts_by_event([e["id"] for e in upcoming + past])
+        counts = await reports.counts_by_event([e["id"] for e in upcoming + past])
         cards = []
         for e in upcoming:
             cards.append(

@@ -13,8 +13,8 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromQuery
 from litestar.response import Stream, Template
 
-from ... import clock, db
-from ...domain import audit, importer
+from ... import clock
+from ...domain import audit, importer, reports
 from ...domain.errors import ValidationFailed
 from .. import staff_subscribers as api
 from . import chart
@@ -27,11 +27,7 @@ MAX_UPLOAD = 50 * 1024 * 1024
 async def list_size_over_time() -> dict:
     """Confirmed subscribers over time: +1 on the day each was confirmed, -1 on the day an
     unsubscribed one left (erased people keep neither date). Days, or weeks for long spans."""
-    rows = await db.fetch(
-        "SELECT confirmed_at, unsubscribed_at FROM subscriber WHERE confirmed_at IS NOT NULL AND status <> 'erased'"
-    )
-    joined = [r["confirmed_at"] for r in rows]
-    left = [r["unsubscribed_at"] for r in rows if r["unsubscribed_at"] is not None]
+    joined, left = await reports.subscriber_joins_and_leaves()
     if not joined:
         return {"items": [], "svg": chart.bar_chart([], title="Confirmed subscribers over time", unit="subscribers")}
     today = clock.today()
@@ -62,10 +58,10 @@ class SubscriberPages(StaffController):
     ) -> Template:
         errors: dict[str, str] = {}
         try:
-            flt = await api._Filter.parse(topic, status, q)
+            flt = await api.SubscriberFilter.parse(topic, status, q)
         except ValidationFailed as exc:
-            errors, flt = exc.fields, await api._Filter.parse(None, None, None)
-        rows = await api._page(flt, max(after or 0, 0), PAGE_SIZE + 1)
+            errors, flt = exc.fields, await api.SubscriberFilter.parse(None, None, None)
+        rows = await api.page(flt, max(after or 0, 0), PAGE_SIZE + 1)
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
         return page(
@@ -86,7 +82,7 @@ class SubscriberPages(StaffController):
         self, topic: FromQuery[str | None] = None, status: FromQuery[str | None] = None, q: FromQuery[str | None] = None
     ) -> Stream:
         # The same streamed file as GET /api/v1/subscribers.csv.
-        return await api.StaffSubscribersApi.subscribers_csv.fn(None, topic, status, q)
+        return await api.csv_response(topic, status, q)
 
     @post("/import")
     async def import_file(self, request: Request) -> Response:
