@@ -3,6 +3,12 @@
 Timestamps are `Timestamptz` (stored in UTC on both engines). Structured values (tags, questions,
 answers, payloads) are JSON text, decoded by the domain layer, so that SQL written once reads the
 same on SQLite and PostgreSQL. Uniqueness that correctness depends on is a database constraint.
+
+The migrations make the schema from these classes. Code reads it two ways: cold paths through the
+classes with Piccolo's query builder (domain/reports.py), hot paths as SQL text in the domain
+(`db.fetch`), which tests/test_sql_statements.py compiles against the migrated schema on both
+engines, so a renamed column fails a test that names the statement's file and line. This module
+imports nothing from the app (tests/test_layering.py).
 """
 
 from __future__ import annotations
