@@ -1,4 +1,9 @@
-"""Test set-up shared by the whole suite.
+"""Test set-up shared by the whole suite, and every fixture used in more than one folder.
+
+Fixtures live in conftest.py files only (here, or in the conftest.py of the one folder that uses
+them): a test module never imports a fixture (`ruff check tests --select F401,F811` stays clean).
+Helpers that are plain functions live in modules next to the tests (factories.py, mail/sending.py,
+mail/helpers.py, staff/conftest.py ...).
 
 The suite runs against whatever `EVENTS_DATABASE_URL` names (make test runs it once on SQLite and
 once on a throwaway PostgreSQL database). A PostgreSQL URL that does not answer fails the run:
@@ -97,3 +102,85 @@ async def staff_token():
 @pytest.fixture
 def auth(staff_token):
     return {"Authorization": f"Bearer {staff_token}"}
+
+
+# -- staff ------------------------------------------------------------------------------------
+
+STAFF_EMAIL = "lead@example.org"
+STAFF_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def member():
+    """A staff member (STAFF_EMAIL, STAFF_PASSWORD); staff/conftest.py signs a client in as them."""
+    from events_app.domain import staff
+
+    return await staff.create(STAFF_EMAIL, STAFF_PASSWORD, "Team Lead")
+
+
+# -- mail: a loopback SMTP server and workers sending to it -------------------------------------
+
+
+@pytest.fixture
+def smtp_server():
+    """A started SMTPSink (tests/smtp_server.py) per test, stopped afterwards."""
+    from smtp_server import SMTPSink
+
+    sink = SMTPSink().start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def smtp_settings(smtp_server):
+    """The settings with mail going to `smtp_server`."""
+    import dataclasses
+
+    return dataclasses.replace(settings.get(), smtp_url=smtp_server.url)
+
+
+@pytest.fixture
+async def worker(smtp_settings):
+    """A mail worker sending to `smtp_server`."""
+    from events_app.mail.worker import Worker
+
+    w = Worker(smtp_settings)
+    yield w
+    await w.transport.close()
+
+
+@pytest.fixture
+async def two_workers(smtp_settings):
+    """Two workers, each with its own SMTP connection, as two worker processes would have."""
+    from events_app.mail.worker import Worker
+
+    pair = (Worker(smtp_settings), Worker(smtp_settings))
+    yield pair
+    for w in pair:
+        await w.transport.close()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """A mail.sending.Clock: the time the test says it is; call `clock.set(moment)` before acting."""
+    from mail.sending import Clock
+
+    from events_app.domain import registrations
+
+    return Clock(monkeypatch, registrations.now())
+
+
+# -- browser ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chromium_path():
+    """Debian's Chromium, which the browser journeys (tests/browser) drive with Playwright."""
+    import shutil
+
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(path):
+        pytest.fail("Debian's chromium is required for the browser journeys: apt-get install chromium")
+    return path

@@ -3,7 +3,7 @@
 `SMTPSink` records every accepted message (envelope and parsed email) and the client connection
 it came over, can be stopped and started again on the same port (an outage), and can answer a
 chosen reply to chosen recipients (e.g. "550 5.1.1 No such user"). The `smtp_server` fixture
-gives a started sink per test and stops it afterwards.
+(tests/conftest.py) gives a started sink per test and stops it afterwards.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
-import pytest
 from aiosmtpd.controller import Controller
 
 
@@ -120,12 +119,3 @@ class SMTPSink:
         """How many distinct client connections delivered messages."""
         with self.lock:
             return len({r.peer for r in self.received})
-
-
-@pytest.fixture
-def smtp_server():
-    sink = SMTPSink().start()
-    try:
-        yield sink
-    finally:
-        sink.stop()

@@ -5,21 +5,18 @@ cancel from the personal link, and see the waitlisted person promoted."""
 from __future__ import annotations
 
 import email
-import os
 import re
 import shutil
 import time
 from email import policy
 from pathlib import Path
 
-import pytest
 from playwright.async_api import async_playwright
 
 from events_app import db, settings
 from factories import published_event
 from server import running_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -43,13 +40,6 @@ def _wait_for_mail(to: str, subject_part: str, timeout: float = 20) -> email.mes
 
 def _text(msg: email.message.EmailMessage) -> str:
     return msg.get_body(preferencelist=("plain",)).get_content()
-
-
-@pytest.fixture
-def chromium_path():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is required for the browser journeys: apt-get install chromium")
-    return CHROMIUM
 
 
 async def test_register_read_invite_cancel_and_promote(chromium_path):

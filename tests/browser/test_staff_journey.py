@@ -18,12 +18,11 @@ from email import policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from playwright.async_api import async_playwright, expect
 
 from events_app import demo, settings
 from server import running_server
-from test_journey import FLAGS, chromium_path  # noqa: F401
+from test_journey import FLAGS
 
 
 def _mails(subject_part: str) -> list[email.message.EmailMessage]:

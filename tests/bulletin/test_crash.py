@@ -20,7 +20,6 @@ from collections import Counter
 
 from events_app import db
 from events_app.domain import issues
-from smtp_server import smtp_server  # noqa: F401
 
 from .helpers import new_issue, subscribers
 

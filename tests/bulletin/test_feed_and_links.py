@@ -22,7 +22,6 @@ from events_app import db, markdown, settings
 from events_app.domain import issues
 from events_app.mail import bulk
 from factories import published_event
-from mail.sending import smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
 
 from .helpers import run_until_settled, subscribers
 

@@ -8,7 +8,6 @@ from collections import Counter
 
 from events_app import db, settings
 from events_app.domain import issues, mailings, subscriptions
-from mail.sending import smtp_server, smtp_settings, worker  # noqa: F401
 
 from .helpers import new_issue, run_until_settled, subscribers
 

@@ -12,7 +12,6 @@ from collections import Counter
 from events_app import db
 from events_app.domain import issues, mailings
 from events_app.mail.worker import Worker
-from mail.sending import smtp_server, smtp_settings  # noqa: F401
 
 from .helpers import new_issue, subscribers
 

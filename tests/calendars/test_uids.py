@@ -8,11 +8,8 @@ import os
 import sys
 import uuid
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
-
-import icalendar
 
 from events_app import db, settings
 from events_app.domain import events, registrations, seed

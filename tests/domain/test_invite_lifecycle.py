@@ -15,7 +15,6 @@ import vobject
 
 from events_app.domain import events, registrations
 from mail.helpers import TITLE, parts, published_webinar, register, registration_row, text_of, webinar_day
-from mail.sending import smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
 
 UTC = timezone.utc
 ZONE = "America/Toronto"

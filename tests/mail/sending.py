@@ -1,45 +1,22 @@
 """Shared by the tests that follow mail through time (tests/domain/test_schedule.py,
-tests/domain/test_invite_lifecycle.py): workers sending to the loopback SMTP server, a clock the
-test moves, and tallies of what each person received.
+tests/domain/test_invite_lifecycle.py): letting workers send until nothing is due, a clock the test
+moves, and tallies of what each person received.
 
-Import the fixtures into a test module to use them outside tests/mail:
-    from mail.sending import smtp_server, smtp_settings, worker, two_workers  # noqa: F401
+The fixtures (smtp_server, smtp_settings, worker, two_workers, clock) are in tests/conftest.py:
+take them as arguments, never import them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
 from datetime import datetime
 
 import pytest
 
-from events_app import settings
 from events_app.domain import registrations
 from events_app.mail.worker import Worker
-from smtp_server import SMTPSink, smtp_server  # noqa: F401  (the fixture)
-
-
-@pytest.fixture
-def smtp_settings(smtp_server):  # noqa: F811
-    return dataclasses.replace(settings.get(), smtp_url=smtp_server.url)
-
-
-@pytest.fixture
-async def worker(smtp_settings):
-    w = Worker(smtp_settings)
-    yield w
-    await w.transport.close()
-
-
-@pytest.fixture
-async def two_workers(smtp_settings):
-    """Two workers, each with its own SMTP connection, as two worker processes would have."""
-    pair = (Worker(smtp_settings), Worker(smtp_settings))
-    yield pair
-    for w in pair:
-        await w.transport.close()
+from smtp_server import SMTPSink
 
 
 class Clock:
@@ -54,12 +31,6 @@ class Clock:
     def set(self, moment: datetime) -> datetime:
         self.now = moment
         return moment
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """A Clock; call `clock.set(moment)` before acting."""
-    return Clock(monkeypatch, registrations.now())
 
 
 async def drain(*workers: Worker, limit: int = 50) -> list[int]:

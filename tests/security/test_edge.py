@@ -26,7 +26,7 @@ import pytest
 from events_app import db, settings
 from factories import published_event
 from server import running_server
-from staff.conftest import PASSWORD, member, sign_in  # noqa: F401  (member: a fixture)
+from staff.conftest import PASSWORD, sign_in
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 

@@ -26,7 +26,6 @@ from events_app.domain import issues
 from events_app.mail import bulk, messages
 from events_app.mail.worker import Worker
 from mail.helpers import make_all_due, outbox_rows, published_webinar, register, text_of
-from mail.sending import smtp_server, smtp_settings  # noqa: F401  (fixtures)
 
 ADDRESSES = itertools.count(1)
 HYPOTHESIS = hsettings(

@@ -20,7 +20,6 @@ from events_app.domain import events, registrations
 from events_app.domain import validation as v
 from events_app.domain.errors import ValidationFailed
 from factories import event_data, published_event
-from mail.sending import smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
 
 QUESTIONS = [
     {"key": "stage", "label": "Career stage", "type": "single", "options": ["Student", "Graduate"], "required": True},

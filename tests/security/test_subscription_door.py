@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings as search, strategies as st
 from conftest import IS_POSTGRES
 from events_app import db
 from events_app.domain import importer, subscriptions
-from mail.sending import drain, smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
+from mail.sending import drain
 from subscriber.subscriber_mail import confirmed, forget_throttle, one_link, path_of, snapshot
 
 CONFIRM_PATH = r"/s/confirm/[0-9]+\.[A-Za-z0-9_-]{43}"

@@ -1,16 +1,15 @@
-"""Fixtures for the staff workspace: a staff member, and a client signed in as them."""
+"""Fixtures for the staff workspace: a client signed in as the staff member (the `member`
+fixture, tests/conftest.py), and helpers for signing in and checking refusals."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+from conftest import STAFF_EMAIL as EMAIL
+from conftest import STAFF_PASSWORD as PASSWORD
 
 from events_app import db
-from events_app.domain import staff
-
-EMAIL = "lead@example.org"
-PASSWORD = "correct horse battery"
 
 
 def csrf_of(html: str) -> str:
@@ -30,11 +29,6 @@ async def sign_in(client, email: str = EMAIL, password: str = PASSWORD) -> str:
     answer = await post_login(client, email=email, password=password)
     assert answer.status_code == 303, answer.text
     return csrf_of((await client.get("/staff")).text)
-
-
-@pytest.fixture
-async def member():
-    return await staff.create(EMAIL, PASSWORD, "Team Lead")
 
 
 @pytest.fixture

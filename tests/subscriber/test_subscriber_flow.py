@@ -10,11 +10,10 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import httpx
-import pytest
 
 from events_app import db
 from events_app.domain import subscriptions
-from mail.sending import drain, smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
+from mail.sending import drain
 from subscriber_mail import BULLETIN, confirm_url, forget_throttle, manage_url, one_link, path_of, row, snapshot
 
 CONFIRM_PATH = r"/s/confirm/[0-9]+\.[A-Za-z0-9_-]{43}"

@@ -24,7 +24,7 @@ import pytest
 
 from events_app import db, settings
 from events_app.domain import subscriptions
-from mail.sending import drain, smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
+from mail.sending import drain
 from subscriber_mail import confirmed, forget_throttle, subscribe
 
 # Five states, five addresses of one length.

@@ -14,7 +14,7 @@ from events_app.domain import subscriptions
 from events_app.domain import outbox
 from events_app.mail import messages
 from mail.helpers import html_of, outbox_rows, parts, row_message_id, text_of
-from mail.sending import drain, smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
+from mail.sending import drain
 from subscriber_mail import (
     BULLETIN, confirm_url, confirmed, forget_throttle, links_in, manage_url, row, site_links, subscribe,
 )

@@ -16,7 +16,6 @@ from events_app.domain import importer, issues, mailings
 from events_app.mail import verp
 from bulletin.helpers import new_issue, run_until_settled
 from mail.helpers import published_webinar
-from mail.sending import smtp_server, smtp_settings, worker  # noqa: F401  (fixtures)
 
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 HTTPS = re.compile(r"<(https?://[^>]+)>")
