@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from events_app import db, settings
-from events_app.domain import inbound, registrations, subscriptions
+from events_app.domain import registrations, subscriptions
 from events_app.domain import outbox
 from events_app.mail import messages, verp
 from factories import published_event
