@@ -56,7 +56,7 @@ async def test_register_read_invite_cancel_and_promote(chromium_path):
             page = await browser.new_page(viewport={"width": 390, "height": 844})  # a phone
             await page.goto(f"{base}/events")
             await page.get_by_role("link", name=re.compile("Non-Academic Careers")).click()
-            assert await page.get_by_text("1 seat left").is_visible()
+            await page.get_by_text("1 seat left").wait_for()  # after the click's navigation, however slow
             # The visitor's own zone appears through JavaScript.
             assert "your time" in await page.locator("[data-local-range]").first.inner_text()
 
