@@ -19,6 +19,10 @@ What each row does:
     the list owner's vouching never stands in for the owner's own confirmation;
   - names of existing subscribers are never changed (the person's own choice wins).
 
+The import writes one audit entry (`subscribers.import` by `actor`; None: the CLI), with the
+report's summary, in the transaction of its last batch: an import that fails half-way leaves the
+batches already stored, and no entry claiming it finished.
+
 Importing the same file again writes nothing: addresses already known are read per batch with
 one SELECT by `email_hash`, and only missing subscribers and (subscriber, topic) pairs are
 inserted (`ON CONFLICT DO NOTHING` covers a concurrent sign-up), so no row, timestamp or, on
@@ -30,12 +34,13 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import clock, db, tokens
+from . import audit
 from . import validation as v
 from .errors import ValidationFailed
 from .subscriptions import topic_ids
@@ -164,11 +169,17 @@ def _chunks(items: list, width: int) -> Iterator[list]:
 
 
 async def import_csv(
-    path: str | os.PathLike, topics: list[str] | None, progress: Progress | None = None
+    path: str | os.PathLike,
+    topics: list[str] | None,
+    progress: Progress | None = None,
+    *,
+    actor: int | None = None,
+    file_name: str | None = None,
 ) -> ImportReport:
     """Import the CSV file at `path` into `topics` (slugs; default: the bulletin). Raises
     ValidationFailed (field `topics` or `file`) before writing anything for an unknown topic, a
-    missing or unreadable file or a header without `email`; bad rows are reported, not raised."""
+    missing or unreadable file or a header without `email`; bad rows are reported, not raised.
+    Audit: `subscribers.import` by `actor`, "<file_name (default: the path's name)>: <summary>"."""
     ids = await topic_ids(list(topics) if topics else None, "topic")
     path = Path(path)
     try:
@@ -181,6 +192,11 @@ async def import_csv(
     except OSError as exc:
         raise _fail(f"{path} cannot be read: {exc.strerror or exc}") from None
     report = ImportReport(topics=list(ids))
+
+    async def record() -> None:
+        name = file_name or path.name
+        await audit.record(actor, "subscribers.import", "topic", None, f"{name}: {report.summary()}")
+
     with handle:
         try:
             total = os.fstat(handle.fileno()).st_size
@@ -218,8 +234,7 @@ async def import_csv(
                 batch = []
                 if progress is not None:
                     progress(lines.bytes_read, total, report.rows)
-        if batch:
-            await _store(batch, list(ids.values()), report)
+        await _store(batch, list(ids.values()), report, finish=record)
         if progress is not None:
             progress(lines.bytes_read, max(total, lines.bytes_read), report.rows)
     report.problems.sort(key=lambda p: p[0])  # refusals are found per batch, after bad rows
@@ -233,8 +248,16 @@ def _stored_time(moment: datetime) -> datetime | str:
     return moment if db.is_postgres() else str(moment.astimezone(UTC))
 
 
-async def _store(batch: list[_Row], topic_ids_: list[int], report: ImportReport) -> None:
-    """One batch in one transaction: read what is known, insert what is missing."""
+async def _store(
+    batch: list[_Row], topic_ids_: list[int], report: ImportReport, finish: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """One batch in one transaction: read what is known, insert what is missing; then `finish`
+    (the last batch's audit entry), in the same transaction."""
+    if not batch:
+        if finish is not None:
+            async with db.transaction():
+                await finish()
+        return
     moment = _stored_time(clock.now())
     first: dict[str, _Row] = {}
     for row in batch:
@@ -286,6 +309,8 @@ async def _store(batch: list[_Row], topic_ids_: list[int], report: ImportReport)
                 report.updated += 1
             else:
                 report.unchanged += 1
+        if finish is not None:
+            await finish()
 
 
 async def _known(hashes: list[str]) -> dict[str, tuple[int, str]]:

@@ -11,6 +11,17 @@ scheduled issue's slug changes, the old one is kept in `issue_alias` and its arc
 redirects to the current one (every old slug points at the issue itself, so several renames
 never chain). A slug chosen on purpose for another issue takes an old address over (its alias
 is dropped); a slug made from a title never does.
+
+The release time (`release_time`), one rule for the API, the workspace and any other caller: no
+`release_at` releases now; a time still ahead schedules the release; a time that is not ahead
+(past, or this very instant) is refused, naming `release_at` (400 from the API, the form again in
+the workspace), as listmonk ("send_at date should be in the future") and Buttondown do. A past
+time is most likely a typo (a wrong day, zone or AM/PM), and a bulk mail sent at once by mistake
+cannot be called back; "now" is asked for by leaving the time out.
+
+Every change staff make here (create, update, release, test, retry_failed, pause, resume) writes
+its audit entry (domain/audit.py) in its own transaction, with one summary per action whoever
+asked; `actor` is the staff member (None: the system or the CLI).
 """
 
 from __future__ import annotations
@@ -22,7 +33,9 @@ from typing import Any
 
 from .. import db, markdown
 from ..clock import now
-from . import mailings
+from ..tables import Event
+from ..timefmt import iso
+from . import audit, mailings, outbox
 from . import validation as v
 from .errors import Conflict, NotFound, ValidationFailed
 from .subscriptions import topic_ids
@@ -95,9 +108,10 @@ async def _unique_slug(base: str) -> str:
     return candidate
 
 
-async def create(data: Any, staff_id: int | None = None) -> dict:
-    """A draft issue. `title` is required; the slug comes from the title and the date from today
-    when not given; the topic defaults to the bulletin."""
+async def create(data: Any, actor: int | None = None) -> dict:
+    """A draft issue by `actor` (its `created_by`). `title` is required; the slug comes from the
+    title and the date from today when not given; the topic defaults to the bulletin. Audit:
+    `issue.create`, the title."""
     fields = await _clean(data, creating=True)
     if "topic" not in fields:
         fields["topic"] = (await topic_ids(["bulletin"], "topic"))["bulletin"]
@@ -123,10 +137,11 @@ async def create(data: Any, staff_id: int | None = None) -> dict:
                 fields.get("body", ""),
                 fields["topic"],
                 str(uuid.uuid4()),
-                staff_id,
+                actor,
                 moment,
                 moment,
             )
+            await audit.record(actor, "issue.create", "issue", rows[0]["id"], fields["title"])
     except Exception as exc:
         if db.is_unique_violation(exc):
             raise v.fail("slug", "is taken by another issue") from None
@@ -141,8 +156,14 @@ async def get(issue_id: int) -> dict:
     return rows[0]
 
 
-async def update(issue_id: int, data: Any) -> dict:
-    """Change any field; the topic only before release (the audience is fixed by then)."""
+def _changed(current: dict, fields: dict) -> list[str]:
+    """The names of the fields whose new value differs from the stored one, in FIELDS order."""
+    return [name for name in FIELDS if name in fields and str(fields[name]) != str(current[name])]
+
+
+async def update(issue_id: int, data: Any, *, actor: int | None = None) -> dict:
+    """Change any field; the topic only before release (the audience is fixed by then). Audit,
+    when a value changed: `issue.update`, "<title>: <changed fields>"."""
     current = await get(issue_id)
     fields = await _clean(data, creating=False)
     if "topic" in fields and fields["topic"] != current["topic"] and current["status"] != "draft":
@@ -155,6 +176,7 @@ async def update(issue_id: int, data: Any) -> dict:
         return current
     sets = ", ".join(f"{name} = {{}}" for name in fields)
     renamed = "slug" in fields and fields["slug"] != current["slug"]
+    changed = _changed(current, fields)
     try:
         async with db.transaction():
             if renamed:
@@ -165,6 +187,9 @@ async def update(issue_id: int, data: Any) -> dict:
                 now(),
                 issue_id,
             )
+            if changed:
+                title = fields.get("title", current["title"])
+                await audit.record(actor, "issue.update", "issue", issue_id, f"{title}: {', '.join(changed)}")
     except Exception as exc:
         if db.is_unique_violation(exc):  # a concurrent rename took it first
             raise v.fail("slug", "is taken by another issue") from None
@@ -242,23 +267,43 @@ def body_html(issue: dict) -> str:
     return markdown.to_html(issue["body"])
 
 
+async def default_zone() -> str:
+    """The time zone a release time is typed and shown in by default: the latest event's (the
+    zone staff work in), or UTC before there is any event. A cold path: Piccolo's builder."""
+    row = await Event.select(Event.timezone).order_by(Event.id, ascending=False).first()
+    return row["timezone"] if row else "UTC"
+
+
 async def recipient_count(issue_id: int, at: datetime | None = None) -> int:
     """How many people a release now (or at `at`) would reach: shown to staff before releasing."""
     issue = await get(issue_id)
     return await mailings.recipient_count([issue["topic"]], at)
 
 
-async def release(issue_id: int, release_at: datetime | None = None, staff_id: int | None = None) -> dict:
-    """Release now (None or a past time) or schedule for `release_at`. Raises Conflict when the
-    issue is already released or scheduled (one release per issue; see `retry_failed`)."""
+def release_time(release_at: datetime | None, at: datetime | None = None) -> datetime | None:
+    """The release time rule (see the module docstring): None releases now, a time after `at`
+    (default now) schedules; any other time raises ValidationFailed on `release_at`."""
+    if release_at is not None and release_at <= (at or now()):
+        raise v.fail("release_at", "is in the past: choose a later time, or leave it out to release now")
+    return release_at
+
+
+async def release(issue_id: int, release_at: datetime | None = None, *, actor: int | None = None) -> dict:
+    """Release now (no `release_at`) or schedule for `release_at`, which must be ahead
+    (`release_time`: ValidationFailed otherwise). Raises Conflict when the issue is already
+    released or scheduled (one release per issue; see `retry_failed`). Returns the mailing id,
+    the release time, the status and `recipients` (the audience counted at that time). Audit:
+    `issue.release`, "now, to about N subscribers" or "at <ISO time>, to about N subscribers"."""
     issue = await get(issue_id)
     moment = now()
-    at = release_at if release_at is not None and release_at > moment else moment
+    release_time(release_at, moment)
+    at = release_at or moment
+    scheduled = at > moment
     async with db.transaction():
         claimed = await db.fetch(
             "UPDATE issue SET status = {}, release_at = {}, released_at = {}, updated_at = {} "
             "WHERE id = {} AND status = 'draft' RETURNING id",
-            "scheduled" if at > moment else "released",
+            "scheduled" if scheduled else "released",
             at,
             at,
             moment,
@@ -266,8 +311,16 @@ async def release(issue_id: int, release_at: datetime | None = None, staff_id: i
         )
         if not claimed:
             raise Conflict(f"This issue is already {issue['status']}", reason="already_released")
-        mailing = await mailings.create("issue", [issue["topic"]], issue_id=issue_id, release_at=at, staff_id=staff_id)
-    return {"mailing": mailing["id"], "release_at": at, "status": "scheduled" if at > moment else "released"}
+        mailing = await mailings.create("issue", [issue["topic"]], issue_id=issue_id, release_at=at, staff_id=actor)
+        count = await mailings.recipient_count([issue["topic"]], at)
+        when = f"at {iso(at)}" if scheduled else "now"
+        await audit.record(actor, "issue.release", "issue", issue_id, f"{when}, to about {count} subscribers")
+    return {
+        "mailing": mailing["id"],
+        "release_at": at,
+        "status": "scheduled" if scheduled else "released",
+        "recipients": count,
+    }
 
 
 async def mailing_of(issue_id: int) -> dict:
@@ -289,22 +342,50 @@ async def delivery(issue_id: int) -> dict:
     return await mailings.delivery(mailing["id"])
 
 
-async def retry_failed(issue_id: int, include_bounced: bool = False) -> int:
-    return await mailings.retry_failed((await mailing_of(issue_id))["id"], include_bounced)
+async def retry_failed(issue_id: int, include_bounced: bool = False, *, actor: int | None = None) -> int:
+    """Queue the release's failed deliveries again (mailings.retry_failed); returns how many.
+    Audit: `issue.retry_failed`, "N queued again" (and whether bounced addresses were included)."""
+    mailing = await mailing_of(issue_id)
+    async with db.transaction():
+        count = await mailings.retry_failed(mailing["id"], include_bounced)
+        summary = f"{count} queued again" + (", bounced addresses included" if include_bounced else "")
+        await audit.record(actor, "issue.retry_failed", "issue", issue_id, summary)
+    return count
 
 
-async def pause(issue_id: int) -> dict:
-    return await mailings.pause((await mailing_of(issue_id))["id"])
+async def pause(issue_id: int, *, actor: int | None = None) -> dict:
+    """Hold back what is not sent yet (mailings.pause). Audit: `issue.pause`, "N queued messages
+    held back" (the ledger's queued rows at that moment)."""
+    mailing = await mailing_of(issue_id)
+    async with db.transaction():
+        paused = await mailings.pause(mailing["id"])
+        waiting = await _queued(mailing["id"])
+        await audit.record(actor, "issue.pause", "issue", issue_id, f"{waiting} queued messages held back")
+    return paused
 
 
-async def resume(issue_id: int) -> dict:
-    return await mailings.resume((await mailing_of(issue_id))["id"])
+async def resume(issue_id: int, *, actor: int | None = None) -> dict:
+    """Send the rest now (mailings.resume). Audit: `issue.resume`, "N queued messages due now"."""
+    mailing = await mailing_of(issue_id)
+    async with db.transaction():
+        resumed = await mailings.resume(mailing["id"])
+        waiting = await _queued(mailing["id"])
+        await audit.record(actor, "issue.resume", "issue", issue_id, f"{waiting} queued messages due now")
+    return resumed
 
 
-async def send_test(issue_id: int, address: str) -> int:
+async def _queued(mailing_id: int) -> int:
+    rows = await db.fetch("SELECT count(*) AS n FROM outbox WHERE status = 'queued' AND mailing = {}", mailing_id)
+    return rows[0]["n"]
+
+
+async def send_test(issue_id: int, address: str, *, actor: int | None = None) -> int:
     """Queue the issue's email to one address (staff checking it), marked as a test, with the
-    links of a sample subscriber that lead nowhere personal."""
-    from . import outbox
-
+    links of a sample subscriber that lead nowhere personal. Raises ValidationFailed (`email`)
+    for a bad address. Audit: `issue.test`, "test to <address>"."""
     await get(issue_id)
-    return await outbox.enqueue("issue_test", v.email(address), {"issue_id": issue_id})
+    to = v.email(address)
+    async with db.transaction():
+        row_id = await outbox.enqueue("issue_test", to, {"issue_id": issue_id})
+        await audit.record(actor, "issue.test", "issue", issue_id, f"test to {to}")
+    return row_id

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from .. import db
 from ..clock import now
+from . import audit
 from .errors import Conflict, NotFound
 from .subscriptions import LIFT_BOUNCE, not_paused_sql, not_suppressed_sql, suppressed_sql, topic_ids
 
@@ -261,10 +262,11 @@ async def latest_for_issue(issue_id: int) -> dict | None:
     return rows[0] if rows else None
 
 
-async def announce(event_id: int, staff_id: int | None = None, again: bool = False) -> dict:
+async def announce(event_id: int, *, actor: int | None = None, again: bool = False) -> dict:
     """Email a published, upcoming event to the `events` topic (and `careers` for an event tagged
     `career`). One announcement per event unless `again` (a second one would reach everyone
-    twice). Returns the mailing with `recipients`, the audience counted now."""
+    twice). Returns the mailing with `recipients`, the audience counted now. Audit, in the
+    mailing's transaction: `event.announce` by `actor`, "to about N subscribers"."""
     from . import events
 
     event = await events.get(event_id)
@@ -283,5 +285,8 @@ async def announce(event_id: int, staff_id: int | None = None, again: bool = Fal
         )
     slugs = ["events"] + (["careers"] if "career" in {t.lower() for t in event["tags"]} else [])
     ids = list((await topic_ids(slugs, "topics")).values())
-    mailing = await create("announcement", ids, event_id=event_id, staff_id=staff_id)
-    return {**mailing, "recipients": await recipient_count(ids, mailing["release_at"])}
+    async with db.transaction():
+        mailing = await create("announcement", ids, event_id=event_id, staff_id=actor)
+        count = await recipient_count(ids, mailing["release_at"])
+        await audit.record(actor, "event.announce", "event", event_id, f"to about {count} subscribers")
+    return {**mailing, "recipients": count}

@@ -14,6 +14,10 @@ counts it and says whether it may go ahead: after `FREE_ATTEMPTS` failures in a 
 must wait a period that doubles with every further failure, however many arrive at once. Signing
 in (or an operator's password reset) clears the count. The old `staff_user.failed_logins` and
 `last_failed_login_at` columns are no longer used.
+
+Audit (domain/audit.py), written in the change's transaction whoever asks: `staff.create` (by
+`actor`; None: the CLI), `staff.password` (a member's own change, or an operator's reset),
+`staff.login` (a session opened), `token.create` and `token.revoke` (only when it revoked).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from .. import db, tokens
 from ..clock import now
+from . import audit
 from . import validation as v
 from .errors import Conflict, DomainError, NotFound, Unauthorized, ValidationFailed
 
@@ -124,20 +129,24 @@ async def _hash(password: str) -> str:
 # Accounts ----------------------------------------------------------------------------------
 
 
-async def create(email: str, password: str, name: str = "") -> dict:
-    """Create a staff account. Raises ValidationFailed for a bad email, a short password or an
-    address that already has an account."""
+async def create(email: str, password: str, name: str = "", *, actor: int | None = None) -> dict:
+    """Create a staff account (by `actor`; None: the CLI or the demo). Raises ValidationFailed
+    for a bad email, a short password or an address that already has an account. Audit:
+    `staff.create`, "account <email>"."""
     address = v.email(email)
     _password(password)
+    hashed = await _hash(password)
     try:
-        rows = await db.fetch(
-            "INSERT INTO staff_user (email, name, password_hash, created_at) VALUES ({}, {}, {}, {}) "
-            "RETURNING id, email, name",
-            address,
-            (name or "").strip()[:200],
-            await _hash(password),
-            now(),
-        )
+        async with db.transaction():
+            rows = await db.fetch(
+                "INSERT INTO staff_user (email, name, password_hash, created_at) VALUES ({}, {}, {}, {}) "
+                "RETURNING id, email, name",
+                address,
+                (name or "").strip()[:200],
+                hashed,
+                now(),
+            )
+            await audit.record(actor, "staff.create", "staff", rows[0]["id"], f"account {address}")
     except Exception as exc:
         if db.is_unique_violation(exc):
             raise ValidationFailed({"email": "already has a staff account"}) from None
@@ -157,10 +166,10 @@ async def members() -> list[dict]:
     return await db.fetch("SELECT id, email, name, created_at FROM staff_user ORDER BY id")
 
 
-async def reset_password(email: str, password: str) -> dict:
+async def reset_password(email: str, password: str, *, actor: int | None = None) -> dict:
     """An operator sets a new password (`events-app staff password`): every session of the
     member ends and the sign-in throttle of the address is lifted. Raises NotFound or
-    ValidationFailed (password)."""
+    ValidationFailed (password). Audit: `staff.password`, "set by an operator; every session ended"."""
     member = await get_by_email(email)
     _password(password)
     hashed = await _hash(password)
@@ -173,6 +182,7 @@ async def reset_password(email: str, password: str) -> dict:
         )
         await db.fetch("DELETE FROM staff_session WHERE staff = {}", member["id"])
         await db.fetch("DELETE FROM login_attempt WHERE key = {}", _attempt_key(member["email"]))
+        await audit.record(actor, "staff.password", "staff", member["id"], "set by an operator; every session ended")
     return member
 
 
@@ -272,7 +282,8 @@ async def authenticate(email: str, password: str) -> dict:
 
 async def change_password(staff_id: int, current: str, new: str, keep_session_hash: str | None = None) -> None:
     """Replace the password after checking the current one, and end every other session of the
-    account (a stolen session must not outlive the password change)."""
+    account (a stolen session must not outlive the password change). Audit: `staff.password` by
+    the member, "changed their password; every other session ended"."""
     rows = await db.fetch("SELECT password_hash FROM staff_user WHERE id = {}", staff_id)
     if not rows:
         raise NotFound("No such staff account")
@@ -300,25 +311,31 @@ async def change_password(staff_id: int, current: str, new: str, keep_session_ha
             staff_id,
             keep_session_hash or "",
         )
+        await audit.record(
+            staff_id, "staff.password", "staff", staff_id, "changed their password; every other session ended"
+        )
 
 
 # Sessions ----------------------------------------------------------------------------------
 
 
 async def start_session(staff_id: int, user_agent: str = "") -> str:
-    """Open a session and return the cookie value (shown to the browser only)."""
+    """Open a session (the member signed in) and return the cookie value (shown to the browser
+    only). Audit: `staff.login` by the member, "signed in"."""
     token = tokens.new_random()
     moment = now()
-    await db.fetch(
-        "INSERT INTO staff_session (staff, token_hash, user_agent, created_at, last_seen_at, expires_at) "
-        "VALUES ({}, {}, {}, {}, {}, {})",
-        staff_id,
-        tokens.digest(token),
-        (user_agent or "")[:300],
-        moment,
-        moment,
-        moment + timedelta(hours=SESSION_HOURS),
-    )
+    async with db.transaction():
+        await db.fetch(
+            "INSERT INTO staff_session (staff, token_hash, user_agent, created_at, last_seen_at, expires_at) "
+            "VALUES ({}, {}, {}, {}, {}, {})",
+            staff_id,
+            tokens.digest(token),
+            (user_agent or "")[:300],
+            moment,
+            moment,
+            moment + timedelta(hours=SESSION_HOURS),
+        )
+        await audit.record(staff_id, "staff.login", "staff", staff_id, "signed in")
     return token
 
 
@@ -369,22 +386,28 @@ async def sessions(staff_id: int) -> list[dict]:
 # API tokens --------------------------------------------------------------------------------
 
 
-async def new_token(email: str, label: str = "") -> str:
+async def new_token(email: str, label: str = "", *, actor: int | None = None) -> str:
     """Create an API token for the staff member and return it; only its hash is stored."""
     member = await get_by_email(email)
-    return await create_token(member["id"], label)
+    return await create_token(member["id"], label, actor=actor)
 
 
-async def create_token(staff_id: int, label: str = "") -> str:
-    """A new API token for the staff member, returned once; only its hash is stored."""
+async def create_token(staff_id: int, label: str = "", *, actor: int | None = None) -> str:
+    """A new API token for the staff member, returned once; only its hash is stored. Audit:
+    `token.create` by `actor` (None: the CLI), "API token '<label>' of <owner's email>"."""
     token = tokens.new_random()
-    await db.fetch(
-        "INSERT INTO api_token (staff, label, token_hash, created_at) VALUES ({}, {}, {}, {})",
-        staff_id,
-        (label or "").strip()[:200],
-        tokens.digest(token),
-        now(),
-    )
+    clean = (label or "").strip()[:200]
+    async with db.transaction():
+        rows = await db.fetch(
+            "INSERT INTO api_token (staff, label, token_hash, created_at) VALUES ({}, {}, {}, {}) RETURNING id",
+            staff_id,
+            clean,
+            tokens.digest(token),
+            now(),
+        )
+        owner = await db.fetch("SELECT email FROM staff_user WHERE id = {}", staff_id)
+        summary = f"API token {clean!r} of {owner[0]['email']}" if owner else f"API token {clean!r}"
+        await audit.record(actor, "token.create", "api_token", rows[0]["id"], summary)
     return token
 
 
@@ -397,13 +420,17 @@ async def token_list() -> list[dict]:
     )
 
 
-async def revoke_token(token_id: int) -> dict:
-    """Revoke an API token (repeating it changes nothing); returns its row."""
-    rows = await db.fetch(
-        "UPDATE api_token SET revoked_at = {} WHERE id = {} AND revoked_at IS NULL RETURNING id, label",
-        now(),
-        token_id,
-    )
+async def revoke_token(token_id: int, *, actor: int | None = None) -> dict:
+    """Revoke an API token (repeating it changes nothing, and writes no second entry); returns
+    its row. Audit: `token.revoke` by `actor`, "API token '<label>'"."""
+    async with db.transaction():
+        rows = await db.fetch(
+            "UPDATE api_token SET revoked_at = {} WHERE id = {} AND revoked_at IS NULL RETURNING id, label",
+            now(),
+            token_id,
+        )
+        if rows:
+            await audit.record(actor, "token.revoke", "api_token", token_id, f"API token {rows[0]['label']!r}")
     if rows:
         return rows[0]
     found = await db.fetch("SELECT id, label FROM api_token WHERE id = {}", token_id)

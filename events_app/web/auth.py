@@ -1,4 +1,8 @@
-"""Who is asking: staff by bearer token (API). Sessions for the staff workspace come later."""
+"""Who is asking the API: a staff member by bearer token (`Authorization: Bearer <token>`;
+domain/staff.py keeps only the token's SHA-256). `require_staff` is the guard of every staff
+endpoint (401 without a live token) and puts the member in `request.state.staff`, whose id the
+handlers pass to the domain as `actor` for the audit log. The staff workspace signs in with a
+session cookie instead (web/staff/session.py)."""
 
 from __future__ import annotations
 

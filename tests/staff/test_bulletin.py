@@ -51,7 +51,7 @@ async def test_write_preview_and_test_an_issue(client, csrf):
     assert bad_test.status_code == 400
     listing = await client.get("/staff/issues")
     assert "October 2019 issue" in listing.text and "Draft" in listing.text
-    assert await audit_actions() == ["staff.login", "issue.create", "issue.update", "issue.test"]
+    assert await audit_actions() == ["staff.create", "staff.login", "issue.create", "issue.update", "issue.test"]
 
 
 async def test_release_shows_the_count_first_then_progress_and_retry(client, csrf):

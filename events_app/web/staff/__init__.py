@@ -7,10 +7,19 @@ and audit log), `bulletin_pages`, and `chart` (the inline SVG charts).
 """
 
 from .access import Account, SignIn
-from .bulletin_pages import BulletinPages
+from .bulletin_pages import StaffBulletinPages
 from .dashboard import Dashboard
 from .event_pages import EventPages
 from .mail_pages import AuditPage, MailPages
-from .subscriber_pages import SubscriberPages
+from .subscriber_pages import StaffSubscriberPages
 
-STAFF_HANDLERS = [SignIn, Account, Dashboard, EventPages, SubscriberPages, MailPages, AuditPage, BulletinPages]
+STAFF_HANDLERS = [
+    SignIn,
+    Account,
+    Dashboard,
+    EventPages,
+    StaffSubscriberPages,
+    MailPages,
+    AuditPage,
+    StaffBulletinPages,
+]

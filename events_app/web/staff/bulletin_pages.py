@@ -1,6 +1,10 @@
 """The bulletin in the workspace: issue list, editor with previews of the web page and of the
 email, a test send, release (now or scheduled) after seeing the recipient count, live delivery
-progress (a page that reloads itself, no JavaScript needed), pause, resume and retry failed."""
+progress (a page that reloads itself, no JavaScript needed), pause, resume and retry failed.
+
+The rules (the release time, who receives it) and the audit entries are the domain's
+(domain/issues.py): these handlers read the forms, pass the signed-in member as `actor` and show
+the outcome, exactly as the API does for the same request."""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from ... import clock, db, settings, timefmt
-from ...domain import audit, issues
+from ... import clock, settings, timefmt
+from ...domain import issues, subscriptions
 from ...domain import validation as v
 from ...domain.errors import Conflict, ValidationFailed
 from ...mail import bulk
@@ -28,10 +32,6 @@ def _posted(form) -> dict:
     if not data.get("slug"):
         data.pop("slug", None)
     return data
-
-
-async def _topics() -> list[dict]:
-    return await db.fetch("SELECT slug, name FROM topic ORDER BY id")
 
 
 async def _editor(
@@ -59,7 +59,7 @@ async def _editor(
         values=values,
         errors=errors or {},
         flash=flash,
-        topics=await _topics(),
+        topics=await subscriptions.all_topics(),
         web=web,
         email=email,
         unsaved=previewing is not None,
@@ -78,12 +78,7 @@ def _values(issue: dict) -> dict:
     }
 
 
-async def _default_zone() -> str:
-    rows = await db.fetch("SELECT timezone FROM event ORDER BY id DESC LIMIT 1")
-    return rows[0]["timezone"] if rows else "UTC"
-
-
-class BulletinPages(StaffController):
+class StaffBulletinPages(StaffController):
     path = "/staff/issues"
 
     @get("/")
@@ -108,10 +103,9 @@ class BulletinPages(StaffController):
         form = await request.form()
         data = _posted(form)
         try:
-            issue = await issues.create(data, staff_id=me(request)["id"])
+            issue = await issues.create(data, actor=me(request)["id"])
         except ValidationFailed as exc:
             return await _editor(request, None, {**data, "slug": form.get("slug") or ""}, errors=exc.fields, status=400)
-        await audit.record(me(request)["id"], "issue.create", "issue", issue["id"], issue["title"])
         return Redirect(f"/staff/issues/{issue['id']}?done=created", status_code=303)
 
     @get("/{issue_id:int}")
@@ -140,14 +134,9 @@ class BulletinPages(StaffController):
                 flash="Preview of your unsaved changes: save to keep them.",
             )
         try:
-            updated = await issues.update(issue_id, data)
+            await issues.update(issue_id, data, actor=me(request)["id"])
         except ValidationFailed as exc:
             return await _editor(request, issue, {**_values(issue), **data}, errors=exc.fields, status=400)
-        changed = [k for k in EDITABLE if k in data and str(_values(issue).get(k)) != str(_values(updated).get(k))]
-        if changed:
-            await audit.record(
-                me(request)["id"], "issue.update", "issue", issue_id, f"{updated['title']}: {', '.join(changed)}"
-            )
         return Redirect(f"/staff/issues/{issue_id}?done=saved", status_code=303)
 
     @post("/{issue_id:int}/test")
@@ -156,12 +145,11 @@ class BulletinPages(StaffController):
         form = await request.form()
         address = (form.get("email") or "").strip() or me(request)["email"]
         try:
-            await issues.send_test(issue_id, address)
+            await issues.send_test(issue_id, address, actor=me(request)["id"])
         except ValidationFailed as exc:
             return await _editor(
                 request, issue, _values(issue), errors={"test_email": exc.fields.get("email", "is invalid")}, status=400
             )
-        await audit.record(me(request)["id"], "issue.test", "issue", issue_id, f"test to {v.email(address)}")
         return Redirect(f"/staff/issues/{issue_id}?done=tested", status_code=303)
 
     @get("/{issue_id:int}/release")
@@ -173,7 +161,7 @@ class BulletinPages(StaffController):
             issue=issue,
             recipients=await issues.recipient_count(issue_id),
             zones=event_form.all_zones(),
-            zone=await _default_zone(),
+            zone=await issues.default_zone(),
             errors={},
         )
 
@@ -181,26 +169,23 @@ class BulletinPages(StaffController):
     async def release(self, request: Request, issue_id: FromPath[int]) -> Response:
         issue = await issues.get(issue_id)
         form = await request.form()
-        at = None
-        if form.get("when") == "later":
-            try:
+        try:
+            at = None
+            if form.get("when") == "later":
                 zone = v.zone(form.get("timezone"), "timezone")
                 at = v.timestamp(form.get("release_at"), "release_at", zone)
-                if at <= clock.now():
-                    raise v.fail("release_at", "is in the past: choose a later time, or release now")
-            except ValidationFailed as exc:
-                return page(
-                    request,
-                    "staff/issue_release.html",
-                    400,
-                    issue=issue,
-                    errors=exc.fields,
-                    recipients=await issues.recipient_count(issue_id),
-                    zones=event_form.all_zones(),
-                    zone=form.get("timezone") or "UTC",
-                )
-        try:
-            result = await issues.release(issue_id, at, staff_id=me(request)["id"])
+            await issues.release(issue_id, at, actor=me(request)["id"])
+        except ValidationFailed as exc:  # the time typed, or the release time rule (in the past)
+            return page(
+                request,
+                "staff/issue_release.html",
+                400,
+                issue=issue,
+                errors=exc.fields,
+                recipients=await issues.recipient_count(issue_id),
+                zones=event_form.all_zones(),
+                zone=form.get("timezone") or "UTC",
+            )
         except Conflict as exc:
             return page(
                 request,
@@ -211,11 +196,6 @@ class BulletinPages(StaffController):
                 back=f"/staff/issues/{issue_id}/progress",
                 back_label="See its delivery",
             )
-        count = await issues.recipient_count(issue_id, result["release_at"])
-        when = "now" if result["status"] == "released" else f"at {result['release_at'].isoformat()}"
-        await audit.record(
-            me(request)["id"], "issue.release", "issue", issue_id, f"{when}, to about {count} subscribers"
-        )
         return Redirect(f"/staff/issues/{issue_id}/progress", status_code=303)
 
     @get("/{issue_id:int}/progress")
@@ -236,7 +216,7 @@ class BulletinPages(StaffController):
             moving=moving,
             refresh=REFRESH_SECONDS,
             flash=flash,
-            release_local=_in_zone(delivery.get("release_at"), await _default_zone()),
+            release_local=_in_zone(delivery.get("release_at"), await issues.default_zone()),
         )
         if moving:
             # Browsers reload the page on their own: live progress without JavaScript.
@@ -248,13 +228,12 @@ class BulletinPages(StaffController):
         await issues.get(issue_id)
         if action not in ("retry", "pause", "resume"):
             return Redirect(f"/staff/issues/{issue_id}/progress", status_code=303)
+        actor = me(request)["id"]
         try:
             if action == "retry":
-                count = await issues.retry_failed(issue_id)
-                summary = f"{count} queued again"
+                await issues.retry_failed(issue_id, actor=actor)
             else:
-                await (issues.pause if action == "pause" else issues.resume)(issue_id)
-                summary = ""
+                await (issues.pause if action == "pause" else issues.resume)(issue_id, actor=actor)
         except Conflict as exc:
             return page(
                 request,
@@ -265,9 +244,6 @@ class BulletinPages(StaffController):
                 back=f"/staff/issues/{issue_id}",
                 back_label="Back to the issue",
             )
-        await audit.record(
-            me(request)["id"], f"issue.{'retry_failed' if action == 'retry' else action}", "issue", issue_id, summary
-        )
         past = {"retry": "retried", "pause": "paused", "resume": "resumed"}[action]
         return Redirect(f"/staff/issues/{issue_id}/progress?done={past}", status_code=303)
 
