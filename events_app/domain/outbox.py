@@ -1,7 +1,11 @@
 """The durable outbox: enqueue inside the caller's transaction, claim, and mark.
 
-A row says what to send (kind, recipient, a small JSON payload of ids and what changed); the
-worker renders it at send time. Rows move queued -> sending -> sent | failed. A row left in
+The domain owns it: a change queues its messages here, in its own transaction, and the mail worker
+(events_app/mail/) claims and marks rows through these functions only. A row says what to send
+(kind, recipient, a small JSON payload of ids and what changed); the worker renders it at send
+time. Rows move queued -> sending -> sent | failed | skipped (a list recipient who left since the
+release). A permanent refusal of an address is the subscribers' business
+(domain/subscriptions.py `suppress`). A row left in
 `sending` longer than the claim timeout (a worker died) goes back to `queued`; the Message-ID is
 derived from the row id, so a retry is the same message to the receiving side.
 
@@ -101,18 +105,6 @@ async def mark_sent_many(row_ids: list[int]) -> None:
 async def mark_skipped(row_id: int, reason: str) -> None:
     """Not sent, on purpose: the recipient left (unsubscribed, paused, erased) after the release."""
     await db.fetch("UPDATE outbox SET status = 'skipped', last_error = {} WHERE id = {}", reason[:2000], row_id)
-
-
-async def suppress(address: str, reason: str) -> None:
-    """The server refused this address for good (5xx): no more bulk mail to it. A subscriber is
-    marked, not removed; staff see the reason and a new subscription confirmation clears it."""
-    if address:
-        await db.fetch(
-            "UPDATE subscriber SET bounced_at = {}, bounce_reason = {} WHERE email = {} AND bounced_at IS NULL",
-            now(),
-            reason[:2000],
-            address.lower(),
-        )
 
 
 async def mark_retry(row_id: int, attempts: int, error: str, max_attempts: int, base: float = 30.0) -> None:

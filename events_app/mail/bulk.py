@@ -26,32 +26,30 @@ path that is byte for byte what the registry writes). An address that cannot be 
 row once (`Unbuildable`). The greeting's name is one line.
 
 The Message-ID comes from the outbox row (messages.message_id), so a retry is the same message.
-The shared parts are cached per mailing and content version: an edit to the issue reaches the
-emails not yet sent. `preview()` renders what one subscriber would see, for staff.
+mail/bulk_builder.py loads a claimed batch's subscribers and mailings and keeps the shared parts
+per mailing and content version (an edit to the issue reaches the emails not yet sent).
+`preview()` renders what one subscriber would see, for staff.
 """
 
 from __future__ import annotations
 
 import binascii
 import html as html_lib
-import json
 import re
 import secrets
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import cached_property
 from urllib.parse import quote
 
-from .. import clock, db, markdown
-from ..domain import events, issues, subscriptions
-from ..domain.errors import NotFound
+from .. import markdown
+from ..domain import subscriptions
 from ..settings import Settings
 from ..timefmt import format_range, issue_day
 from . import headers, render, verp
-from .messages import Superseded, Unbuildable, Undeliverable, message_id
+from .messages import Unbuildable, message_id
 
 GREETING, MANAGE, UNSUBSCRIBE = "@@greeting@@", "@@manage@@", "@@unsubscribe@@"
 KINDS = {"issue", "announcement", "issue_test"}
@@ -244,10 +242,11 @@ def compose(
         manage = unsubscribe = f"{base}/s/link"
     list_id = wire.list_id
     if slugs and slugs[0] != (shared.topics[0][0] if shared.topics else None):
-        list_id = wire.list_ids.get(slugs[0])
-        if list_id is None:
+        folded = wire.list_ids.get(slugs[0])
+        if folded is None:
             names = dict(shared.topics)
-            list_id = wire.list_ids[slugs[0]] = _list_id(names.get(slugs[0], slugs[0]), slugs[0], settings)
+            folded = wire.list_ids[slugs[0]] = _list_id(names.get(slugs[0], slugs[0]), slugs[0], settings)
+        list_id = folded
     sender = wire.senders.get(settings.mail_from)
     if sender is None:  # parsing the From setting once per mailing, not per message
         try:
@@ -260,7 +259,7 @@ def compose(
     except headers.BadAddress as exc:
         raise Unbuildable(f"the message cannot be built: {exc}") from None
     plain = (_qp(greeting), _qp(manage), _qp(unsubscribe))
-    marked = tuple(_qp(html_lib.escape(value)) for value in (greeting, manage, unsubscribe))
+    marked = (_qp(html_lib.escape(greeting)), _qp(html_lib.escape(manage)), _qp(html_lib.escape(unsubscribe)))
     lines = [
         sender[0],
         to_line,
@@ -300,113 +299,6 @@ def compose(
     )
     # The envelope sender names this row, so a bounce can be matched to it (mail/verp.py).
     return RawMessage(verp.bounce_address(row["id"]), envelope, data)
-
-
-class Builder:
-    """Builds the bulk rows of one claimed batch: their subscribers in one query, each mailing's
-    shared parts from a small cache kept across batches (a worker's lifetime)."""
-
-    def __init__(self, settings: Settings, cache_size: int = 8) -> None:
-        self.settings = settings
-        self.cache: OrderedDict[tuple, Shared] = OrderedDict()
-        self.cache_size = cache_size
-        self.subscribers: dict[int, dict] = {}
-        self.mailings: dict[int, dict] = {}
-        self.topics_of: dict[int, set[int]] = {}  # subscriber -> topic ids (multi-topic mailings)
-
-    def forget(self) -> None:
-        """Drop the rows' subscribers and mailings of the previous run (not the rendered cache)."""
-        self.subscribers, self.mailings, self.topics_of = {}, {}, {}
-
-    async def prepare(self, rows: list[dict]) -> None:
-        """Load what these bulk rows need: subscribers and mailings, one query each. Adds to what
-        earlier batches of the same run loaded."""
-        ids = sorted({r["subscriber"] for r in rows if r.get("subscriber") is not None})
-        if ids:
-            where, args = db.sql_in("id", ids)
-            for s in await db.fetch(
-                f"SELECT id, email, name, status, token_salt, paused_until, bounced_at FROM subscriber WHERE {where}",
-                *args,
-            ):
-                self.subscribers[s["id"]] = s
-        mailing_ids = sorted({r["mailing"] for r in rows if r.get("mailing") is not None} - set(self.mailings))
-        if mailing_ids:
-            where, args = db.sql_in("id", mailing_ids)
-            fresh = await db.fetch(f"SELECT * FROM mailing WHERE {where}", *args)
-            for m in fresh:
-                self.mailings[m["id"]] = m
-            for m in fresh:
-                try:
-                    await self._shared_for(m)  # render now, once, not in each lane
-                except Undeliverable:
-                    del self.mailings[m["id"]]  # its rows fail with the reason in build()
-        # Which of a multi-topic mailing's topics each recipient has (their List-Id and one-click).
-        several = {m["id"] for m in self.mailings.values() if len(json.loads(m["topics"] or "[]")) > 1}
-        wanted = sorted({r["subscriber"] for r in rows if r.get("mailing") in several} - set(self.topics_of))
-        if wanted:
-            where, args = db.sql_in("subscriber", wanted)
-            for sid in wanted:
-                self.topics_of[sid] = set()
-            for s in await db.fetch(f"SELECT subscriber, topic FROM subscription WHERE {where}", *args):
-                self.topics_of[s["subscriber"]].add(s["topic"])
-
-    async def _shared_for(self, mailing: dict) -> Shared:
-        if mailing["kind"] == "issue":
-            version = await db.fetch("SELECT version FROM issue WHERE id = {}", mailing["issue"])
-            if not version:
-                raise Undeliverable(f"issue {mailing['issue']} no longer exists")
-            key = ("issue", mailing["issue"], version[0]["version"])
-        else:
-            try:
-                event = await events.get(mailing["event"])
-            except NotFound:
-                raise Undeliverable(f"event {mailing['event']} no longer exists") from None
-            key = ("announcement", event["id"], event["version"], mailing["topics"])
-        shared = self.cache.get(key)
-        if shared is None:
-            if mailing["kind"] == "issue":
-                shared = render_issue(await issues.get(mailing["issue"]), self.settings)
-            else:
-                where, args = db.sql_in("id", json.loads(mailing["topics"]))
-                topics = await db.fetch(f"SELECT id, slug, name FROM topic WHERE {where} ORDER BY id", *args)
-                shared = render_announcement(event, topics, self.settings)
-                shared.encoded.topic_ids.update({t["slug"]: t["id"] for t in topics})
-            self.cache[key] = shared
-            while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)
-        self.cache.move_to_end(key)
-        self.mailings[mailing["id"]] = {**mailing, "_shared": shared}
-        return shared
-
-    async def build(self, row: dict) -> RawMessage:
-        """The message for one row; Superseded when its recipient left after the release."""
-        if row["kind"] == "issue_test":
-            payload = json.loads(row["payload"])
-            try:
-                issue = await issues.get(payload["issue_id"])
-            except (NotFound, KeyError):
-                raise Undeliverable("the issue of this test no longer exists") from None
-            return compose(render_issue(issue, self.settings, test=True), row, None, row["recipient"], self.settings)
-        mailing = self.mailings.get(row.get("mailing"))
-        if mailing is None:
-            raise Undeliverable(f"mailing {row.get('mailing')} no longer exists")
-        subscriber = self.subscribers.get(row["subscriber"])
-        if subscriber is None or subscriber["status"] == "erased" or not subscriber["email"]:
-            raise Superseded("the subscriber erased their data")
-        if subscriber["status"] != "confirmed":
-            raise Superseded(f"the subscriber is {subscriber['status']} since the release")
-        if subscriber["bounced_at"] is not None:
-            raise Superseded("the address was refused for good by its mail server")
-        paused = subscriber["paused_until"]
-        if paused is not None and paused > clock.now():
-            raise Superseded("the subscriber paused their mail since the release")
-        shared = mailing["_shared"]
-        topics = None
-        if len(shared.topics) > 1:
-            held = self.topics_of.get(subscriber["id"], set())
-            ids = shared.encoded.topic_ids
-            topics = tuple(slug for slug, _ in shared.topics if ids.get(slug) in held) or None
-        return compose(shared, row, subscriber, subscriber["email"], self.settings, topics)
 
 
 def preview(issue: dict, settings: Settings) -> dict:

@@ -41,11 +41,13 @@ import json
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from typing import Literal
 
 from .. import clock, db, ics
 from ..domain import events, registrations, retention, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
+from ..timefmt import format_range
 from . import headers, render
 
 # Answers to a subscriber's own request (domain/subscriptions.py), built from the subscriber row.
@@ -61,6 +63,8 @@ KINDS = SUBSCRIPTION_KINDS | {
     "follow_up_attended",
     "follow_up_missed",
 }
+# The iTIP method of an invite: it goes into the calendar, or comes out of it.
+Method = Literal["REQUEST", "CANCEL"]
 # Kinds that put (or keep) the event in the person's calendar.
 REQUEST_KINDS = {"registration_confirmed", "registration_promoted", "event_changed"}
 # Kinds whose email shows the personal join link.
@@ -161,7 +165,7 @@ def _same_moment(iso: str | None, moment: datetime) -> bool:
         return False
 
 
-def _plan_scheduled(kind: str, payload: dict, registration: dict, event: dict) -> tuple[str, str | None, dict]:
+def _plan_scheduled(kind: str, payload: dict, registration: dict, event: dict) -> tuple[str, Method | None, dict]:
     """Reminders and follow-ups: what domain/schedule.py queued, checked against now."""
     status = registration["status"]
     if status != "registered":
@@ -173,11 +177,11 @@ def _plan_scheduled(kind: str, payload: dict, registration: dict, event: dict) -
             # The event moved: schedule.py queues the reminder for the new time by itself.
             raise Superseded("the event was rescheduled; this reminder was for the old time")
         offset = payload.get("offset")
-        if offset not in (event.get("reminders") or []):
+        if not isinstance(offset, int) or offset not in (event.get("reminders") or []):
             raise Superseded(f"the event no longer has a reminder {offset} minutes before")
         if event["ends_at"] <= clock.now():
             raise Superseded("the event is over")  # e.g. held back by a long SMTP outage
-        return kind, None, {"starts_in": in_words(int(offset))}
+        return kind, None, {"starts_in": in_words(offset)}
     if not event.get("recording_url"):
         raise Superseded("the event no longer has a recording or resources link")
     # The row's kind was decided when it was queued; the message says what is true when it goes.
@@ -185,7 +189,7 @@ def _plan_scheduled(kind: str, payload: dict, registration: dict, event: dict) -
     return template, None, {"recording_url": event["recording_url"]}
 
 
-def _plan(kind: str, payload: dict, registration: dict, event: dict) -> tuple[str, str | None, dict]:
+def _plan(kind: str, payload: dict, registration: dict, event: dict) -> tuple[str, Method | None, dict]:
     """(template, invite method or None, extra context) for a row, or raise Superseded."""
     if kind == "reminder" or kind in FOLLOW_UP_KINDS:
         return _plan_scheduled(kind, payload, registration, event)
@@ -215,7 +219,7 @@ def _plan(kind: str, payload: dict, registration: dict, event: dict) -> tuple[st
         fields = payload.get("changes") or []
         changes = list(dict.fromkeys(CHANGE_TEXT[f] for f in fields if f in CHANGE_TEXT))
         # Only registered people hold an invite to update; the domain notifies no one else.
-        method = "REQUEST" if status == "registered" else None
+        method: Method | None = "REQUEST" if status == "registered" else None
         return (
             kind,
             method,
@@ -311,12 +315,12 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
         links["unsubscribe"] = f"{base}/s/{token}/unsubscribe"
     # A confirmation lists what it would give (an opt-in asked for while opted out).
     chosen = set(subscriber["confirm_topics"] if kind == "subscription_confirm" else subscriber["topics"])
-    paused = subscriber["paused_until"]
+    paused = subscriptions.paused_until_shown(subscriber)
     context = {
         "name": headers.single_line(subscriber["name"]),
         "status": subscriber["status"],
         "topics": [t for t in await subscriptions.all_topics() if t["slug"] in chosen],
-        "paused_until": _day(paused) if paused and paused > clock.now() else None,
+        "paused_until": _day(paused) if paused is not None else None,
         "valid_days": subscriptions.CONFIRM_VALID.days,
         "links": links,
         "organizer_name": _display_name(settings),
@@ -365,7 +369,7 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
     context = {
         "name": headers.single_line(registration["name"]),  # a name cannot add lines
         "event": event,
-        "when": render.format_range(event["starts_at"], event["ends_at"], event["timezone"]),
+        "when": format_range(event["starts_at"], event["ends_at"], event["timezone"]),
         "links": links,
         "organizer_name": organizer_name,
         "site_host": settings.host,

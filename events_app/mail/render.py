@@ -2,8 +2,8 @@
 
 `render(kind, context)` returns (subject, text, html) with the HTML's CSS inlined by css-inline,
 because many mail clients drop <style> blocks. The Jinja environment and the inliner are built
-once per process. `format_range` writes an event's time the way people read it ("Tuesday
-29 November 2022, 12:00–1:00 PM EST"); the web templates use it too.
+once per process. Templates write times with the filters `format_range` and `format_time` of
+events_app/timefmt.py, the same functions the web pages use.
 
 The templates live in the repository's top-level `emails/`, and inside the package
 (`events_app/emails/`) in an installed wheel; `emails_dir()` finds either.

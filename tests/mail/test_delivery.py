@@ -277,3 +277,22 @@ async def test_registering_again_resends_the_same_invite(worker, smtp_server):
     assert invite_of(resent)[2]["UID"] == invite_of(first)[2]["UID"]
     assert invite_of(resent)[2]["SEQUENCE"] == invite_of(first)[2]["SEQUENCE"] == 0
     assert resent["Message-ID"] != first["Message-ID"]
+
+
+async def test_bulk_rows_sent_while_another_lane_records_its_share_are_recorded_too(worker, smtp_server, tmp_path):
+    # Two connections send a release in batches of five: whenever five bulk messages are out, one
+    # lane records them while the other is still talking to the server. Every message handed over
+    # must end `sent`; one left `sending` would go out a second time after the claim time-out.
+    from bulletin.helpers import new_issue, subscribers
+
+    from events_app.domain import issues, mailings
+
+    addresses = await subscribers(tmp_path, 40)
+    issue = await new_issue()
+    await issues.release(issue["id"])
+    while await mailings.tick() + await worker.run_once(5, refills=3):
+        pass
+
+    rows = await db.fetch("SELECT status, count(*) AS n FROM outbox GROUP BY status")
+    assert {r["status"]: r["n"] for r in rows} == {"sent": 40}
+    assert sorted(a for r in smtp_server.received for a in r.rcpt_tos) == sorted(addresses)

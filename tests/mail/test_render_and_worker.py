@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 import events_app
-from events_app import db, resources, settings
-from events_app.domain import registrations
-from events_app.domain import outbox
+from events_app import db, resources, settings, timefmt
+from events_app.domain import outbox, registrations
 from events_app.mail import messages, render
 from events_app.mail.transport import MemoryTransport
 from events_app.mail.worker import Worker
@@ -35,7 +34,7 @@ UTC = timezone.utc
     ],
 )
 def test_format_range_says_the_time_as_people_read_it(start, end, zone, expected):
-    assert render.format_range(datetime(*start, tzinfo=UTC), datetime(*end, tzinfo=UTC), zone) == expected
+    assert timefmt.format_range(datetime(*start, tzinfo=UTC), datetime(*end, tzinfo=UTC), zone) == expected
 
 
 def test_templates_are_found_in_the_repo_and_in_an_installed_package(tmp_path):

@@ -7,7 +7,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from ...domain import audit
-from ...mail import admin
+from ...domain import outbox_admin as admin
 from .session import StaffController, me, page
 
 PAGE_SIZE = 50

@@ -1,5 +1,6 @@
-"""The outbox as staff see it: counts by status, recent and failed messages with their errors,
-and sending a failed message again. Read and retry only: the worker still does all sending.
+"""The outbox (domain/outbox.py) as staff see it: counts by status, recent and failed messages with
+their errors, and sending a failed message again. Read and retry only: the mail worker still does
+all sending.
 
 A failed row's `last_error` is the one-line reason staff read (a refused recipient, an address
 that can never be written into a message). Stored text is shown as it is, with control
@@ -33,7 +34,8 @@ async def recent(
     status: str | None = None, q: str | None = None, limit: int = 50, before_id: int | None = None
 ) -> list[dict]:
     """Newest first, keyset-paged by id; `q` matches part of the recipient or the kind."""
-    conditions, args = ["id < {}"], [before_id if before_id is not None else MAX_ID]
+    conditions: list[str] = ["id < {}"]
+    args: list[object] = [before_id if before_id is not None else MAX_ID]
     if status in STATUSES:
         conditions.append("status = {}")
         args.append(status)

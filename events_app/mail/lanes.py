@@ -1,0 +1,145 @@
+"""Lanes: one claimed batch spread over a worker's SMTP connections.
+
+Owns the order promise and the pace of a batch. All rows to one address go to the same connection
+(lane) in claim order, so a person's messages arrive in the order they were queued (a confirmation
+before the reminder queued after it), while different people's go in parallel. While a lane still
+has a couple of rows, the next batch is claimed, so that connections do not idle between batches.
+
+A lane hands a row back untried when its mailing was paused a moment ago (mail/pause.py) or when
+it waited past its `_send_by` time (half the claim time-out: sending is slower than claiming, so
+no more refills); once the server proved unreachable, the rest of the batch is queued again
+without trying (each would only wait for the same time-out while its claim ages). Bulk rows sent
+are recorded once per `limit` rows and at the end (domain/outbox.py `mark_sent_many`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+
+from ..domain import outbox
+from .delivery import Delivery
+from .pause import PausePolicy
+from .throttle import Throttle
+from .transport import Transport
+
+log = logging.getLogger(__name__)
+
+
+class LaneQueues:
+    """The claimed rows, one queue per connection, chosen by the recipient's address."""
+
+    def __init__(self, lanes: int) -> None:
+        self.lanes: list[collections.deque[dict]] = [collections.deque() for _ in range(lanes)]
+
+    def extend(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.lanes[zlib.crc32((row["recipient"] or "").lower().encode()) % len(self.lanes)].append(row)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.lanes)
+
+
+class BatchRun:
+    """One run of `Worker.run_once`: the rows claimed, then up to `refills` more batches of up to
+    `limit` rows claimed with `claim` while the lanes send, each row sent by `delivery`."""
+
+    def __init__(
+        self,
+        transports: list[Transport],
+        claim: Callable[[int], Awaitable[list[dict]]],
+        delivery: Delivery,
+        throttle: Throttle,
+        pause: PausePolicy,
+        limit: int,
+        refills: int,
+    ) -> None:
+        self.transports = transports
+        self.claim = claim
+        self.delivery = delivery
+        self.throttle = throttle
+        self.pause = pause
+        self.limit = limit
+        self.refills = refills
+        self.queue = LaneQueues(len(transports))
+        self.refilling: asyncio.Task | None = None
+        self.claimed = 0
+        self.sent_bulk: list[int] = []  # bulk rows handed over, not yet recorded
+        self.unreachable: str | None = None  # why the server could not be reached, once it could not
+
+    async def run(self, rows: list[dict]) -> int:
+        """Send `rows` (and what refills bring) to the end; returns how many rows were claimed."""
+        self.queue.extend(rows)
+        self.claimed = len(rows)
+        while self.queue:  # a refill may land in the queue of a lane that had already finished
+            await asyncio.gather(*(self._lane(n, transport) for n, transport in enumerate(self.transports)))
+        await self._record_sent()
+        return self.claimed
+
+    async def _refill(self) -> None:
+        self.refills -= 1
+        try:
+            rows = await self.claim(self.limit)
+        except Exception:
+            log.exception("mail worker: claiming the next batch failed")
+            rows = []
+        if not rows:
+            self.refills = 0
+        self.claimed += len(rows)
+        self.queue.extend(rows)
+
+    async def _record_sent(self) -> None:
+        ids, self.sent_bulk = self.sent_bulk, []
+        await self.delivery.record_sent(ids)
+
+    async def _lane(self, lane: int, transport: Transport) -> None:
+        """One connection's share of the batch: take rows from its own queue until none are left."""
+        mine = self.queue.lanes[lane]
+        while True:
+            # Claim the next batch while this lane still has a couple of rows: a lane must not
+            # idle because the rows of this batch happened to fall to the other lanes.
+            if len(mine) <= 2 and self.refills > 0 and self.refilling is None:
+                self.refilling = asyncio.create_task(self._refill())
+            if not mine:
+                if self.refilling is None:
+                    return
+                await self.refilling
+                self.refilling = None
+                continue
+            if self.refilling is not None and self.refilling.done():
+                self.refilling = None
+            row = mine.popleft()
+            if self.pause.holds(row):
+                # Paused a moment ago by this batch's failures: hand the row back untried.
+                await _settle(outbox.give_back(row))
+                continue
+            if asyncio.get_running_loop().time() > row["_send_by"]:
+                self.refills = 0  # sending is slower than claiming: claim less
+                await _settle(outbox.give_back(row))
+                continue
+            if self.unreachable is not None:
+                self.refills = 0
+                await _settle(self.delivery.retry(row, self.unreachable))
+                continue
+            try:
+                await self.throttle.wait()
+                outcome = await self.delivery.send(row, transport)
+                if outcome.bulk_sent:
+                    # Appended now, not by send: a lane recording meanwhile took the list there was.
+                    self.sent_bulk.append(row["id"])
+                if outcome.unreachable is not None and self.unreachable is None:
+                    self.unreachable = outcome.unreachable
+            except Exception:  # the database failed while marking: the claim time-out recovers it
+                log.exception("outbox row %s: could not record the outcome", row["id"])
+            if len(self.sent_bulk) >= self.limit:
+                await self._record_sent()
+
+
+async def _settle(marking: Awaitable[None]) -> None:
+    try:
+        await marking
+    except Exception:
+        log.exception("could not record an outbox row's outcome")
