@@ -13,6 +13,7 @@ import io
 import os
 import sys
 from contextlib import redirect_stdout
+from typing import NoReturn
 
 from . import settings as settings_module
 
@@ -22,7 +23,7 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and status 2, like every other bad input
+    def error(self, message: str) -> NoReturn:  # one line and status 2, like every other bad input
         raise CliError(f"{self.prog}: {message}")
 
 
@@ -151,9 +152,9 @@ def _serve(host: str, port: int, worker: bool) -> None:
     from .app import create_app
     from .web.server import serve
 
+    config = settings_module.get()
     app = create_app(run_worker=worker)
-    level = os.environ.get("EVENTS_LOG_LEVEL", "info").lower()
-    serve(app, settings_module.get(), host=host, port=port, log_level=level)
+    serve(app, config, host=host, port=port, log_level=config.log_level_or("info"))
 
 
 def _worker() -> None:
@@ -178,10 +179,9 @@ def _inbound(listen: tuple[str, int] | None, recipients: list[str] | None) -> in
     from .inbound import lmtp
 
     # One message on stdin prints its outcome; the listener logs each message (default info).
-    default = "info" if listen is not None else "warning"
-    level = getattr(logging, os.environ.get("EVENTS_LOG_LEVEL", default).upper(), logging.INFO)
+    level = settings_module.get().log_level_or("info" if listen is not None else "warning")
     logging.basicConfig(
-        level=level if isinstance(level, int) else logging.INFO,
+        level=level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -71,6 +72,12 @@ class Settings:
     dkim_selector: str = ""
     # The organisation's name: public calendars' NAME ("<org> events") and their ORGANIZER's CN.
     org_name: str = "Events"
+    # EVENTS_LOG_LEVEL, lower case; "" when unset: each command its own default (`log_level_or`).
+    log_level: str = ""
+
+    def log_level_or(self, default: str) -> str:
+        """The log level chosen in the environment, else `default` ("info", "warning", ...)."""
+        return self.log_level or default
 
     @property
     def is_sqlite(self) -> bool:
@@ -112,7 +119,17 @@ def _flag(name: str, default: str) -> bool:
     raise SettingsError(f"{name} must be 'on' or 'off', not {value!r}")
 
 
-def _number(name: str, default: str, kind: type, minimum: float):
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_level() -> str:
+    value = os.environ.get("EVENTS_LOG_LEVEL", "").strip().lower()
+    if value and value not in LOG_LEVELS:
+        raise SettingsError(f"EVENTS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+    return value
+
+
+def _number(name: str, default: str, kind: type, minimum: float) -> Any:
     raw = os.environ.get(name, default).strip()
     try:
         value = kind(raw)
@@ -157,7 +174,7 @@ def _secret_key(env: str, var_dir: Path) -> str:
 def _return_path(mail_from: str) -> str:
     value = os.environ.get("EVENTS_RETURN_PATH", "").strip()
     if not value:
-        return parseaddr(mail_from)[1]
+        return _address(mail_from)
     address = parseaddr(value)[1]
     if "@" not in address or address != value:
         raise SettingsError("EVENTS_RETURN_PATH must be one plain address, e.g. bounces@example.org")
@@ -225,6 +242,7 @@ def load() -> Settings:
         max_connections=_number("EVENTS_MAX_CONNECTIONS", "1000", int, 1),
         return_path=_return_path(mail_from),
         org_name=" ".join(os.environ.get("EVENTS_ORG_NAME", "").split()) or "Events",
+        log_level=_log_level(),
         **_dkim(),
     )
 

@@ -90,6 +90,19 @@ def test_bad_arguments_and_environment_exit_2_with_one_line():
         assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
 
 
+def test_a_bad_log_level_is_refused_by_every_command_naming_the_variable():
+    # Read once, with the rest of the environment: `serve` passed it to uvicorn as it was and
+    # `inbound` quietly logged at info instead.
+    for args in (("migrate",), ("inbound",)):
+        result = cli(*args, stdin="Subject: hello\n\nhi\n", env={"EVENTS_LOG_LEVEL": "loud"})
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.strip() == (
+            "events-app: EVENTS_LOG_LEVEL must be one of debug, info, warning, error, critical, not 'loud'"
+        )
+    quiet = cli("inbound", stdin="Subject: hello\n\nhi\n", env={"EVENTS_LOG_LEVEL": "ERROR"})
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
 def test_wheel_ships_templates_and_email_templates(tmp_path):
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
