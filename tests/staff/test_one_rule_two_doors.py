@@ -163,3 +163,28 @@ async def test_a_refused_change_leaves_no_entry(client, csrf, auth):
     answer = await client.post(f"/api/v1/events/{event['id']}/announce", headers=auth)
     assert answer.status_code == 202
     assert _same(await entries("event.announce")) == [("event.announce", "event", "to about 0 subscribers")]
+
+
+async def test_the_command_line_and_the_workspace_write_the_same_entries(client, csrf, tmp_path):
+    """The CLI's doors (staff create, subscribers import) are the same domain functions with no
+    actor: the system's entry has the workspace's wording."""
+    from events_app.domain import importer
+
+    body = "email,name\nnew@example.org,New Person\nnot-an-address,Bad\n"
+    answer = await client.post("/staff/subscribers/import", data={"csrf_token": csrf, "topics": ["bulletin"]},
+                               files={"file": ("list.csv", body.encode(), "text/csv")})
+    assert answer.status_code == 200
+    (tmp_path / "list.csv").write_text(body)
+    await importer.import_csv(tmp_path / "list.csv", ["bulletin"])  # what `events-app subscribers import` runs
+    page, cli = await entries("subscribers.import")
+    assert page["summary"].startswith("list.csv: imported 1, updated 0, unchanged 0, skipped 1")
+    assert cli["summary"] == page["summary"].replace("imported 1, updated 0, unchanged 0", "imported 0, updated 0, unchanged 1")
+    assert (page["staff"] is not None, cli["staff"]) == (True, None)
+    added = await client.post("/staff/account/members", data={
+        "csrf_token": csrf, "email": "Colleague@Example.org", "password": "a long enough password", "name": "C"})
+    assert added.status_code == 201
+    await staff.create("other@example.org", "a long enough password")  # what `events-app staff create` runs
+    assert _same((await entries("staff.create"))[-2:]) == [
+        ("staff.create", "staff", "account colleague@example.org"),
+        ("staff.create", "staff", "account other@example.org"),
+    ]
