@@ -14,7 +14,7 @@ from litestar.params import FromQuery
 from litestar.response import Stream, Template
 
 from ... import clock
-from ...domain import audit, importer, reports
+from ...domain import importer, reports
 from ...domain.errors import ValidationFailed
 from .. import staff_subscribers as api
 from . import chart
@@ -44,7 +44,7 @@ async def list_size_over_time() -> dict:
     }
 
 
-class SubscriberPages(StaffController):
+class StaffSubscriberPages(StaffController):
     path = "/staff/subscribers"
 
     @get("/")
@@ -108,18 +108,10 @@ class SubscriberPages(StaffController):
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)
             try:
-                report = await importer.import_csv(path, topics)
+                report = await importer.import_csv(path, topics, actor=me(request)["id"], file_name=upload.filename)
             except ValidationFailed as exc:
                 reasons = "; ".join(exc.fields.values()).replace(path, upload.filename)
                 return page(request, "staff/import_report.html", 400, error=reasons, **context)
         finally:
             os.unlink(path)
-        await audit.record(
-            me(request)["id"],
-            "subscribers.import",
-            "topic",
-            None,
-            f"{upload.filename} into {', '.join(report.topics)}: {report.imported} new, {report.updated} updated, "
-            f"{report.skipped} skipped",
-        )
         return page(request, "staff/import_report.html", 200, report=report, filename=upload.filename, **context)
