@@ -22,6 +22,7 @@ from litestar.template.config import TemplateConfig
 from . import db, settings
 from .resources import resource_dir
 from .web import api_docs
+from .web.allow import AllowEveryMethod
 from .web.api import EventsApi
 from .web.bulletin import ArchivePages
 from .web.edge import Edge, RouteLimits
@@ -81,7 +82,7 @@ def _edge(cfg: settings.Settings) -> list:
     """Middleware that runs once a route is chosen (web/edge.py): ids outside the integer
     columns answer 404, bodies past the route's limit 413. HEAD and the security headers sit
     outside routing (`Edge`, below), where every answer passes."""
-    return [RouteLimits()]
+    return [RouteLimits(), AllowEveryMethod]
 
 
 def create_app(run_worker: bool = False) -> Litestar:
@@ -153,6 +154,7 @@ def create_app(run_worker: bool = False) -> Litestar:
     )
     # The document is built once, here, and served as built (with what Litestar leaves out).
     api_docs.tighten(app.openapi_schema)
+    AllowEveryMethod.learn(app.routes)
     # Outside routing, so that 404s and 405s get the headers too and HEAD reaches GET routes.
     app.asgi_handler = Edge(app.asgi_handler, cfg)
     return app

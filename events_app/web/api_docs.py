@@ -69,9 +69,9 @@ def operation_id(route_handler: Any, http_method: Any, path_components: list) ->
 
 
 def tighten(openapi: Any) -> None:
-    """Say in the document what the Structs enforce but Litestar (2.25) does not write: the
-    bodies that refuse unknown fields (web/schemas.py: events, issues) have
-    `additionalProperties: false`, so that a client or a checker knows an extra field is refused."""
+    """Say in the document what the handlers do but Litestar (2.25) does not write: the bodies
+    that refuse unknown fields (web/schemas.py: events, issues) have `additionalProperties:
+    false`, and an optional body is not `required`."""
     from msgspec import Struct
 
     from . import schemas
@@ -81,6 +81,17 @@ def tighten(openapi: Any) -> None:
         model = getattr(schemas, name, None)
         if isinstance(model, type) and issubclass(model, Struct) and model.__struct_config__.forbid_unknown_fields:
             schema.additional_properties = False
+    # A body that may be left out (`JSONBody[X | None] = None`) is not required.
+    for item in (getattr(openapi, "paths", None) or {}).values():
+        for method in ("post", "patch", "put"):
+            operation = getattr(item, method, None)
+            body = getattr(operation, "request_body", None)
+            if body is None:
+                continue
+            for media in (body.content or {}).values():
+                variants = getattr(media.schema, "one_of", None) or []
+                if any(getattr(v, "type", None) == "null" for v in variants):
+                    body.required = False
 
 
 @get("/static/api-docs.js", media_type="text/javascript", include_in_schema=False)

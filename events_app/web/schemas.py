@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import available_timezones
 
 import msgspec
 from litestar import Request
@@ -28,25 +29,32 @@ from ..domain.errors import ValidationFailed
 
 S = TypeVar("S", bound=Struct)
 
-# Lengths as the domain caps them (domain/events.py, issues.py, validation.py, registration_input.py).
-Title = Annotated[str, Meta(max_length=300, description="One line", examples=["Non-Academic Careers with Impact"])]
-Slug = Annotated[
-    str,
-    Meta(max_length=120, description="Lower-case letters, digits and single hyphens; empty or null: from the title"),
-]
-Moment = Annotated[
-    str,
-    Meta(
-        max_length=64,
-        description="ISO 8601; without an offset it is read in the event's time zone",
-        examples=["2030-11-29T12:00:00-05:00"],
-    ),
-]
-Zone = Annotated[str, Meta(max_length=64, description="An IANA time zone name", examples=["America/Toronto"])]
-Url = Annotated[str, Meta(max_length=2000, description="An http:// or https:// address, or empty")]
-Email = Annotated[str, Meta(max_length=320, description="One address", examples=["ada@example.org"])]
-Name = Annotated[str, Meta(max_length=200, description="One line", examples=["Ada Lovelace"])]
-TopicSlug = Annotated[str, Meta(max_length=64, examples=["bulletin"])]
+# Lengths and ranges are enforced here, as msgspec constraints. The forms of text (one line, no
+# control characters, an address, a slug, an ISO time, an IANA zone) are the domain's checks,
+# with its own messages and every bad field at once (domain/validation.py); `_doc` writes them
+# into the document as patterns and choices, so that what the document calls valid is accepted.
+ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+FILLED_LINE = (
+    r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*[^\s\x00-\x1f\x7f-\x9f\u2028\u2029][^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+)
+TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+EMAIL = r"^[!#-'*+\-./0-9=?A-Z^-~]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+SLUG = r"^(?:[a-z0-9]+(?:-[a-z0-9]+)*)?$"
+URL = r"^(?:https?://[^\s/$.?#\x00-\x1f\x7f-\x9f][^\s\x00-\x1f\x7f-\x9f]+)?$"
+MOMENT = (
+    r"^(?:19[7-9][0-9]|20[0-9][0-9])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]"
+    r"(?::[0-5][0-9](?:\.[0-9]{1,6})?)?(?:Z|[+-](?:0[0-9]|1[0-4]):?[0-5][0-9])?$"
+)
+KEY = r"^(?:[A-Za-z0-9_]*[A-Za-z0-9][A-Za-z0-9_]*)?$"
+# Etc/GMT+5 and its kind are left out: generated clients turn choices into identifiers, and
+# "GMT+5" and "GMT-5" would become the same one (the domain still accepts them).
+ZONES = sorted(z for z in available_timezones() | {"UTC"} if not re.search(r"[+-][0-9]", z))
+
+
+def _doc(description: str | None = None, *, examples: list | None = None, **schema: Any) -> Any:
+    """Meta documenting what the domain checks (`schema`: Litestar Schema attributes such as
+    pattern, enum, items, max_items); msgspec does not enforce these."""
+    return Meta(description=description, examples=examples, extra_json_schema={"extra": schema})
 
 
 def _minimum(low: int, high: int, description: str) -> Any:
@@ -54,35 +62,106 @@ def _minimum(low: int, high: int, description: str) -> Any:
     return Meta(ge=low, le=high, description=description, extra_json_schema={"extra": {"minimum": low}})
 
 
+Title = Annotated[
+    str, Meta(max_length=300), _doc("One line", examples=["Non-Academic Careers with Impact"], pattern=FILLED_LINE)
+]
+Slug = Annotated[
+    str,
+    Meta(max_length=120),
+    _doc("Lower-case letters, digits and single hyphens; empty or null: from the title", pattern=SLUG),
+]
+
+
+def _moment(example: str) -> Any:
+    return Annotated[
+        str,
+        Meta(max_length=64),
+        _doc(
+            "ISO 8601, 1970 to 2100; without an offset it is read in the event's time zone",
+            examples=[example],
+            pattern=MOMENT,
+        ),
+    ]
+
+
+Moment = _moment("2030-11-29T12:00:00-05:00")
+# Where an empty time means none (registration_closes_at, release_at).
+OptionalMoment = Annotated[
+    str,
+    Meta(max_length=64),
+    _doc(
+        "ISO 8601, 1970 to 2100; empty or null: none",
+        examples=["2030-11-28T12:00:00-05:00"],
+        pattern=f"^(?:{MOMENT[1:-1]})?$",
+    ),
+]
+EndMoment = _moment("2030-11-29T13:00:00-05:00")  # an example after Moment's: together they are valid
+Zone = Annotated[str, Meta(max_length=64), _doc("An IANA time zone name", examples=["America/Toronto"], enum=ZONES)]
+Url = Annotated[str, Meta(max_length=2000), _doc("An http:// or https:// address, or empty", pattern=URL)]
+Email = Annotated[str, Meta(max_length=320), _doc("One address", examples=["ada@example.org"], pattern=EMAIL)]
+Name = Annotated[str, Meta(max_length=200), _doc("One line", examples=["Ada Lovelace"], pattern=FILLED_LINE)]
+OptionalName = Annotated[str, Meta(max_length=200), _doc("One line, or empty", pattern=ONE_LINE)]
+OptionalEmail = Annotated[
+    str, Meta(max_length=320), _doc("One address; empty: the signed-in member's", pattern=f"^(?:{EMAIL[1:-1]})?$")
+]
+TopicSlug = Annotated[str, Meta(max_length=64, examples=["bulletin"])]
+
+
+def _text(limit: int, description: str | None = None) -> Any:
+    """Text that may span lines, at most `limit` characters."""
+    return Annotated[str, Meta(max_length=limit), _doc(description, pattern=TEXT)]
+
+
+ShortText = _text(1000)
+Markdown = _text(50_000, "Markdown")
+IssueSummary = _text(2000)
+IssueBody = _text(200_000, "Markdown")
+
+
 Capacity = Annotated[int, _minimum(0, 1_000_000, "Seats; null: unlimited")]
 DoorsOpen = Annotated[int, _minimum(0, 24 * 60, "Minutes before the start the join link opens")]
 FollowUp = Annotated[int, _minimum(0, 14 * 24 * 60, "Minutes after the end the follow-up email goes")]
 RetentionDays = Annotated[int, Meta(ge=1, le=3650, description="Days after the event personal data is kept")]
+Tags = Annotated[
+    list[str],
+    Meta(max_length=20),
+    _doc("Short words", items={"type": "string", "maxLength": 50, "pattern": ONE_LINE}),
+]
+Reminders = Annotated[
+    list[int],
+    _doc(
+        "Minutes before the start, 5 to 43200 (30 days); at most 5 different ones",
+        items={"type": "integer", "minimum": 5, "maximum": 43_200},
+    ),
+]
+Options = Annotated[
+    list[str],
+    Meta(max_length=50),
+    _doc("For single and multiple choice: two or more different one-line choices (ignored for other types)"),
+]
 
 
 class QuestionIn(Struct, kw_only=True):
     """A question on the registration form; `options` for single and multiple choice (2 to 50)."""
 
-    label: Annotated[str, Meta(max_length=300)]
+    label: Annotated[str, Meta(max_length=300), _doc(pattern=FILLED_LINE)]
     type: Literal["text", "single", "multiple", "yesno"] = "text"
-    key: Annotated[str, Meta(max_length=60)] | None = None
+    key: Annotated[str, Meta(max_length=60), _doc("Letters, digits and underscores", pattern=KEY)] | None = None
     required: bool = False
-    options: Annotated[list[str], Meta(max_length=50)] | None = None
+    options: Options | None = None
 
 
 class _EventFields(Struct, kw_only=True, forbid_unknown_fields=True):
     slug: Slug | None | UnsetType = UNSET
-    summary: Annotated[str, Meta(max_length=1000)] | None | UnsetType = UNSET
-    description: Annotated[str, Meta(max_length=50_000, description="Markdown")] | None | UnsetType = UNSET
-    audience: Annotated[str, Meta(max_length=1000)] | None | UnsetType = UNSET
-    tags: Annotated[list[str], Meta(max_length=20)] | None | UnsetType = UNSET
+    summary: ShortText | None | UnsetType = UNSET
+    description: Markdown | None | UnsetType = UNSET
+    audience: ShortText | None | UnsetType = UNSET
+    tags: Tags | None | UnsetType = UNSET
     capacity: Capacity | None | UnsetType = UNSET
     join_url: Url | None | UnsetType = UNSET
-    registration_closes_at: Moment | None | UnsetType = UNSET
+    registration_closes_at: OptionalMoment | None | UnsetType = UNSET
     questions: Annotated[list[QuestionIn], Meta(max_length=30)] | None | UnsetType = UNSET
-    reminders: (
-        Annotated[list[int], Meta(description="Minutes before the start, 5 to 43200; at most 5")] | None | UnsetType
-    ) = UNSET
+    reminders: Reminders | None | UnsetType = UNSET
     recording_url: Url | None | UnsetType = UNSET
     doors_open_minutes: DoorsOpen | None | UnsetType = UNSET
     follow_up_minutes: FollowUp | None | UnsetType = UNSET
@@ -95,7 +174,7 @@ class EventIn(_EventFields, kw_only=True, forbid_unknown_fields=True):
 
     title: Title
     starts_at: Moment
-    ends_at: Moment
+    ends_at: EndMoment
     timezone: Zone
 
 
@@ -104,7 +183,7 @@ class EventChange(_EventFields, kw_only=True, forbid_unknown_fields=True):
 
     title: Title | UnsetType = UNSET
     starts_at: Moment | UnsetType = UNSET
-    ends_at: Moment | UnsetType = UNSET
+    ends_at: EndMoment | UnsetType = UNSET
     timezone: Zone | UnsetType = UNSET
 
 
@@ -122,7 +201,7 @@ class SubscribeIn(Struct, kw_only=True):
     """A subscription to confirm by email; `topics` default to ["bulletin"]."""
 
     email: Email
-    name: Name | None = None
+    name: OptionalName | None = None
     topics: Annotated[list[TopicSlug], Meta(min_length=1, max_length=20)] | None = None
 
 
@@ -131,8 +210,8 @@ class _IssueFields(Struct, kw_only=True, forbid_unknown_fields=True):
     issue_date: Annotated[str, Meta(pattern=r"^(\d{4}-\d{2}-\d{2})?$", examples=["2019-10-15"])] | None | UnsetType = (
         UNSET
     )
-    summary: Annotated[str, Meta(max_length=2000)] | None | UnsetType = UNSET
-    body: Annotated[str, Meta(max_length=200_000, description="Markdown")] | None | UnsetType = UNSET
+    summary: IssueSummary | None | UnsetType = UNSET
+    body: IssueBody | None | UnsetType = UNSET
     topic: TopicSlug | None | UnsetType = UNSET
 
 
@@ -151,13 +230,13 @@ class IssueChange(_IssueFields, kw_only=True, forbid_unknown_fields=True):
 class SendTestIn(Struct, kw_only=True):
     """Where to send a test; no address: the signed-in staff member's."""
 
-    email: Email | None = None
+    email: OptionalEmail | None = None
 
 
 class ReleaseIn(Struct, kw_only=True):
     """When to release; no time: now."""
 
-    release_at: Moment | None = None
+    release_at: OptionalMoment | None = None
 
 
 class RetryIn(Struct, kw_only=True):
@@ -209,10 +288,22 @@ async def checked(request: Request, model: type[S]) -> S:
     if raw is None:
         raw = {}
     try:
-        return msgspec.convert(raw, model, strict=True)
+        return msgspec.convert(_whole_numbers(raw), model, strict=True)
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at ")
         raise ValidationFailed(dict([reasons(message, where.strip("`"))])) from None
+
+
+def _whole_numbers(value: Any, key: str = "") -> Any:
+    """JSON Schema counts 5.0 as an integer, and so does the document: such floats become ints
+    (not inside `answers`, whose values are the person's own)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    if isinstance(value, dict) and key != "answers":
+        return {k: _whole_numbers(item, k) for k, item in value.items()}
+    return value
 
 
 _PATH = re.compile(r"^\$\.?")
@@ -240,6 +331,8 @@ def reasons(message: str, where: str) -> tuple[str, str]:
         return prefix + named.group(2), "is not a field of this request" if unknown else "is required"
     if not field or field == "data":
         field = "body"
+        if message.strip("'") == "data":  # Litestar's word for a body that is missing altogether
+            return field, "is required"
     field = _INDEX.sub("", field)
     if field == "body" and message.startswith("Expected `object`"):
         return field, "must be a JSON object"

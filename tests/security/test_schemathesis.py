@@ -60,18 +60,37 @@ async def _seed() -> dict[str, list[int]]:
             {"key": "topics", "label": "Topics", "type": "multiple", "options": ["A", "B"], "required": False},
         ],
     )
-    draft = await published_event(title="Draft", status="draft")
+    # Registrations get an event of their own: the search cancels, closes and moves the others.
+    # (Drafts are covered by tests/web/test_api.py: offered here, every case built on one
+    # answered 409 and none reached an open event.)
+    open_event = await published_event(title="Open for registrations", capacity=2)
     issue = await issues.create({"title": "October 2019", "issue_date": "2019-10-15", "body": "Hello"})
-    return {"event_id": [event["id"], draft["id"]], "issue_id": [issue["id"]]}
+    return {"event_id": [event["id"]], "issue_id": [issue["id"]], "open_event": [open_event["id"]]}
+
+
+# "Schema validation mismatch" (an operation that refused every valid-looking case of a phase)
+# fails the run, except here: a registration's `answers` are keyed by that event's own questions,
+# which no document can list, and the search cancels, closes and drafts events while it runs, so
+# a phase can end with every registration refused (400 for an unknown question, 409 for a closed
+# event) though the schema matches. tests/web/test_api.py and security/test_registration_door.py
+# check registrations by hand.
+MISMATCH_EXPLAINED = {"POST /api/v1/events/{event_id}/registrations"}
+# An event's end must follow its start: the schema gives each time's form, the domain this rule
+# (and a minimal case has both times equal). Half the searched events get this pair.
+TIMES = {"starts_at": ["2030-11-29T12:00:00-05:00"], "ends_at": ["2030-11-29T13:00:00-05:00"]}
 
 
 def _config(tmp: Path, ids: dict[str, list[int]]) -> Path:
     lines = []
-    for name, values in ids.items():
+    for name, values in {**ids, **TIMES}.items():
         lines += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}", ""]
     lines.append("[parameters]")
-    for name in ids:
+    for name in ("event_id", "issue_id"):
         lines.append(f'"path.{name}" = {{ dictionary = "{name}", probability = 0.5 }}')
+    for name in TIMES:
+        lines.append(f'"body.{name}" = {{ dictionary = "{name}", probability = 0.5 }}')
+    lines += ["", "[[operations]]", 'include-operation-id = "events_register"', "[operations.parameters]",
+              '"path.event_id" = { dictionary = "open_event", probability = 0.8 }']
     for operation_id in MEANING_CHECKED_BY_THE_DOMAIN:
         lines += ["", "[[operations]]", f'include-operation-id = "{operation_id}"',
                   "[operations.checks.positive_data_acceptance]",
@@ -101,5 +120,7 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_sche
     summary = output[output.rfind("SUMMARY"):] if "SUMMARY" in output else output[-4000:]
     assert run.returncode == 0, f"schemathesis found problems (exit {run.returncode}):\n{output[-12000:]}"
     assert "Tested:" in summary, output[-4000:]
-    assert "schema validation mismatch" not in output.lower(), output[-12000:]
+    mismatch = output[output.find("Schema validation mismatch"):output.find("💡", output.find("Schema validation mismatch"))]
+    flagged = {line.strip()[2:] for line in mismatch.splitlines() if line.strip().startswith("- ")}
+    assert flagged <= MISMATCH_EXPLAINED, output[-12000:]
     assert "failures" not in summary.lower() or "0 failures" in summary.lower(), summary
