@@ -3,19 +3,29 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+# Exact versions of everything installed (app, tests, browser, lint), made by `make lock` from
+# pyproject.toml. Installs take it as constraints: `make run` gets the app's packages only, at
+# the versions the tests ran with.
+LOCK := requirements.lock
+FLOORS := .venv-floors
+# The part of the suite run on the lowest versions pyproject.toml allows (make test-floors): what
+# touches each direct dependency (Litestar, Piccolo on SQLite, aiosmtplib and aiosmtpd, icalendar,
+# css-inline, dkimpy, redis, argon2, the wheel build), about 90 seconds.
+FLOOR_TESTS ?= tests/test_db.py tests/test_cli.py tests/mail tests/inbound tests/calendars tests/web \
+	tests/security/test_limits.py tests/domain/test_registrations.py tests/domain/test_invite_lifecycle.py
 
-.PHONY: run test test-sqlite test-postgres install install-test bench clean
+.PHONY: run test test-sqlite test-postgres test-floors lint lock install install-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install --quiet -c $(LOCK) -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+$(VENV)/.installed-test: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install --quiet -c $(LOCK) -e ".[test,browser,lint]"
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -27,8 +37,10 @@ run: install
 	$(BIN)/events-app demo
 	$(BIN)/events-app serve
 
-## make test: the whole suite on SQLite, then again on a throwaway PostgreSQL database
+## make test: the floors check (below), then the whole suite on SQLite, then again on a throwaway
+## PostgreSQL database
 test: install-test
+	$(MAKE) --no-print-directory test-floors
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
 
@@ -38,9 +50,31 @@ test-sqlite: install-test
 test-postgres: install-test
 	$(BIN)/python tests/with_postgres.py --admin-url "$(PG_ADMIN_URL)" -- $(PYTEST_ARGS)
 
+## make lint: ruff (lint and format) and mypy on events_app/
+lint: install-test
+	$(BIN)/ruff check events_app
+	$(BIN)/ruff format --check events_app
+	$(BIN)/mypy
+
+## make lock: recompute requirements.lock after changing a dependency in pyproject.toml
+lock: install-test
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--extra test --extra browser --extra lint --no-header --quiet -o $(LOCK)
+
+## make test-floors: a second venv (.venv-floors) with the lowest versions pyproject.toml allows for
+## every direct dependency (uv's lowest-direct resolution; what they pull in is the newest), and
+## FLOOR_TESTS on SQLite in it, so the floors stay true (about two minutes)
+test-floors: install-test
+	$(BIN)/pip install --quiet uv
+	rm -rf $(FLOORS)
+	$(BIN)/uv venv --quiet --seed --python $(BIN)/python $(FLOORS)
+	$(BIN)/uv pip install --quiet --python $(FLOORS)/bin/python --resolution lowest-direct -e ".[test]"
+	env -u EVENTS_DATABASE_URL $(FLOORS)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS)
+
 ## make bench: every benchmark (bench/*.py --json), one table of ratios (about 15 minutes)
 bench: install-test
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) $(FLOORS) build dist *.egg-info .pytest_cache
