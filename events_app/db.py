@@ -119,7 +119,7 @@ async def fetch(sql: str, *args: Any) -> list[dict]:
     query = _compile(sql, True)
     if current is not None:
         rows = await current.connection.fetch(query, *args)
-    elif eng.pool is not None:
+    elif isinstance(eng, PostgresEngine) and eng.pool is not None:
         rows = await eng.pool.fetch(query, *args)
     else:
         rows = await eng.run_querystring(QueryString(sql, *args))

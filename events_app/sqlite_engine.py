@@ -112,6 +112,11 @@ class Checkpointer:
 class FastSQLiteTransaction(SQLiteTransaction):
     """A Piccolo transaction on the loop's long-lived connection, holding its lock."""
 
+    # What FastSQLiteEngine.transaction() makes: on our engine, inside one of ours, on our connection.
+    engine: FastSQLiteEngine
+    _parent: FastSQLiteTransaction | None
+    connection: _LoopConnection
+
     async def __aenter__(self) -> FastSQLiteTransaction:
         if self._parent is not None:
             return self._parent
@@ -203,9 +208,10 @@ class FastSQLiteEngine(SQLiteEngine):
 
     def _batch_state(self) -> dict:
         conn = self.loop_connection()
-        if getattr(conn, "batch", None) is None or conn.batch["loop"] is not conn.loop:
-            conn.batch = {"pending": [], "scheduled": False, "loop": conn.loop, "tasks": set()}
-        return conn.batch
+        batch = conn.batch
+        if batch is None or batch["loop"] is not conn.loop:
+            batch = conn.batch = {"pending": [], "scheduled": False, "loop": conn.loop, "tasks": set()}
+        return batch
 
     async def _flush(self, state: dict) -> None:
         batch = state["pending"][: self.BATCH_LIMIT]
@@ -235,13 +241,13 @@ class FastSQLiteEngine(SQLiteEngine):
             if not isinstance(exc, Exception):
                 raise
             return
-        for future, result, exc in outcomes:
+        for future, result, error in outcomes:
             if future.done():
                 continue
-            if exc is None:
+            if error is None:
                 future.set_result(result)
             else:
-                future.set_exception(exc)
+                future.set_exception(error)
 
     def loop_connection(self) -> _LoopConnection:
         # One connection per thread; each thread runs at most one event loop. Tests run the app in

@@ -57,7 +57,10 @@ Rule = tuple[Onset, ...]
 
 
 def _offset(tz: ZoneInfo, moment: datetime) -> timedelta:
-    return moment.astimezone(tz).utcoffset()
+    offset = moment.astimezone(tz).utcoffset()
+    if offset is None:  # never: a ZoneInfo knows the offset of every instant
+        raise ValueError(f"{tz.key} has no offset at {moment.isoformat()}")
+    return offset
 
 
 @lru_cache(maxsize=512)
@@ -124,15 +127,15 @@ def rule(key: str, year: int) -> Rule | None:
     changes = _transitions(key, year)
     if not changes:
         moment = datetime(year, 7, 1, tzinfo=UTC).astimezone(ZoneInfo(key))
-        offset = moment.utcoffset()
+        offset = _offset(ZoneInfo(key), moment)
         return (Onset(0, 0, 0, time(0), offset, offset, moment.tzname() or ""),)
     if len(changes) != 2:
         return None
     (_, a_from, a_to), (_, b_from, b_to) = changes
     if a_to != b_from or b_to != a_from:
         return None
-    onsets = tuple(_onset(key, year, c) for c in changes)
-    return None if None in onsets else onsets
+    onsets = tuple(onset for c in changes if (onset := _onset(key, year, c)) is not None)
+    return onsets if len(onsets) == len(changes) else None
 
 
 def offset_at(zone_rule: Rule, local: datetime) -> timedelta:
@@ -198,7 +201,7 @@ def _component(key: str, zone_rule: Rule) -> icalendar.Timezone:
     component.add("tzid", key)
     if len(zone_rule) == 1:
         [fixed] = zone_rule
-        block = icalendar.TimezoneStandard()
+        block: icalendar.Component = icalendar.TimezoneStandard()
         block.add("dtstart", datetime(1970, 1, 1))
         block.add("tzoffsetfrom", fixed.offset_to)
         block.add("tzoffsetto", fixed.offset_to)

@@ -153,7 +153,14 @@ def timestamp(value: Any, field: str, tz: str | None) -> datetime:
         raise fail(field, f"must be between the years {YEARS[0]} and {YEARS[1]}") from None
 
 
-def _offset_text(offset) -> str:
+def _utcoffset(moment: datetime) -> timedelta:
+    offset = moment.utcoffset()
+    if offset is None:  # never: every time here carries a ZoneInfo or UTC
+        raise ValueError(f"{moment.isoformat()} has no offset")
+    return offset
+
+
+def _offset_text(offset: timedelta) -> str:
     sign = "-" if offset.total_seconds() < 0 else "+"
     minutes = abs(int(offset.total_seconds())) // 60
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
@@ -177,15 +184,15 @@ def _in_zone(local: datetime, field: str, tz: str) -> datetime:
         raise fail(
             field,
             f"{shown} happens twice in {tz}: add the offset, "
-            f"{_offset_text(first.utcoffset())} (the first) or {_offset_text(second.utcoffset())} (the second)",
+            f"{_offset_text(_utcoffset(first))} (the first) or {_offset_text(_utcoffset(second))} (the second)",
         )
     # Skipped: the clocks jump at the instant between the two readings where the offset changes.
     low, high = sorted((first.astimezone(UTC), second.astimezone(UTC)))
-    before = low.astimezone(zone_info).utcoffset()
+    before = _utcoffset(low.astimezone(zone_info))
     while high - low > timedelta(seconds=1):
         middle = low + timedelta(seconds=(high - low).total_seconds() // 2)
         low, high = (middle, high) if middle.astimezone(zone_info).utcoffset() == before else (low, middle)
-    after = high.astimezone(zone_info).utcoffset()
+    after = _utcoffset(high.astimezone(zone_info))
     jump = (high + before).replace(tzinfo=None)
     raise fail(
         field,

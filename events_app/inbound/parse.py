@@ -25,7 +25,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import Message
+from email.message import EmailMessage, Message
 from email.parser import HeaderParser
 from email.utils import getaddresses
 
@@ -116,7 +116,8 @@ def read(raw: bytes, recipients: list[str] | tuple[str, ...] = ()) -> Inbound:
     """What `raw` asks of us; `recipients` are the envelope recipients (LMTP RCPT, or the
     command's --recipient), empty when unknown."""
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        # The default policy's parser makes EmailMessage objects (iter_parts, get_content).
+        message = email.message_from_bytes(raw, _class=EmailMessage, policy=email.policy.default)
     except Exception as exc:  # pragma: no cover - the parser is lenient; belt and braces
         return Inbound("ignored", message_key(raw, None), reason=f"unreadable: {exc}")
     key = message_key(raw, message)
@@ -126,7 +127,7 @@ def read(raw: bytes, recipients: list[str] | tuple[str, ...] = ()) -> Inbound:
         return Inbound("ignored", key, reason=f"unreadable: {type(exc).__name__}: {str(exc)[:200]}")
 
 
-def _classify(message: Message, key: str, recipients: list[str]) -> Inbound:
+def _classify(message: EmailMessage, key: str, recipients: list[str]) -> Inbound:
     if message.get_content_type() == "multipart/report":
         report_type = str(message.get_param("report-type", "") or "").lower()
         if report_type == "delivery-status":
@@ -178,20 +179,26 @@ def _blocks(part: Message) -> list[Message]:
         return [p for p in payload if isinstance(p, Message)]
     text = payload if isinstance(payload, str) else ""
     if part.get("Content-Transfer-Encoding", "").lower() in ("base64", "quoted-printable"):
-        text = part.get_payload(decode=True).decode("utf-8", "replace")
+        data = part.get_payload(decode=True)
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else text
     return [HeaderParser().parsestr(b.strip() + "\n") for b in re.split(r"\r?\n\s*\r?\n", text) if b.strip()]
 
 
-def _returned(report: Message) -> Returned:
+def _returned(report: EmailMessage) -> Returned:
     """The headers of the message a report returns (message/rfc822 or text/rfc822-headers)."""
     quoted: Message | None = None
     for part in report.iter_parts():
         kind = part.get_content_type()
         if kind in ("message/rfc822", "message/global"):
             payload = part.get_payload()
-            quoted = payload[0] if isinstance(payload, list) and payload else None
+            first = payload[0] if isinstance(payload, list) and payload else None
+            quoted = first if isinstance(first, Message) else None
         elif kind in ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers"):
-            quoted = HeaderParser().parsestr(part.get_content() if hasattr(part, "get_content") else part.get_payload())
+            # text/* gives the headers as text; the parser reads message/* ones as a part of their
+            # own, which get_content hands back as bytes.
+            content = part.get_content()
+            text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+            quoted = HeaderParser().parsestr(text) if isinstance(text, str) else None
         if quoted is not None:
             break
     if quoted is None:
@@ -220,7 +227,7 @@ def outbox_id_of(message_id: str, host: str) -> tuple[int, str] | None:
     return int(found[1]), found[2] or ""
 
 
-def _dsn(message: Message, key: str, recipients: list[str]) -> Inbound:
+def _dsn(message: EmailMessage, key: str, recipients: list[str]) -> Inbound:
     found = Inbound("dsn", key)
     for part in message.iter_parts():
         if part.get_content_type() in ("message/delivery-status", "message/global-delivery-status"):
@@ -251,7 +258,7 @@ def _dsn(message: Message, key: str, recipients: list[str]) -> Inbound:
     return found
 
 
-def _complaint(message: Message, key: str) -> Inbound:
+def _complaint(message: EmailMessage, key: str) -> Inbound:
     found = Inbound("complaint", key)
     for part in message.iter_parts():
         if part.get_content_type() == "message/feedback-report":
@@ -270,7 +277,7 @@ def _complaint(message: Message, key: str) -> Inbound:
     return found
 
 
-def _calendar_reply(message: Message) -> Reply | None:
+def _calendar_reply(message: EmailMessage) -> Reply | None:
     """The first iMIP REPLY in the message (inline text/calendar, or an .ics attachment)."""
     import icalendar
 

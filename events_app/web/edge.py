@@ -28,7 +28,7 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.exceptions import ClientException
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from ..domain.errors import NotFound
 from ..domain.validation import MAX_ID
@@ -109,7 +109,7 @@ class Edge:
         self.token_headers, self.other_headers = security_headers(cfg)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         extra = self.token_headers if scope["path"].startswith(TOKEN_PREFIXES) else self.other_headers
@@ -117,7 +117,7 @@ class Edge:
         if head:
             # The server still knows the request was HEAD (it keeps its own scope) and sends the
             # GET's headers, Content-Length included, with no body.
-            scope = {**scope, "method": "GET"}  # type: ignore[assignment]
+            scope = {**scope, "method": "GET"}
         finished = False
 
         async def send_with_headers(message: Message) -> None:
@@ -125,7 +125,7 @@ class Edge:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 added = [(name, value) for name, value in extra if name not in present]
-                message = {**message, "headers": [*message.get("headers", []), *added]}  # type: ignore[assignment]
+                message = {**message, "headers": [*message.get("headers", []), *added]}
             elif message["type"] == "http.response.body" and head:
                 if finished:
                     return  # the rest of a streamed GET body
@@ -174,7 +174,7 @@ def _limited(receive: Receive, scope: Scope, limit: int) -> Receive:
     def too_large() -> BodyTooLarge:
         return BodyTooLarge(detail=f"The request body is over the limit of {_size(limit)} for this address.")
 
-    async def limited_receive() -> Message:
+    async def limited_receive() -> ReceiveMessage:
         nonlocal received
         if declared is not None and declared > limit:
             raise too_large()

@@ -123,7 +123,9 @@ class RedisCounters:
         its end), TTL. When Redis fails the request is let through and the failure logged."""
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key).expire(key, seconds, nx=True).ttl(key)
+                pipe.incr(key)
+                pipe.expire(key, seconds, nx=True)
+                pipe.ttl(key)
                 count, _, left = await pipe.execute()
         except Exception as exc:  # redis.RedisError, OSError, timeouts
             if time.monotonic() - self._warned > 60:
@@ -243,11 +245,12 @@ class RateLimits(ASGIMiddleware):
             await self._spend(LINK, client)
         elif path in _SIGNIN_PATHS:
             await self._spend(SIGNIN, client)
-        elif (form := _REGISTER_FORM.fullmatch(path)) or (api := _REGISTER_API.fullmatch(path)):
+        elif found := _REGISTER_FORM.fullmatch(path) or _REGISTER_API.fullmatch(path):
+            form = found.re is _REGISTER_FORM  # the page's form (by slug), else the API (by id)
             await self._spend(REGISTER, client)
-            event = await self._event_key(form.group(1)) if form else api.group(1)
+            event = await self._event_key(found.group(1)) if form else found.group(1)
             await self._spend(REGISTER_EVENT, client, event)
-            if await _asks_for_bulletin(Request(scope, receive), bool(form)):
+            if await _asks_for_bulletin(Request(scope, receive), form):
                 await self._spend(SUBSCRIBE, client, advice=", or register without asking for the bulletin")
 
 

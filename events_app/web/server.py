@@ -87,7 +87,8 @@ def serve(app: Any, cfg: Settings, *, host: str, port: int, log_level: str) -> N
         # Access lines are info-level; skip building them at all when they would be dropped.
         access_log=log_level in ("debug", "info", "trace"),
         http=protocol_for(cfg),
-        timeout_keep_alive=cfg.keepalive_seconds,
+        # uvicorn annotates whole seconds, but any number works (it is a loop.call_later delay).
+        timeout_keep_alive=cfg.keepalive_seconds,  # type: ignore[arg-type]
         limit_concurrency=cfg.max_connections,
         proxy_headers=True,
         forwarded_allow_ips=cfg.forwarded_allow_ips,
