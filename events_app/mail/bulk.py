@@ -45,7 +45,7 @@ from functools import cached_property
 from urllib.parse import quote
 
 from .. import markdown
-from ..domain import subscriptions
+from ..domain import events, subscriptions
 from ..settings import Settings
 from ..timefmt import format_range, issue_day
 from . import headers, render, verp
@@ -122,12 +122,10 @@ class RawMessage:
 
 def _context(settings: Settings, topic_name: str) -> dict:
     base = settings.base_url.rstrip("/")
-    from .messages import _display_name
-
     return {
         "greeting": GREETING,
         "topic_name": topic_name,
-        "organizer_name": _display_name(settings),
+        "organizer_name": events.organizer(settings).name,
         "site_host": settings.host,
         "links": {"site": base + "/", "manage": MANAGE, "unsubscribe": UNSUBSCRIBE, "archive": base + "/bulletin"},
     }

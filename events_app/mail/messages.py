@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime
 from typing import Literal
 
 from .. import clock, db, ics
@@ -234,10 +234,6 @@ def _plan(kind: str, payload: dict, registration: dict, event: dict) -> tuple[st
     raise UnknownKind(f"no message is defined for kind {kind!r}")
 
 
-def _display_name(settings: Settings) -> str:
-    return parseaddr(settings.mail_from)[0] or settings.host
-
-
 async def _message(
     row: dict, settings: Settings, rendered: tuple[str, str, str], name: str | None, address: str
 ) -> EmailMessage:
@@ -323,7 +319,7 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
         "paused_until": _day(paused) if paused is not None else None,
         "valid_days": subscriptions.CONFIRM_VALID.days,
         "links": links,
-        "organizer_name": _display_name(settings),
+        "organizer_name": events.organizer(settings).name,
         "site_host": settings.host,
     }
     return await _message(
@@ -354,7 +350,7 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
     template, method, extra = _plan(kind, payload, registration, event)
 
     base = settings.base_url.rstrip("/")
-    organizer_name = _display_name(settings)
+    organizer = events.organizer(settings)
     event_url = f"{base}/events/{event['slug']}"
     links = {
         "site": base + "/",
@@ -371,7 +367,7 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
         "event": event,
         "when": format_range(event["starts_at"], event["ends_at"], event["timezone"]),
         "links": links,
-        "organizer_name": organizer_name,
+        "organizer_name": organizer.name,
         "site_host": settings.host,
         "has_invite": method is not None,
         "show_join": template in JOIN_KINDS,
@@ -391,8 +387,8 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
             event,
             registration,
             method=method,
-            organizer_name=organizer_name,
-            organizer_email=settings.mail_from_address,
+            organizer_name=organizer.name,
+            organizer_email=organizer.email,
             manage_url=links["manage"],
             join_url_personal=links["join"],
             event_url=event_url,
