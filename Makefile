@@ -58,7 +58,6 @@ lint: install-test
 
 ## make lock: recompute requirements.lock after changing a dependency in pyproject.toml
 lock: install-test
-	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
 		--extra test --extra browser --extra lint --no-header --quiet -o $(LOCK)
 
@@ -66,7 +65,6 @@ lock: install-test
 ## every direct dependency (uv's lowest-direct resolution; what they pull in is the newest), and
 ## FLOOR_TESTS on SQLite in it, so the floors stay true (about two minutes)
 test-floors: install-test
-	$(BIN)/pip install --quiet uv
 	rm -rf $(FLOORS)
 	$(BIN)/uv venv --quiet --seed --python $(BIN)/python $(FLOORS)
 	$(BIN)/uv pip install --quiet --python $(FLOORS)/bin/python --resolution lowest-direct -e ".[test]"
