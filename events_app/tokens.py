@@ -54,7 +54,10 @@ def link_row_id(token: str) -> int | None:
     return row_id if 0 < row_id <= MAX_ID else None
 
 
-def link_matches(token: str, secret_key: str, purpose: str, row_id: int, salt: str) -> bool:
+def link_matches(token: str, secret_key: str, purpose: str, row_id: int | None, salt: str) -> bool:
+    """True when `token` is the link for (purpose, row, salt); never for a token without a row id."""
+    if row_id is None:
+        return False
     return hmac.compare_digest(token.encode(), link(secret_key, purpose, row_id, salt).encode())
 
 

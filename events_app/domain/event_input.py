@@ -39,6 +39,7 @@ def clean_fields(data: dict, current: dict | None = None) -> dict:
     if not isinstance(data, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
     creating = current is None
+    current = current or {}
     known = {
         "title",
         "slug",

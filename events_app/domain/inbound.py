@@ -152,15 +152,15 @@ async def _row_for(report: RecipientReport, item: Inbound) -> dict | None:
     ours = outbox_id_of(item.returned.message_id, config.host)
     if ours is None:
         return None
-    row = await _row(ours[0])
-    if row is None or item.returned.message_id.lower() not in {
-        messages.message_id(row["id"], config, row["created_at"]).lower(),
-        messages.message_id(row["id"], config).lower(),
+    named_row = await _row(ours[0])
+    if named_row is None or item.returned.message_id.lower() not in {
+        messages.message_id(named_row["id"], config, named_row["created_at"]).lower(),
+        messages.message_id(named_row["id"], config).lower(),
     }:
         return None  # another database's row with the same id
-    if row["recipient"].lower() not in named | set(item.returned.to):
+    if named_row["recipient"].lower() not in named | set(item.returned.to):
         return None
-    return row
+    return named_row
 
 
 def _is_list_mail(row: dict) -> bool:
@@ -268,6 +268,8 @@ async def _registration_for(uid: str) -> dict | None:
 
 async def _reply(item: Inbound) -> str:
     reply = item.reply
+    if reply is None:  # parse gives kind "reply" only with a readable REPLY
+        return "reply: no readable calendar reply"
     row = await _registration_for(reply.uid)
     if row is None:
         return f"reply: no registration has UID {reply.uid[:80]!r}"

@@ -38,8 +38,15 @@ def clean_definitions(value: Any) -> list[dict]:
         where = f"questions[{i}]"
         if not isinstance(q, dict):
             raise v.fail(where, "must be an object with label and type")
-        label = v.text(
-            {f"{where}.label": q.get("label")}, f"{where}.label", required=True, max_len=MAX_LABEL_LEN, multiline=False
+        label = (
+            v.text(
+                {f"{where}.label": q.get("label")},
+                f"{where}.label",
+                required=True,
+                max_len=MAX_LABEL_LEN,
+                multiline=False,
+            )
+            or ""
         )
         kind = q.get("type", "text")
         if not isinstance(kind, str) or kind not in TYPES:

@@ -14,7 +14,7 @@ def clean_person(data: dict) -> tuple[str, str]:
     errors: dict[str, str] = {}
     name = email = ""
     try:
-        name = v.text(data, "name", required=True, max_len=200, multiline=False)
+        name = v.text(data, "name", required=True, max_len=200, multiline=False) or ""
     except ValidationFailed as exc:
         errors.update(exc.fields)
     try:

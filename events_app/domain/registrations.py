@@ -141,6 +141,7 @@ async def _register(event: dict, data: dict) -> tuple[dict, dict]:
         from . import subscriptions
 
         await subscriptions.subscribe(email, name, await subscriptions.topic_ids(["bulletin"]), source="registration")
+    assert result is not None  # the loop either broke with a result or raised
     status, position = result.pop("as_new", None) or (result["status"], result["waitlist_position"])
     answer = {
         "id": None,

@@ -136,7 +136,9 @@ def keep(
 def render_template(request: Request, name: str, context: dict[str, Any]) -> bytes:
     """A template rendered as Litestar's Template response would (our public templates use
     neither the request nor a CSRF field, but they are given as Litestar gives them)."""
-    template = request.app.template_engine.get_template(name)
+    engine = request.app.template_engine
+    assert engine is not None  # app.py always configures the Jinja engine
+    template = engine.get_template(name)
     return template.render(**context, request=request, csrf_input="").encode("utf-8")
 
 

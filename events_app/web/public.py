@@ -128,7 +128,7 @@ class PublicPages(Controller):
         if row is None or row["status"] == "draft":
             raise NotFound("No such event")
         if is_ics:
-            key = ("event.ics", row["id"], row["born"], row["version"])
+            key: tuple = ("event.ics", row["id"], row["born"], row["version"])
             headers = _ics_headers(slug)
             media = ICS_TYPE
         else:

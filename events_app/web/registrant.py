@@ -10,6 +10,7 @@ The token is a capability only its owner received by email, so these forms need 
 from __future__ import annotations
 
 import re
+from typing import Literal
 from urllib.parse import urlsplit
 
 from litestar import Controller, Response, get, post
@@ -56,7 +57,9 @@ class RegistrantPages(Controller):
         # The invite itself (same UID and SEQUENCE as the one emailed, REQUEST or CANCEL), not a
         # PUBLISH copy: opened in a calendar it updates the entry the invite made, never adds one.
         await registrations.calendar_uid("registration", reg)
-        method = "REQUEST" if reg["status"] == "registered" and event["status"] == "published" else "CANCEL"
+        method: Literal["REQUEST", "CANCEL"] = (
+            "REQUEST" if reg["status"] == "registered" and event["status"] == "published" else "CANCEL"
+        )
         organizer = events.organizer(cfg)
         body = invite(
             event,

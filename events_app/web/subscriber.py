@@ -35,7 +35,7 @@ def _form_topics(form: Any) -> list[Any]:
 def _shown(values: dict) -> dict:
     """Form values to show again in the form: text only (an uploaded file in a text field is
     not echoed)."""
-    shown = {k: v for k, v in values.items() if isinstance(v, str)}
+    shown: dict[str, Any] = {k: v for k, v in values.items() if isinstance(v, str)}
     if isinstance(values.get("topics"), list):
         shown["topics"] = [t for t in values["topics"] if isinstance(t, str)]
     return shown

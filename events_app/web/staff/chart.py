@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
@@ -39,7 +40,7 @@ def buckets(
     if width > 1:
         width = 7 * math.ceil(width / 7)  # whole weeks read better than "every 3 days"
     count = math.ceil(span / width)
-    out = [
+    out: list[dict[str, Any]] = [
         {
             "start": first + timedelta(days=i * width),
             "end": min(first + timedelta(days=(i + 1) * width - 1), last),

@@ -118,7 +118,7 @@ def _text(form: Any, name: str) -> str:
 def posted_values(form: Any, keep_blank: bool = False) -> dict[str, Any]:
     """What was typed, to show the form again (after an error, or with `keep_blank` for "add
     another question": the page always adds one blank row after the rows it is given)."""
-    values = {k: _text(form, k) for k in blank_values() if k not in ("reminders", "questions")}
+    values: dict[str, Any] = {k: _text(form, k) for k in blank_values() if k not in ("reminders", "questions")}
     values["reminders"] = [int(m) for m in form.getall("reminders", []) if str(m).isdigit()]
     values["questions"] = _question_rows(form, keep_blank=keep_blank)
     return values

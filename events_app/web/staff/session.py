@@ -97,7 +97,7 @@ async def require_session(connection: ASGIConnection, _: BaseRouteHandler) -> No
     if member is None:
         raise LoginRequired()
     member["csrf"] = csrf_token(value)
-    if connection.scope["method"] not in SAFE_METHODS:
+    if connection.scope.get("method") not in SAFE_METHODS:
         form = await connection.form()  # type: ignore[attr-defined]  # guards get the Request
         given = form.get(CSRF_FIELD) or connection.headers.get("x-csrf-token") or ""
         if not isinstance(given, str) or not hmac.compare_digest(given.encode(), member["csrf"].encode()):
