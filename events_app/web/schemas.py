@@ -33,17 +33,19 @@ S = TypeVar("S", bound=Struct)
 # control characters, an address, a slug, an ISO time, an IANA zone) are the domain's checks,
 # with its own messages and every bad field at once (domain/validation.py); `_doc` writes them
 # into the document as patterns and choices, so that what the document calls valid is accepted.
-ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+# The domain trims text before checking it, so whitespace (tabs and line breaks included) may
+# surround any of these.
+ONE_LINE = r"^\s*[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\s*$"
 FILLED_LINE = (
-    r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*[^\s\x00-\x1f\x7f-\x9f\u2028\u2029][^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+    r"^\s*[^\x00-\x1f\x7f-\x9f\u2028\u2029]*[^\s\x00-\x1f\x7f-\x9f\u2028\u2029][^\x00-\x1f\x7f-\x9f\u2028\u2029]*\s*$"
 )
-TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
-EMAIL = r"^[!#-'*+\-./0-9=?A-Z^-~]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+TEXT = r"^\s*[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*\s*$"
+EMAIL = r"^\s*[!#-'*+\-./0-9=?A-Z^-~]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\s*$"
 SLUG = r"^(?:[a-z0-9]+(?:-[a-z0-9]+)*)?$"
-URL = r"^(?:https?://[^\s/$.?#\x00-\x1f\x7f-\x9f][^\s\x00-\x1f\x7f-\x9f]+)?$"
+URL = r"^\s*(?:https?://[^\s/$.?#\x00-\x1f\x7f-\x9f][^\s\x00-\x1f\x7f-\x9f]+)?\s*$"
 MOMENT = (
-    r"^(?:19[7-9][0-9]|20[0-9][0-9])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]"
-    r"(?::[0-5][0-9](?:\.[0-9]{1,6})?)?(?:Z|[+-](?:0[0-9]|1[0-4]):?[0-5][0-9])?$"
+    r"^\s*(?:19[7-9][0-9]|20[0-9][0-9])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]"
+    r"(?::[0-5][0-9](?:\.[0-9]{1,6})?)?(?:Z|[+-](?:0[0-9]|1[0-4]):?[0-5][0-9])?\s*$"
 )
 KEY = r"^(?:[A-Za-z0-9_]*[A-Za-z0-9][A-Za-z0-9_]*)?$"
 # Etc/GMT+5 and its kind are left out: generated clients turn choices into identifiers, and
@@ -102,7 +104,9 @@ Email = Annotated[str, Meta(max_length=320), _doc("One address", examples=["ada@
 Name = Annotated[str, Meta(max_length=200), _doc("One line", examples=["Ada Lovelace"], pattern=FILLED_LINE)]
 OptionalName = Annotated[str, Meta(max_length=200), _doc("One line, or empty", pattern=ONE_LINE)]
 OptionalEmail = Annotated[
-    str, Meta(max_length=320), _doc("One address; empty: the signed-in member's", pattern=f"^(?:{EMAIL[1:-1]})?$")
+    str,
+    Meta(max_length=320),
+    _doc("One address; empty: the signed-in member's", pattern=f"^(?:{EMAIL[1:-1]})?$"),
 ]
 TopicSlug = Annotated[str, Meta(max_length=64, examples=["bulletin"])]
 
@@ -125,7 +129,7 @@ RetentionDays = Annotated[int, Meta(ge=1, le=3650, description="Days after the e
 Tags = Annotated[
     list[str],
     Meta(max_length=20),
-    _doc("Short words", items={"type": "string", "maxLength": 50, "pattern": ONE_LINE}),
+    _doc("Short words, at most 50 characters each", items={"type": "string", "pattern": ONE_LINE}),
 ]
 Reminders = Annotated[
     list[int],

@@ -64,8 +64,11 @@ async def _seed() -> dict[str, list[int]]:
     # (Drafts are covered by tests/web/test_api.py: offered here, every case built on one
     # answered 409 and none reached an open event.)
     open_event = await published_event(title="Open for registrations", capacity=2)
-    issue = await issues.create({"title": "October 2019", "issue_date": "2019-10-15", "body": "Hello"})
-    return {"event_id": [event["id"]], "issue_id": [issue["id"]], "open_event": [open_event["id"]]}
+    issue_ids = [
+        (await issues.create({"title": f"Issue {n}", "issue_date": "2019-10-15", "body": "Hello"}))["id"]
+        for n in range(6)
+    ]
+    return {"event_id": [event["id"]], "issue_id": issue_ids, "open_event": [open_event["id"]]}
 
 
 # "Schema validation mismatch" (an operation that refused every valid-looking case of a phase)
@@ -74,7 +77,10 @@ async def _seed() -> dict[str, list[int]]:
 # a phase can end with every registration refused (400 for an unknown question, 409 for a closed
 # event) though the schema matches. tests/web/test_api.py and security/test_registration_door.py
 # check registrations by hand.
-MISMATCH_EXPLAINED = {"POST /api/v1/events/{event_id}/registrations"}
+# Likewise a release: one per issue (409 after it) and `release_at` ahead of now, a bound that
+# moves; a phase that meets only released issues refuses everything. Several issues are offered
+# so that most phases find one to release.
+MISMATCH_EXPLAINED = {"POST /api/v1/events/{event_id}/registrations", "POST /api/v1/issues/{issue_id}/release"}
 # An event's end must follow its start: the schema gives each time's form, the domain this rule
 # (and a minimal case has both times equal). Half the searched events get this pair.
 TIMES = {"starts_at": ["2030-11-29T12:00:00-05:00"], "ends_at": ["2030-11-29T13:00:00-05:00"]}
