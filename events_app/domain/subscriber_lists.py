@@ -65,7 +65,8 @@ class SubscriberFilter:
         return cls(topic_id, status, q)
 
     def where(self, moment: datetime) -> tuple[str, list[Any]]:
-        conditions, args = ["s.status <> 'erased'"], []
+        conditions: list[str] = ["s.status <> 'erased'"]
+        args: list[Any] = []
         if self.topic is not None:
             conditions.append("EXISTS (SELECT 1 FROM subscription x WHERE x.subscriber = s.id AND x.topic = {})")
             args.append(self.topic)

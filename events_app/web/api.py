@@ -16,7 +16,7 @@ from ..domain.errors import NotFound
 from . import responses as out
 from .auth import optional_staff, require_staff
 from .present import event_json, registration_json
-from .responses import ERRORS, STAFF
+from .responses import ERRORS, STAFF, answer
 from .schemas import (
     CHANGE_EXAMPLE,
     EVENT_EXAMPLE,
@@ -52,31 +52,35 @@ class EventsApi(Controller):
         guards=[require_staff],
         security=STAFF,
         status_code=HTTP_201_CREATED,
-        responses=ERRORS,
+        responses=answer(out.Event, 201),
         summary="Create an event (staff)",
     )
-    async def create(self, request: Request, data: Annotated[EventIn, example(EVENT_EXAMPLE)]) -> out.Event:
+    async def create(self, request: Request, data: Annotated[EventIn, example(EVENT_EXAMPLE)]) -> dict:
         event = await events.create(fields(await checked(request, EventIn)), actor=request.state.staff["id"])
         return event_json(event, staff=True)
 
-    @get("/", responses=ERRORS, summary="Published events, upcoming first; staff also see drafts")
-    async def index(self, request: Request) -> list[out.Event]:
+    @get("/", responses=answer(list[out.Event]), summary="Published events, upcoming first; staff also see drafts")
+    async def index(self, request: Request) -> list[dict]:
         member = await optional_staff(request)
         found = await events.listing(include_drafts=member is not None)
         return [event_json(e, staff=member is not None) for e in found]
 
-    @get("/{event_id:int}", responses=ERRORS, summary="One event")
-    async def show(self, request: Request, event_id: FromPath[int]) -> out.Event:
+    @get("/{event_id:int}", responses=answer(out.Event), summary="One event")
+    async def show(self, request: Request, event_id: FromPath[int]) -> dict:
         event, member = await _event_for(request, event_id)
         counts = await registrant_admin.status_counts(event["id"]) if member else None
         return event_json(event, staff=member is not None, counts=counts)
 
     @patch(
-        "/{event_id:int}", guards=[require_staff], security=STAFF, responses=ERRORS, summary="Change any field (staff)"
+        "/{event_id:int}",
+        guards=[require_staff],
+        security=STAFF,
+        responses=answer(out.EventChanged),
+        summary="Change any field (staff)",
     )
     async def change(
         self, request: Request, event_id: FromPath[int], data: Annotated[EventChange, example(CHANGE_EXAMPLE)]
-    ) -> out.EventChanged:
+    ) -> dict:
         event, notified = await events.update(
             event_id, fields(await checked(request, EventChange)), actor=request.state.staff["id"]
         )
@@ -87,12 +91,12 @@ class EventsApi(Controller):
         guards=[require_staff],
         security=STAFF,
         status_code=HTTP_200_OK,
-        responses=ERRORS,
+        responses=answer(out.WouldEmail),
         summary="How many people a change would email, without saving it (staff)",
     )
     async def change_preview(
         self, request: Request, event_id: FromPath[int], data: Annotated[EventChange, example(CHANGE_EXAMPLE)]
-    ) -> out.WouldEmail:
+    ) -> dict:
         return {"would_email": await events.count_affected(event_id, fields(await checked(request, EventChange)))}
 
     @post(
@@ -100,10 +104,10 @@ class EventsApi(Controller):
         guards=[require_staff],
         security=STAFF,
         status_code=HTTP_200_OK,
-        responses=ERRORS,
+        responses=answer(out.Event),
         summary="Publish (staff)",
     )
-    async def publish(self, request: Request, event_id: FromPath[int]) -> out.Event:
+    async def publish(self, request: Request, event_id: FromPath[int]) -> dict:
         event = await events.publish(event_id, actor=request.state.staff["id"])
         return event_json(event, staff=True)
 
@@ -112,22 +116,22 @@ class EventsApi(Controller):
         guards=[require_staff],
         security=STAFF,
         status_code=HTTP_200_OK,
-        responses=ERRORS,
+        responses=answer(out.EventChanged),
         summary="Cancel; every registrant is told, with a calendar CANCEL (staff)",
     )
-    async def cancel(self, request: Request, event_id: FromPath[int]) -> out.EventChanged:
+    async def cancel(self, request: Request, event_id: FromPath[int]) -> dict:
         event, notified = await events.cancel(event_id, actor=request.state.staff["id"])
         return {**event_json(event, staff=True), "notified": notified}
 
     @post(
         "/{event_id:int}/registrations",
         status_code=HTTP_201_CREATED,
-        responses=ERRORS,
+        responses=answer(out.Registration, 201),
         summary="Register: a seat, or a waitlist place when full",
     )
     async def register(
         self, request: Request, event_id: FromPath[int], data: Annotated[RegistrationIn, example(REGISTRATION_EXAMPLE)]
-    ) -> out.Registration:
+    ) -> dict:
         event = await events.current(event_id)
         if event["status"] == "draft" and await optional_staff(request) is None:
             raise NotFound("No such event")
@@ -140,10 +144,10 @@ class EventsApi(Controller):
         "/{event_id:int}/registrations",
         guards=[require_staff],
         security=STAFF,
-        responses=ERRORS,
+        responses=answer(list[out.Registrant]),
         summary="Registrants (staff)",
     )
-    async def registrants(self, event_id: FromPath[int]) -> list[out.Registrant]:
+    async def registrants(self, event_id: FromPath[int]) -> list[dict]:
         await events.get(event_id)
         return [registration_json(r) for r in await registrations.for_event(event_id)]
 

@@ -16,6 +16,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.response import Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from ..domain.errors import Conflict, DomainError, NotFound, Unauthorized, ValidationFailed, is_outage
 from .schemas import reasons
@@ -122,7 +123,7 @@ def unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
-HANDLERS = {
+HANDLERS: ExceptionHandlersMap = {
     RecursionError: too_deep,
     DomainError: domain_error,
     ValidationException: validation_error,

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, MediaType, Request, Response, get, patch, post
 from litestar.openapi.spec import OpenAPIMediaType as Content
-from litestar.openapi.spec import Operation, Schema
+from litestar.openapi.spec import OpenAPIResponse, Operation, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Template
@@ -27,7 +27,7 @@ from ..markdown import to_html
 from ..timefmt import iso
 from . import responses as out
 from .auth import require_staff
-from .responses import ERRORS, STAFF
+from .responses import ERRORS, STAFF, answer
 from .schemas import ISSUE_EXAMPLE, IssueChange, IssueIn, ReleaseIn, RetryIn, SendTestIn, checked, example, fields
 
 
@@ -86,7 +86,7 @@ class _TextToo(Operation):
 
     def __post_init__(self) -> None:
         ok = (self.responses or {}).get("200")
-        if ok is not None and not isinstance(ok, dict) and getattr(ok, "content", None) is not None:
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
             for media in ("text/html; charset=utf-8", "text/plain; charset=utf-8"):
                 ok.content[media] = Content(schema=Schema(type=OpenAPIType.STRING))
 
@@ -97,22 +97,22 @@ class IssuesApi(Controller):
     guards = [require_staff]
     security = STAFF
 
-    @post("/", status_code=HTTP_201_CREATED, responses=ERRORS, summary="Write an issue (a draft)")
-    async def create(self, request: Request, data: Annotated[IssueIn, example(ISSUE_EXAMPLE)]) -> out.Issue:
+    @post("/", status_code=HTTP_201_CREATED, responses=answer(out.Issue, 201), summary="Write an issue (a draft)")
+    async def create(self, request: Request, data: Annotated[IssueIn, example(ISSUE_EXAMPLE)]) -> dict:
         issue = await issues.create(fields(await checked(request, IssueIn)), actor=staff_id(request))
         return issue_json(issue)
 
-    @get("/", responses=ERRORS, summary="Every issue, newest first")
-    async def index(self) -> list[out.Issue]:
+    @get("/", responses=answer(list[out.Issue]), summary="Every issue, newest first")
+    async def index(self) -> list[dict]:
         return [issue_json(i) for i in await issues.listing()]
 
-    @get("/{issue_id:int}", responses=ERRORS, summary="One issue with its delivery counts")
-    async def show(self, issue_id: FromPath[int]) -> out.Issue:
+    @get("/{issue_id:int}", responses=answer(out.Issue), summary="One issue with its delivery counts")
+    async def show(self, issue_id: FromPath[int]) -> dict:
         issue = await issues.get(issue_id)
         return issue_json(issue, await issues.delivery(issue["id"]))
 
-    @patch("/{issue_id:int}", responses=ERRORS, summary="Change an issue (the topic only before release)")
-    async def change(self, request: Request, issue_id: FromPath[int], data: JSONBody[IssueChange]) -> out.Issue:
+    @patch("/{issue_id:int}", responses=answer(out.Issue), summary="Change an issue (the topic only before release)")
+    async def change(self, request: Request, issue_id: FromPath[int], data: JSONBody[IssueChange]) -> dict:
         issue = await issues.update(issue_id, fields(await checked(request, IssueChange)), actor=staff_id(request))
         return issue_json(issue)
 
@@ -131,12 +131,12 @@ class IssuesApi(Controller):
     @get(
         "/{issue_id:int}/preview-email",
         operation_class=_TextToo,
-        responses=ERRORS,
+        responses=answer(out.MailPreview),
         summary="The issue as the email: subject, text and HTML (`part=html` or `part=text`: that part alone)",
     )
     async def preview_email(
         self, issue_id: FromPath[int], part: FromQuery[Literal["json", "html", "text"]] = "json"
-    ) -> out.MailPreview:
+    ) -> Any:  # the JSON preview, or one part of it (Response)
         mail = bulk.preview(await issues.get(issue_id), settings.get())
         if part == "html":
             return Response(mail["html"], media_type="text/html; charset=utf-8")
@@ -147,30 +147,30 @@ class IssuesApi(Controller):
     @post(
         "/{issue_id:int}/test",
         status_code=HTTP_202_ACCEPTED,
-        responses=ERRORS,
+        responses=answer(out.QueuedTest, 202),
         summary="Send the email to one address, marked [Test]",
     )
-    async def test(
-        self, request: Request, issue_id: FromPath[int], data: JSONBody[SendTestIn | None] = None
-    ) -> out.QueuedTest:
+    async def test(self, request: Request, issue_id: FromPath[int], data: JSONBody[SendTestIn | None] = None) -> dict:
         body = fields(await checked(request, SendTestIn))
-        address = body.get("email") or (request.state.staff or {}).get("email")
+        address = str(body.get("email") or (request.state.staff or {}).get("email") or "")
         await issues.send_test(issue_id, address, actor=staff_id(request))
         return {"queued": 1, "email": v.email(address)}
 
-    @get("/{issue_id:int}/recipients", responses=ERRORS, summary="How many people a release now would reach")
-    async def recipients(self, issue_id: FromPath[int]) -> out.Recipients:
+    @get(
+        "/{issue_id:int}/recipients",
+        responses=answer(out.Recipients),
+        summary="How many people a release now would reach",
+    )
+    async def recipients(self, issue_id: FromPath[int]) -> dict:
         return {"recipients": await issues.recipient_count(issue_id)}
 
     @post(
         "/{issue_id:int}/release",
         status_code=HTTP_202_ACCEPTED,
-        responses=ERRORS,
+        responses=answer(out.Released, 202),
         summary="Release now or at release_at",
     )
-    async def release(
-        self, request: Request, issue_id: FromPath[int], data: JSONBody[ReleaseIn | None] = None
-    ) -> out.Released:
+    async def release(self, request: Request, issue_id: FromPath[int], data: JSONBody[ReleaseIn | None] = None) -> dict:
         at = _release_at(fields(await checked(request, ReleaseIn)))
         result = await issues.release(issue_id, at, actor=staff_id(request))
         count = await issues.recipient_count(issue_id, result["release_at"])
@@ -185,22 +185,29 @@ class IssuesApi(Controller):
     @post(
         "/{issue_id:int}/retry-failed",
         status_code=HTTP_200_OK,
-        responses=ERRORS,
+        responses=answer(out.Queued),
         summary="Queue the failed deliveries again",
     )
     async def retry_failed(
         self, request: Request, issue_id: FromPath[int], data: JSONBody[RetryIn | None] = None
-    ) -> out.Queued:
+    ) -> dict:
         include = (await checked(request, RetryIn)).include_bounced
         count = await issues.retry_failed(issue_id, include, actor=staff_id(request))
         return {"queued": count}
 
-    @post("/{issue_id:int}/pause", status_code=HTTP_200_OK, responses=ERRORS, summary="Hold back what is not sent yet")
-    async def pause(self, request: Request, issue_id: FromPath[int]) -> out.Delivery:
+    @post(
+        "/{issue_id:int}/pause",
+        status_code=HTTP_200_OK,
+        responses=answer(out.Delivery),
+        summary="Hold back what is not sent yet",
+    )
+    async def pause(self, request: Request, issue_id: FromPath[int]) -> dict:
         await issues.pause(issue_id, actor=staff_id(request))
         return plain(await issues.delivery(issue_id))
 
-    @post("/{issue_id:int}/resume", status_code=HTTP_200_OK, responses=ERRORS, summary="Send the rest now")
-    async def resume(self, request: Request, issue_id: FromPath[int]) -> out.Delivery:
+    @post(
+        "/{issue_id:int}/resume", status_code=HTTP_200_OK, responses=answer(out.Delivery), summary="Send the rest now"
+    )
+    async def resume(self, request: Request, issue_id: FromPath[int]) -> dict:
         await issues.resume(issue_id, actor=staff_id(request))
         return plain(await issues.delivery(issue_id))

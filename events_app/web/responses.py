@@ -11,6 +11,7 @@ and the counts only for staff, `delivery` only on one issue, `notified` after a 
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 from litestar.openapi.datastructures import ResponseSpec
@@ -44,7 +45,14 @@ ERRORS = {
 }
 
 # Staff operations name the bearer token scheme (app.py declares it).
-STAFF = [{"BearerToken": []}]
+STAFF: list[dict[str, list[str]]] = [{"BearerToken": []}]
+
+
+def answer(model: Any, status: int = 200) -> dict[int, ResponseSpec]:
+    """An operation's documented answers: `model` (a Struct below, or a list of one) with
+    `status`, and the error answers. The handlers build plain dicts; this says their shape."""
+    ok = ResponseSpec(data_container=model, description=HTTPStatus(status).phrase, generate_examples=False)
+    return {**ERRORS, status: ok}
 
 
 class Health(Struct):

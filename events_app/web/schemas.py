@@ -74,19 +74,12 @@ Slug = Annotated[
 ]
 
 
-def _moment(example: str) -> Any:
-    return Annotated[
-        str,
-        Meta(max_length=64),
-        _doc(
-            "ISO 8601, 1970 to 2100; without an offset it is read in the event's time zone",
-            examples=[example],
-            pattern=MOMENT,
-        ),
-    ]
-
-
-Moment = _moment("2030-11-29T12:00:00-05:00")
+_MOMENT_TEXT = "ISO 8601, 1970 to 2100; without an offset it is read in the event's time zone"
+Moment = Annotated[str, Meta(max_length=64), _doc(_MOMENT_TEXT, examples=["2030-11-29T12:00:00-05:00"], pattern=MOMENT)]
+# An example after Moment's: together they make a valid event.
+EndMoment = Annotated[
+    str, Meta(max_length=64), _doc(_MOMENT_TEXT, examples=["2030-11-29T13:00:00-05:00"], pattern=MOMENT)
+]
 # Where an empty time means none (registration_closes_at, release_at).
 OptionalMoment = Annotated[
     str,
@@ -97,7 +90,6 @@ OptionalMoment = Annotated[
         pattern=f"^(?:{MOMENT[1:-1]})?$",
     ),
 ]
-EndMoment = _moment("2030-11-29T13:00:00-05:00")  # an example after Moment's: together they are valid
 Zone = Annotated[str, Meta(max_length=64), _doc("An IANA time zone name", examples=["America/Toronto"], enum=ZONES)]
 Url = Annotated[str, Meta(max_length=2000), _doc("An http:// or https:// address, or empty", pattern=URL)]
 Email = Annotated[str, Meta(max_length=320), _doc("One address", examples=["ada@example.org"], pattern=EMAIL)]
@@ -111,15 +103,11 @@ OptionalEmail = Annotated[
 TopicSlug = Annotated[str, Meta(max_length=64, examples=["bulletin"])]
 
 
-def _text(limit: int, description: str | None = None) -> Any:
-    """Text that may span lines, at most `limit` characters."""
-    return Annotated[str, Meta(max_length=limit), _doc(description, pattern=TEXT)]
-
-
-ShortText = _text(1000)
-Markdown = _text(50_000, "Markdown")
-IssueSummary = _text(2000)
-IssueBody = _text(200_000, "Markdown")
+# Text that may span lines, at most so many characters.
+ShortText = Annotated[str, Meta(max_length=1000), _doc(pattern=TEXT)]
+Markdown = Annotated[str, Meta(max_length=50_000), _doc("Markdown", pattern=TEXT)]
+IssueSummary = Annotated[str, Meta(max_length=2000), _doc(pattern=TEXT)]
+IssueBody = Annotated[str, Meta(max_length=200_000), _doc("Markdown", pattern=TEXT)]
 
 
 Capacity = Annotated[int, _minimum(0, 1_000_000, "Seats; null: unlimited")]

@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from ..domain import subscriptions
 from . import responses as out
-from .responses import ERRORS
+from .responses import answer
 from .schemas import SUBSCRIBE_EXAMPLE, SubscribeIn, checked, example, fields
 from .subscriber import ACCEPTED
 
@@ -25,12 +25,10 @@ class SubscriberApi(Controller):
     @post(
         "/",
         status_code=HTTP_202_ACCEPTED,
-        responses=ERRORS,
+        responses=answer(out.Subscribed, 202),
         summary="Subscribe (double opt-in); same answer for any address",
     )
-    async def subscribe(
-        self, request: Request, data: Annotated[SubscribeIn, example(SUBSCRIBE_EXAMPLE)]
-    ) -> Response[out.Subscribed]:
+    async def subscribe(self, request: Request, data: Annotated[SubscribeIn, example(SUBSCRIBE_EXAMPLE)]) -> Response:
         email, name, topics = subscriptions.clean_request(fields(await checked(request, SubscribeIn)))
         ids = await subscriptions.topic_ids(topics)  # an unknown topic is the caller's mistake: say so
         await subscriptions.subscribe(email, name, ids, source="api")
