@@ -74,8 +74,13 @@ class BatchRun:
         """Send `rows` (and what refills bring) to the end; returns how many rows were claimed."""
         self.queue.extend(rows)
         self.claimed = len(rows)
-        while self.queue:  # a refill may land in the queue of a lane that had already finished
+        while True:
             await asyncio.gather(*(self._lane(n, transport) for n, transport in enumerate(self.transports)))
+            if self.refilling is not None:  # rows it claims are this run's: wait for them
+                await self.refilling
+                self.refilling = None
+            if not self.queue:  # else a refill landed in the queue of a lane that had finished
+                break
         await self._record_sent()
         return self.claimed
 
@@ -104,10 +109,14 @@ class BatchRun:
             if len(mine) <= 2 and self.refills > 0 and self.refilling is None:
                 self.refilling = asyncio.create_task(self._refill())
             if not mine:
-                if self.refilling is None:
+                refilling = self.refilling
+                if refilling is None:
                     return
-                await self.refilling
-                self.refilling = None
+                await refilling
+                # Another lane may have started the next refill meanwhile: that one stays known,
+                # or its rows would be claimed after the run ended and wait out the claim time-out.
+                if self.refilling is refilling:
+                    self.refilling = None
                 continue
             if self.refilling is not None and self.refilling.done():
                 self.refilling = None
