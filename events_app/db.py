@@ -18,29 +18,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.querystring import QueryString
 
-from .settings import Settings
+from .settings import Settings, server
 from .sqlite_engine import FastSQLiteEngine
 
 T = TypeVar("T")
 
 
 def postgres_config(url: str) -> dict:
-    parts = urlsplit(url)
-    config = {
-        "host": parts.hostname or "localhost",
+    """asyncpg's connection settings from a postgresql:// URL (split by settings.server)."""
+    parts = server(url, "EVENTS_DATABASE_URL")
+    config: dict[str, Any] = {
+        "host": parts.host or "localhost",
         "port": parts.port or 5432,
         "database": (parts.path or "/").lstrip("/") or "postgres",
     }
     if parts.username:
-        config["user"] = unquote(parts.username)
+        config["user"] = parts.username
     if parts.password:
-        config["password"] = unquote(parts.password)
+        config["password"] = parts.password
     return config
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 
 class SettingsError(ValueError):
@@ -98,6 +98,48 @@ class Settings:
     @property
     def host(self) -> str:
         return _hostname(self.base_url)
+
+
+class Server(NamedTuple):
+    """A server named by a URL (EVENTS_SMTP_URL, a PostgreSQL EVENTS_DATABASE_URL), split once:
+    mail/transport.py and db.py connect with these parts, load() checks them."""
+
+    scheme: str
+    host: str | None
+    port: int | None
+    username: str | None
+    password: str | None
+    path: str
+
+
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+
+
+def server(url: str, name: str) -> Server:
+    """`url` in parts, user and password unquoted; SettingsError naming the variable `name` when
+    its port is not a number (the message leaves out any password)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        where = parts.netloc.rpartition("@")[2]
+        raise SettingsError(f"{name} must give the port as a number, not {where!r}") from None
+    return Server(
+        parts.scheme,
+        parts.hostname,
+        port,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+        parts.path,
+    )
+
+
+def smtp_server(url: str) -> Server:
+    """EVENTS_SMTP_URL in parts; SettingsError (a ValueError) for a scheme we do not speak."""
+    found = server(url, "EVENTS_SMTP_URL")
+    if found.scheme not in SMTP_SCHEMES:
+        raise SettingsError("EVENTS_SMTP_URL must start with smtp://, smtp+starttls:// or smtps://")
+    return found
 
 
 @lru_cache(maxsize=8)
@@ -206,9 +248,11 @@ def load() -> Settings:
         )
     if scheme == "sqlite" and not database_url.startswith("sqlite:///"):
         raise SettingsError("EVENTS_DATABASE_URL must look like sqlite:///path/to/file")
+    if scheme != "sqlite":
+        server(database_url, "EVENTS_DATABASE_URL")
     smtp_url = os.environ.get("EVENTS_SMTP_URL", "").strip() or None
-    if smtp_url and urlsplit(smtp_url).scheme not in {"smtp", "smtp+starttls", "smtps"}:
-        raise SettingsError("EVENTS_SMTP_URL must start with smtp://, smtp+starttls:// or smtps://")
+    if smtp_url:
+        smtp_server(smtp_url)
     base_url = os.environ.get("EVENTS_BASE_URL", "http://127.0.0.1:8000").strip().rstrip("/")
     if urlsplit(base_url).scheme not in {"http", "https"}:
         raise SettingsError("EVENTS_BASE_URL must be an http:// or https:// URL")

@@ -103,6 +103,19 @@ def test_a_bad_log_level_is_refused_by_every_command_naming_the_variable():
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
 
 
+def test_a_server_address_that_cannot_be_used_is_refused_before_anything_runs():
+    # The SMTP and PostgreSQL URLs are parsed once, by the settings: a port that is not a number
+    # passed the scheme check and raised later, in the worker or the engine, as a traceback.
+    cases = [
+        ({"EVENTS_SMTP_URL": "smtp://mail.example.org:25x"}, "EVENTS_SMTP_URL"),
+        ({"EVENTS_DATABASE_URL": "postgresql://db.example.org:54x2/events"}, "EVENTS_DATABASE_URL"),
+    ]
+    for env, name in cases:
+        result = cli("migrate", env=env)
+        assert result.returncode == 2, (env, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and name in result.stderr, result.stderr
+
+
 def test_wheel_ships_templates_and_email_templates(tmp_path):
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],

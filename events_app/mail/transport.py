@@ -29,12 +29,11 @@ import tempfile
 from email.errors import MessageError
 from email.message import EmailMessage
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from .. import clock
-from ..settings import Settings
+from ..settings import Settings, smtp_server
 from .headers import MAIL_POLICY
 
 log = logging.getLogger(__name__)
@@ -67,15 +66,13 @@ class SMTPTransport:
     smtp+starttls://user:pass@host:587, smtps://user:pass@host:465 (TLS from the start)."""
 
     def __init__(self, url: str, *, timeout: float = 30.0, tls_context: ssl.SSLContext | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in {"smtp", "smtp+starttls", "smtps"}:
-            raise ValueError("the SMTP URL must start with smtp://, smtp+starttls:// or smtps://")
+        parts = smtp_server(url)  # ValueError (SettingsError) for a scheme or port we cannot use
         self.use_tls = parts.scheme == "smtps"
         self.start_tls = parts.scheme == "smtp+starttls"
-        self.hostname = parts.hostname or "localhost"
+        self.hostname = parts.host or "localhost"
         self.port = parts.port or (465 if self.use_tls else 587 if self.start_tls else 25)
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
+        self.username = parts.username
+        self.password = parts.password
         self.timeout = timeout
         self.tls_context = tls_context
         self._client: aiosmtplib.SMTP | None = None
