@@ -37,9 +37,10 @@ run: install
 	$(BIN)/events-app demo
 	$(BIN)/events-app serve
 
-## make test: the floors check (below), then the whole suite on SQLite, then again on a throwaway
-## PostgreSQL database
+## make test: lint (ruff and mypy), the floors check (below), then the whole suite on SQLite, then
+## again on a throwaway PostgreSQL database
 test: install-test
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-floors
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
