@@ -23,8 +23,9 @@ from datetime import datetime, timedelta
 from .. import db
 from ..clock import now
 from . import audit
+from .audience import LIFT_BOUNCE, not_paused_sql, not_suppressed_sql, suppressed_sql
 from .errors import Conflict, NotFound
-from .subscriptions import LIFT_BOUNCE, not_paused_sql, not_suppressed_sql, suppressed_sql, topic_ids
+from .subscriptions import topic_ids
 
 EXPAND_BATCH = 1000
 # Delivery states as staff read them; `sending` rows are in flight.

@@ -1,4 +1,4 @@
-"""The rules for mail that comes back (events_app/inbound/parse.py reads it): each message acts
+"""Acting on mail that comes back (events_app/inbound/parse.py reads it): each message acts
 once, and only on what it proves.
 
 - Once: `handle` claims the message's key in `inbound_message` (unique) in the same transaction as
@@ -12,9 +12,9 @@ once, and only on what it proves.
   made up) or, failing that, the one whose Message-ID the report quotes, when the failed recipient
   is that row's recipient. A hard bounce (failed, 5.x.x) marks the row failed with the reason and,
   for list mail (bulk issues and announcements, subscription mail), suppresses the address as the
-  worker's 5xx path does (`subscriptions.suppress`, where suppression is defined), so bulk mail
+  worker's 5xx path does (`audience.suppress`, where suppression is defined), so bulk mail
   leaves it out. A soft one (delayed, or 4.x.x) counts once per message
-  (`subscriptions.count_soft_bounce`: at SOFT_BOUNCE_LIMIT in a row the address is suppressed). Mail about a registration is never a reason to drop anyone from
+  (`audience.count_soft_bounce`: at SOFT_BOUNCE_LIMIT in a row the address is suppressed). Mail about a registration is never a reason to drop anyone from
   lists: its row is marked failed, nothing more.
 - Complaints: the subscriber is the one the quoted message was sent to (its VERP return path, its
   Message-ID, its List-Unsubscribe token), else Original-Rcpt-To or its To when we did send mail to
@@ -34,10 +34,10 @@ from datetime import timedelta
 
 from .. import db, settings
 from ..clock import now
-from ..inbound.parse import Inbound, RecipientReport, outbox_id_of
+from ..domain import audience, outbox, registrations, subscriptions
+from ..domain.errors import Conflict, NotFound
 from ..mail import bulk, messages, verp
-from . import outbox, registrations, subscriptions
-from .errors import Conflict, NotFound
+from .parse import Inbound, RecipientReport, outbox_id_of
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ async def _hard(row: dict, report: RecipientReport) -> str:
     if not _is_list_mail(row):
         return f"outbox row {row['id']} ({row['kind']}) failed: {report.status}"
     address = await _list_address(row)
-    await subscriptions.suppress(address, report.reason)
+    await audience.suppress(address, report.reason)
     return f"outbox row {row['id']} failed: {report.status}; address marked bounced"
 
 
@@ -189,10 +189,10 @@ async def _soft(row: dict, report: RecipientReport) -> str:
     await db.fetch("UPDATE outbox SET last_error = {} WHERE id = {} AND status = 'sent'", report.reason, row["id"])
     if not _is_list_mail(row):
         return f"outbox row {row['id']} ({row['kind']}) delayed: {report.status}"
-    count = await subscriptions.count_soft_bounce(await _list_address(row), report.reason)
+    count = await audience.count_soft_bounce(await _list_address(row), report.reason)
     if count is None:
         return f"outbox row {row['id']} delayed: {report.status}; no subscriber"
-    if count >= subscriptions.SOFT_BOUNCE_LIMIT:
+    if count >= audience.SOFT_BOUNCE_LIMIT:
         return f"outbox row {row['id']} delayed: {report.status}; soft bounce {count}: address marked bounced"
     return f"outbox row {row['id']} delayed: {report.status}; soft bounce {count}"
 

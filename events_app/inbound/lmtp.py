@@ -1,5 +1,5 @@
 """`events-app inbound`: one message from standard input, or an LMTP server (aiosmtpd's LMTP class)
-for an MTA to deliver to. Both read with `parse.read` and act with `domain.inbound.handle`.
+for an MTA to deliver to. Both read with `parse.read` and act with `act.handle`.
 
 LMTP answers after DATA with one reply per accepted recipient (RFC 2033): 250 once the message
 was acted on or ignored; 451 on a temporary failure (the database away, or anything unexpected),
@@ -42,11 +42,11 @@ async def _database() -> None:
 
 async def deliver(raw: bytes, recipients: list[str]) -> str:
     """Read and act on one message; returns the outcome. Raises on a temporary failure."""
-    from ..domain import inbound
+    from . import act
 
     await _database()
     item = parse.read(raw, recipients)
-    acted, outcome = await inbound.handle(item)
+    acted, outcome = await act.handle(item)
     return outcome if acted else f"duplicate: {outcome}"
 
 

@@ -14,7 +14,7 @@ import json
 from collections import OrderedDict
 
 from .. import db
-from ..domain import events, issues, subscriptions
+from ..domain import audience, events, issues
 from ..domain.errors import NotFound
 from ..settings import Settings
 from .bulk import RawMessage, Shared, compose, render_announcement, render_issue
@@ -111,7 +111,7 @@ class Builder:
         if mailing is None:
             raise Undeliverable(f"mailing {row.get('mailing')} no longer exists")
         subscriber = self.subscribers.get(row["subscriber"])
-        refusal = subscriptions.bulk_refusal(subscriber)
+        refusal = audience.bulk_refusal(subscriber)
         if refusal is not None or subscriber is None:
             raise Superseded(refusal or "the subscriber erased their data")
         shared = mailing["_shared"]

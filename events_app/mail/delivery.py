@@ -18,7 +18,7 @@ from email.errors import MessageError
 from email.message import EmailMessage
 from typing import NamedTuple
 
-from ..domain import outbox, subscriptions
+from ..domain import audience, outbox
 from ..settings import Settings
 from . import dkim, headers, messages, verp
 from .bulk import KINDS as BULK_KINDS
@@ -92,7 +92,7 @@ class Delivery:
             log.warning("outbox row %s (%s) failed: %s", row_id, row["kind"], exc)
             await outbox.mark_failed(row_id, str(exc))
             if exc.recipient:
-                await subscriptions.suppress(row["recipient"], str(exc))
+                await audience.suppress(row["recipient"], str(exc))
             return DONE
         except Exception as exc:
             _log_unexpected(row, "unexpected error while sending")

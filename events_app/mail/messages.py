@@ -44,7 +44,7 @@ from email.utils import format_datetime
 from typing import Literal
 
 from .. import clock, db, ics
-from ..domain import events, registrations, retention, subscriptions
+from ..domain import audience, events, registrations, retention, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
 from ..timefmt import format_range
@@ -311,7 +311,7 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
         links["unsubscribe"] = f"{base}/s/{token}/unsubscribe"
     # A confirmation lists what it would give (an opt-in asked for while opted out).
     chosen = set(subscriber["confirm_topics"] if kind == "subscription_confirm" else subscriber["topics"])
-    paused = subscriptions.paused_until_shown(subscriber)
+    paused = audience.paused_until_shown(subscriber)
     context = {
         "name": headers.single_line(subscriber["name"]),
         "status": subscriber["status"],

@@ -19,7 +19,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from ..domain import subscriptions, validation
+from ..domain import audience, subscriptions, validation
 from ..domain.errors import ValidationFailed
 
 ACCEPTED = (
@@ -140,7 +140,7 @@ class SubscriberPages(Controller):
                 "topics": topics,
                 "notice": notice,
                 "errors": errors or {},
-                "paused_until": subscriptions.paused_until_shown(row),
+                "paused_until": audience.paused_until_shown(row),
             },
         )
 

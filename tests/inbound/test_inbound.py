@@ -9,11 +9,11 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from events_app import db, settings
-from events_app.domain import registrations, subscriptions
-from events_app.domain import outbox
-from events_app.mail import messages, verp
 from factories import published_event
+
+from events_app import db, settings
+from events_app.domain import audience, outbox, registrations, subscriptions
+from events_app.mail import messages, verp
 
 from .conftest import dtstamp, fill, lmtp_deliver, run_cli, start_listener, stop_listener
 
@@ -81,11 +81,11 @@ async def test_soft_bounces_count_once_per_message_and_suppress_at_the_limit(del
     counted = await subscriber(ada["id"])
     assert counted["soft_bounces"] == 1 and counted["bounced_at"] is None
     assert (await db.fetch("SELECT status FROM outbox WHERE id = {}", first["id"]))[0]["status"] == "sent"
-    for _ in range(subscriptions.SOFT_BOUNCE_LIMIT - 1):
+    for _ in range(audience.SOFT_BOUNCE_LIMIT - 1):
         row = await sent_row("issue", "ada@example.net", ada["id"])
         await deliver(postfix(row, "ada@example.net", action="failed", status="4.4.7"))
     suppressed = await subscriber(ada["id"])
-    assert suppressed["soft_bounces"] == subscriptions.SOFT_BOUNCE_LIMIT
+    assert suppressed["soft_bounces"] == audience.SOFT_BOUNCE_LIMIT
     assert suppressed["bounced_at"] is not None and "temporary failures" in suppressed["bounce_reason"]
 
 
@@ -94,10 +94,10 @@ async def test_the_owner_showing_up_starts_the_soft_bounce_count_afresh(deliver)
     preferences), the address evidently takes mail, so the count starts again, as a hard
     bounce's mark is lifted then."""
     ada = await confirmed_subscriber("ada@example.net")
-    for _ in range(subscriptions.SOFT_BOUNCE_LIMIT - 1):
+    for _ in range(audience.SOFT_BOUNCE_LIMIT - 1):
         row = await sent_row("issue", "ada@example.net", ada["id"])
         await deliver(postfix(row, "ada@example.net", action="failed", status="4.4.7"))
-    assert (await subscriber(ada["id"]))["soft_bounces"] == subscriptions.SOFT_BOUNCE_LIMIT - 1
+    assert (await subscriber(ada["id"]))["soft_bounces"] == audience.SOFT_BOUNCE_LIMIT - 1
     await subscriptions.update_preferences(subscriptions.manage_token(await subscriber(ada["id"])),
                                            topics=["bulletin"], name="Ada")
     assert (await subscriber(ada["id"]))["soft_bounces"] == 0
