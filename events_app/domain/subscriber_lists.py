@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import clock, db
 from . import validation as v
+from .audience import not_paused_sql, paused_sql
 from .errors import ValidationFailed
 from .subscriptions import topic_ids
 
@@ -25,11 +26,9 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_QUERY = 200
 
-# Paused is a confirmed subscriber whose pause has not run out yet; the first {} is "now".
-_STATE = (
-    "CASE WHEN s.status = 'confirmed' AND s.paused_until IS NOT NULL AND s.paused_until > {} "
-    "THEN 'paused' ELSE s.status END"
-)
+# Paused is a confirmed subscriber whose pause has not run out yet (domain/audience.py); the
+# first {} is "now".
+_STATE = f"CASE WHEN s.status = 'confirmed' AND {paused_sql()} THEN 'paused' ELSE s.status END"
 
 
 class SubscriberFilter:
@@ -71,10 +70,10 @@ class SubscriberFilter:
             conditions.append("EXISTS (SELECT 1 FROM subscription x WHERE x.subscriber = s.id AND x.topic = {})")
             args.append(self.topic)
         if self.status == "confirmed":
-            conditions.append("s.status = 'confirmed' AND (s.paused_until IS NULL OR s.paused_until <= {})")
+            conditions.append(f"s.status = 'confirmed' AND {not_paused_sql()}")
             args.append(moment)
         elif self.status == "paused":
-            conditions.append("s.status = 'confirmed' AND s.paused_until IS NOT NULL AND s.paused_until > {}")
+            conditions.append(f"s.status = 'confirmed' AND {paused_sql()}")
             args.append(moment)
         elif self.status is not None:
             conditions.append("s.status = {}")
