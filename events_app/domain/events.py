@@ -243,9 +243,11 @@ async def _notify_registered(event_id: int, kind: str, extra: dict, statuses=("r
 
 
 async def count_affected(event_id: int, data: dict) -> int:
-    """How many people a change would email (shown to staff before they save)."""
+    """How many people a change would email (shown to staff before they save). ValidationFailed
+    for a change `update` would refuse, whatever the event's state (the fields are checked first)."""
     current = await get(event_id)
-    if current["status"] != "published" or not _invite_changes(current, clean_fields(data, current)):
+    changes = clean_fields(data, current)
+    if current["status"] != "published" or not _invite_changes(current, changes):
         return 0
     rows = await db.fetch("SELECT COUNT(*) AS n FROM registration WHERE event = {} AND status = 'registered'", event_id)
     return rows[0]["n"]

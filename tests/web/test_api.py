@@ -192,6 +192,20 @@ async def test_staff_see_how_many_a_change_will_email_before_saving(client, auth
     assert bad.status_code == 400 and "starts_at" in bad.json()["errors"]
 
 
+async def test_a_preview_refuses_what_the_change_would_refuse_whatever_the_event_state(client, auth):
+    """Found by Schemathesis' stateful phase: the preview of a draft's change answered 200
+    `{"would_email": 0}` without checking the fields, so a value the PATCH refuses (and the
+    document forbids) was accepted."""
+    draft = (await client.post("/api/v1/events", json=event_data(status="draft"), headers=auth)).json()
+    assert draft["status"] == "draft"
+    path = f"/api/v1/events/{draft['id']}"
+    for body, field in (({"audience": "grad\fstudents"}, "audience"), ({"starts_at": "soon"}, "starts_at")):
+        bad = await client.post(path + "/change-preview", json=body, headers=auth)
+        assert bad.status_code == 400 and field in bad.json()["errors"], (body, bad.text)
+        assert (await client.patch(path, json=body, headers=auth)).status_code == 400
+    assert (await client.post(path + "/change-preview", json={"summary": "Fine"}, headers=auth)).json() == {"would_email": 0}
+
+
 async def test_doors_and_follow_up_settings(client, auth):
     created = await client.post("/api/v1/events", json=event_data(doors_open_minutes=30, follow_up_minutes=60), headers=auth)
     assert created.json()["doors_open_minutes"] == 30 and created.json()["follow_up_minutes"] == 60
