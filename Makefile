@@ -31,11 +31,13 @@ $(VENV)/.installed-test: pyproject.toml $(LOCK) | $(BIN)/python
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-## make run: install, migrate, load the demo content if missing, serve on http://127.0.0.1:8000
+## make run: install, migrate, load the demo content if missing, serve on http://127.0.0.1:$(PORT)
+## (PORT=8000 by default; links in emails follow it unless EVENTS_BASE_URL says otherwise)
+PORT ?= 8000
 run: install
 	$(BIN)/events-app migrate
 	$(BIN)/events-app demo
-	$(BIN)/events-app serve
+	EVENTS_BASE_URL="$${EVENTS_BASE_URL:-http://127.0.0.1:$(PORT)}" $(BIN)/events-app serve --port $(PORT)
 
 ## make test: lint (ruff and mypy), the floors check (below), then the whole suite on SQLite, then
 ## again on a throwaway PostgreSQL database

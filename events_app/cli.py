@@ -14,6 +14,7 @@ import os
 import sys
 from contextlib import redirect_stdout
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from . import settings as settings_module
 
@@ -148,11 +149,44 @@ async def _subscribers_import(path: str, topics: list[str] | None) -> None:
     print(f"Done: {report.summary()}.")
 
 
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"}
+
+
+def serve_banner(config, host: str, port: int, worker: bool) -> tuple[list[str], str | None]:
+    """What `serve` tells a newcomer before it starts (where to look, where mail goes, who sends
+    it), and a warning when EVENTS_BASE_URL points at another local port than this server's, so
+    every link in every email would lead nowhere."""
+    shown = f"[{host}]" if ":" in host else host
+    where = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}"
+    mail = (
+        f"sent through {urlsplit(config.smtp_url).hostname}:{urlsplit(config.smtp_url).port or 'default port'}"
+        if config.smtp_url
+        else f"written as .eml files to {config.mail_dir}/ (set EVENTS_SMTP_URL to send it)"
+    )
+    lines = [
+        f"Open {where}/events (staff workspace: {where}/staff, API documents: {where}/schema).",
+        f"Mail is {mail}; " + ("this process sends it." if worker else "an `events-app worker` must run to send it."),
+    ]
+    base = urlsplit(config.base_url)
+    base_port = base.port or (443 if base.scheme == "https" else 80)
+    warning = None
+    if (base.hostname or "") in LOCAL_HOSTS | {host} and base_port != port:
+        warning = (
+            f"warning: EVENTS_BASE_URL is {config.base_url} but this server listens on port {port}: links "
+            f"in emails and calendar files will not reach it. Set EVENTS_BASE_URL={where}"
+        )
+    return lines, warning
+
+
 def _serve(host: str, port: int, worker: bool) -> None:
     from .app import create_app
     from .web.server import serve
 
     config = settings_module.get()
+    lines, warning = serve_banner(config, host, port, worker)
+    print("\n".join(lines), flush=True)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     app = create_app(run_worker=worker)
     serve(app, config, host=host, port=port, log_level=config.log_level_or("info"))
 

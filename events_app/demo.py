@@ -77,7 +77,13 @@ def _at(day: date) -> tuple[str, str]:
 
 
 async def load(say: Callable[[str], None] = print) -> None:
-    """Add what is missing of the demo content; say what was added."""
+    """Add what is missing of the demo content; say what was added, or that it is all there."""
+    added: list[str] = []
+
+    def tell(line: str) -> None:
+        added.append(line)
+        say(line)
+
     for slug, day in (
         ("non-academic-careers-with-impact-2022", date(2022, 11, 29)),
         ("non-academic-careers-with-impact", datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=7)),
@@ -102,7 +108,7 @@ async def load(say: Callable[[str], None] = print) -> None:
                 "status": "published",
             }
         )
-        say(f"Added event {event['title']!r} on {day:%d %B %Y} at /events/{event['slug']}")
+        tell(f"Added event {event['title']!r} on {day:%d %B %Y} at /events/{event['slug']}")
     if not await db.fetch("SELECT id FROM issue WHERE slug = {}", ISSUE_SLUG):
         from .domain import issues
 
@@ -123,8 +129,14 @@ async def load(say: Callable[[str], None] = print) -> None:
             released,
             issue["id"],
         )
-        say(f"Added bulletin issue {issue['title']!r} of Implementation in Action at /bulletin/{ISSUE_SLUG}")
+        tell(f"Added bulletin issue {issue['title']!r} of Implementation in Action at /bulletin/{ISSUE_SLUG}")
     if not await db.fetch("SELECT id FROM staff_user WHERE email = {}", STAFF_EMAIL):
         password = secrets.token_urlsafe(12)
         await staff.create(STAFF_EMAIL, password, "Demo staff")
-        say(f"Added staff account {STAFF_EMAIL} with password: {password}  (shown only once)")
+        tell(f"Added staff account {STAFF_EMAIL} with password: {password}  (shown only once)")
+    if not added:
+        say(
+            "The demo content is already here: the webinar at /events, the October 2019 issue at /bulletin, "
+            f"and the staff account {STAFF_EMAIL} (sign in at /staff; to set a new password: "
+            f"events-app staff password {STAFF_EMAIL})."
+        )

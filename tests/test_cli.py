@@ -66,8 +66,11 @@ async def test_demo_loads_once():
     first = cli("demo")
     assert first.returncode == 0, first.stderr
     assert "staff@example.org with password" in first.stdout
+    password = first.stdout.split("with password: ")[1].split()[0]
     second = cli("demo")
-    assert second.returncode == 0 and "password" not in second.stdout
+    assert second.returncode == 0 and password not in second.stdout and "Added" not in second.stdout
+    # A second run says the content is there and how to get in without the lost password.
+    assert "already here" in second.stdout and "events-app staff password staff@example.org" in second.stdout
     rows = await db.fetch("SELECT slug, starts_at, timezone, status FROM event ORDER BY starts_at")
     assert len(rows) == 2
     assert rows[0]["starts_at"].isoformat() == "2022-11-29T17:00:00+00:00"  # 12:00 in Toronto
@@ -128,3 +131,22 @@ def test_wheel_ships_templates_and_email_templates(tmp_path):
     assert "events_app/templates/events/detail.html" in names
     assert any(n.startswith("events_app/emails/registration_confirmed/") for n in names)
     assert any(n.startswith("events_app/migrations/events_app_") for n in names)
+
+
+def test_serve_says_where_to_look_and_warns_when_links_would_miss_it():
+    from dataclasses import replace
+
+    from events_app import settings
+    from events_app.cli import serve_banner
+
+    config = replace(settings.get(), base_url="http://127.0.0.1:8000", smtp_url=None)
+    lines, warning = serve_banner(config, "127.0.0.1", 8000, True)
+    assert lines[0].startswith("Open http://127.0.0.1:8000/events") and warning is None
+    assert ".eml files to" in lines[1] and "this process sends it" in lines[1]
+    lines, warning = serve_banner(config, "127.0.0.1", 8001, False)
+    assert "an `events-app worker` must run" in lines[1]
+    assert warning is not None and "EVENTS_BASE_URL=http://127.0.0.1:8001" in warning
+    # Behind a proxy the public address has its own port: no warning.
+    public = replace(config, base_url="https://events.example.org", smtp_url="smtp://mail.example.org:587")
+    lines, warning = serve_banner(public, "0.0.0.0", 8000, True)
+    assert warning is None and "sent through mail.example.org:587" in lines[1]
