@@ -45,7 +45,10 @@ def _template_engine() -> TemplateConfig:
 
         engine.engine.filters.update(issue_day=issue_day, issue_month=issue_month)
 
+        from .domain.identity import TemplateView
+
         engine.engine.globals.update(
+            org=TemplateView(),
             base_url=settings.get().base_url,
             # The installation's retention figure, for events without their own (privacy notes).
             retention_days=settings.get().retention_days,

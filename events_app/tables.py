@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from piccolo.columns import (
     Boolean,
+    Bytea,
     ForeignKey,
     Integer,
     Serial,
@@ -117,6 +118,15 @@ class Event(Table):
     calendar_uid = Varchar(length=64, default="")
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
+    # The page people judge (issue 14): a cover picture (an absolute URL, or /media/<digest>.<ext>
+    # for one uploaded in the workspace) with its alternative text; hosts and speakers as a JSON
+    # list of {name, role, bio, photo_url}; whether the page shows "N registered"; the note
+    # staff wrote when cancelling (shown on the page and in the cancellation email).
+    cover_image_url = Text(default="")
+    cover_alt = Text(default="")
+    speakers = Text(default="[]")
+    show_registered_count = Boolean(default=False)
+    cancellation_note = Text(default="")
 
 
 class Registration(Table):
@@ -287,6 +297,38 @@ class Outbox(Table):
     subscriber = Integer(null=True, default=None)
 
 
+class OrgSettings(Table, tablename="org_settings"):
+    """The organisation's identity, set by staff in the workspace's Settings: one row (id 1) at
+    most. An empty value means the first default (EVENTS_ORG_NAME for the name; nothing for the
+    rest). `version` grows on every change: cached pages key on it."""
+
+    id = Serial(primary_key=True)
+    organisation_name = Varchar(length=200, default="")
+    logo_url = Text(default="")  # absolute URL, or /media/<digest>.<ext> for an uploaded logo
+    accent_colour = Varchar(length=7, default="")  # #rrggbb
+    website = Text(default="")
+    reply_to = Varchar(length=320, default="")
+    postal_address = Text(default="")  # the bulk-mail footer's postal address (CASL, CAN-SPAM)
+    version = Integer(default=1)
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Image(Table):
+    """An uploaded picture (event cover, speaker photo, logo), kept in the database so that every
+    process serves it. `digest` (SHA-256 of the stored bytes) names it in its URL, so it can be
+    cached for ever. A resized copy (for phones) has its own row, with `source` the digest of the
+    original and `width` its width."""
+
+    id = Serial(primary_key=True)
+    digest = Varchar(length=64, unique=True)
+    source = Varchar(length=64, default="")  # "" for an original
+    content_type = Varchar(length=64)
+    width = Integer(default=0)
+    height = Integer(default=0)
+    data = Bytea()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 ALL_TABLES: list[type[Table]] = [
     Topic,
     StaffUser,
@@ -304,4 +346,6 @@ ALL_TABLES: list[type[Table]] = [
     Outbox,
     LoginAttempt,
     InboundMessage,
+    OrgSettings,
+    Image,
 ]

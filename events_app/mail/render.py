@@ -41,6 +41,9 @@ def environment() -> jinja2.Environment:
     )
     env.filters["format_range"] = format_range
     env.filters["format_time"] = format_time
+    from ..domain.identity import TemplateView
+
+    env.globals["org"] = TemplateView()  # the organisation's identity (domain/identity.py)
     return env
 
 
