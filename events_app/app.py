@@ -29,6 +29,7 @@ from .web.edge import Edge, RouteLimits
 from .web.errors import HANDLERS
 from .web.issues_api import IssuesApi
 from .web.mailings_api import announce, mailing_delivery
+from .web.media import MEDIA_HANDLERS
 from .web.public import PublicPages
 from .web.registrant import RegistrantPages
 from .web.staff import STAFF_HANDLERS
@@ -127,6 +128,7 @@ def create_app(run_worker: bool = False) -> Litestar:
             announce,
             mailing_delivery,
             ArchivePages,
+            *MEDIA_HANDLERS,
             *api_docs.handlers(),
         ],
         middleware=[*_edge(cfg), *_rate_limits(cfg)],
