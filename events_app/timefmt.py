@@ -70,6 +70,23 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def iso_seconds(moment: datetime | None, tz: str | ZoneInfo | None = None) -> str:
+    """ISO 8601 to the second with its offset, in zone `tz` when given, as spreadsheets read it:
+    '2026-12-01T12:00:05-05:00' ('' for None)."""
+    if moment is None:
+        return ""
+    local = in_zone(moment, _zone(tz)) if tz is not None else moment
+    return local.replace(microsecond=0).isoformat()
+
+
+def short_time(moment: datetime | None, tz: str | ZoneInfo, empty: str = "–") -> str:
+    """One moment in zone `tz`, short enough for a table cell: 'Tue 1 Dec 2026, 12:00 PM EST'."""
+    if moment is None:
+        return empty
+    local = in_zone(moment, _zone(tz))
+    return f"{local:%a} {local.day} {local:%b %Y}, {_clock(local)} {_meridiem(local)} {zone_abbreviation(local)}"
+
+
 def issue_day(iso_date: str) -> str:
     """A bulletin issue's date as people write it: '15 October 2019'."""
     from datetime import date

@@ -12,11 +12,19 @@ import io
 import json
 from collections.abc import AsyncIterator
 
-from ..timefmt import iso
+from ..timefmt import iso_seconds
 from . import events, registrations
 from .subscriber_lists import SubscriberFilter, page
 
-__all__ = ["CSV_PAGE", "SubscriberFilter", "cell", "registrants_csv", "subscribers_csv"]
+__all__ = [
+    "CSV_PAGE",
+    "FIXED_COLUMNS",
+    "SubscriberFilter",
+    "cell",
+    "question_headers",
+    "registrants_csv",
+    "subscribers_csv",
+]
 
 # Rows read per query while the mailing list streams out (no list is held whole in memory).
 CSV_PAGE = 1000
@@ -27,15 +35,34 @@ def cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") else value
 
 
+FIXED_COLUMNS = ["id", "name", "email", "status", "waitlist_position", "registered_at", "attended_at"]
+
+
+def question_headers(questions: list[dict]) -> list[str]:
+    """One column header per question: its label as staff wrote it (the key where the label is
+    empty), made unique with the key in brackets where two labels (or a fixed column) clash."""
+    labels = [(q.get("label") or "").strip() or q["key"] for q in questions]
+    taken = {c.lower() for c in FIXED_COLUMNS}
+    out: list[str] = []
+    for q, label in zip(questions, labels, strict=True):
+        clash = label.lower() in taken or sum(1 for other in labels if other.lower() == label.lower()) > 1
+        header = f"{label} ({q['key']})" if clash else label
+        taken.add(header.lower())
+        out.append(cell(header))
+    return out
+
+
 async def registrants_csv(event_id: int) -> tuple[str, str]:
     """(file name, CSV text) of the event's registrants with their answers, one column per
-    question. NotFound for an unknown event."""
+    question headed by its label. Times are ISO 8601 to the second with the offset of the
+    event's zone ('2026-12-01T12:00:05-05:00'). NotFound for an unknown event."""
     event = await events.get(event_id)
     rows = await registrations.for_event(event_id)
     keys = [q["key"] for q in event["questions"]]
+    zone = event["timezone"]
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "name", "email", "status", "waitlist_position", "registered_at", "attended_at", *keys])
+    writer.writerow([*FIXED_COLUMNS, *question_headers(event["questions"])])
     for r in rows:
         answers = [
             "; ".join(a)
@@ -54,8 +81,8 @@ async def registrants_csv(event_id: int) -> tuple[str, str]:
                     r["email"],
                     r["status"],
                     r["waitlist_position"] or "",
-                    r["created_at"].isoformat(),
-                    r["attended_at"].isoformat() if r["attended_at"] else "",
+                    iso_seconds(r["created_at"], zone),
+                    iso_seconds(r["attended_at"], zone),
                     *answers,
                 )
             ]
@@ -85,8 +112,8 @@ async def _subscriber_rows(flt: SubscriberFilter) -> AsyncIterator[str]:
                     cell(r["name"] or ""),
                     r["status"],
                     "; ".join(r["topics"]),
-                    iso(r["created_at"]),
-                    iso(r["confirmed_at"]) or "",
+                    iso_seconds(r["created_at"]),
+                    iso_seconds(r["confirmed_at"]),
                 ]
             )
         yield out.getvalue()

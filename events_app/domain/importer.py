@@ -1,7 +1,9 @@
 """Importing already-consented subscribers from a CSV file (`events-app subscribers import`).
 
-The file needs a header row naming an `email` column and optionally a `name` column (header names
-are case-insensitive; other columns are ignored). It is read as a stream, a batch of `BATCH_SIZE`
+The file needs a header row naming an `email` column (or `E-mail`, `Email address`) and optionally
+a `name` column (header names are case-insensitive; other columns are ignored). Cells are separated
+by commas, semicolons (as Excel writes CSV where the decimal mark is a comma) or tabs: the header
+row tells which; a UTF-8 byte-order mark is ignored. It is read as a stream, a batch of `BATCH_SIZE`
 rows per transaction, so neither the file nor the report's counts depend on memory.
 
 What each row does:
@@ -32,6 +34,7 @@ PostgreSQL, sequence value changes.
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -123,6 +126,34 @@ def _fail(reason: str) -> ValidationFailed:
     return ValidationFailed({"file": reason})
 
 
+# Header names accepted for each column, compared case-insensitively (spreadsheet and mailing
+# tools' exports name them so).
+EMAIL_HEADERS = ("email", "e-mail", "email address", "e-mail address")
+NAME_HEADERS = ("name", "full name")
+# What spreadsheets write between cells: commas, semicolons (Excel where the decimal mark is a
+# comma), tabs ("Text (tab delimited)").
+DELIMITERS = (",", ";", "\t")
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """The delimiter of a file whose first line is `header_line`: the one that splits it into
+    the most cells with one of them an email header; a comma when none does."""
+    best, best_cells = ",", 0
+    for delimiter in DELIMITERS:
+        try:
+            cells = next(csv.reader([header_line], delimiter=delimiter), [])
+        except csv.Error:
+            continue
+        names = [c.strip().lower() for c in cells]
+        if any(n in EMAIL_HEADERS for n in names) and len(cells) > best_cells:
+            best, best_cells = delimiter, len(cells)
+    return best
+
+
+def _column(names: list[str], accepted: tuple[str, ...]) -> int | None:
+    return next((i for i, n in enumerate(names) if n in accepted), None)
+
+
 def _header(reader: Iterator[list[str]], path: Path) -> tuple[int, int | None]:
     """(index of the email column, index of the name column or None)."""
     try:
@@ -132,10 +163,11 @@ def _header(reader: Iterator[list[str]], path: Path) -> tuple[int, int | None]:
     except csv.Error as exc:
         raise _fail(f"{path}: line 1: {exc}") from None
     names = [h.strip().lower() for h in header]
-    if "email" not in names:
+    email_at = _column(names, EMAIL_HEADERS)
+    if email_at is None:
         found = ", ".join(repr(h) for h in header[:10] if h.strip()) or "nothing"
         raise _fail(f"{path} has no 'email' column in its header row (found {found})")
-    return names.index("email"), names.index("name") if "name" in names else None
+    return email_at, _column(names, NAME_HEADERS)
 
 
 def _clean(cells: list[str], email_at: int, name_at: int | None) -> tuple[str, str]:
@@ -203,7 +235,9 @@ async def import_csv(
         except OSError:  # pragma: no cover - a pipe or similar
             total = 0
         lines = _CountingLines(handle)
-        reader = csv.reader(iter(lines))
+        text = iter(lines)
+        first = next(text, "")
+        reader = csv.reader(itertools.chain([first] if first else [], text), delimiter=sniff_delimiter(first))
         email_at, name_at = _header(reader, path)
         batch: list[_Row] = []
         previous_end = reader.line_num

@@ -246,3 +246,36 @@ async def test_a_large_file_is_imported_in_batches(tmp_path):
     size = csv_file.stat().st_size
     assert all(done < size for done, _, _ in calls[:-1]) and calls[-1][0] == size
     assert [rows for _, _, rows in calls] == sorted(rows for _, _, rows in calls)
+
+
+# Excel and other spreadsheets (issue 14) ---------------------------------------------------------
+
+async def test_an_excel_semicolon_file_with_a_byte_order_mark_imports(tmp_path):
+    # "CSV UTF-8" as Excel saves it where the decimal mark is a comma: BOM, semicolons, CRLF, and
+    # names holding commas (quoted only when they hold a semicolon).
+    csv_file = write(tmp_path / "excel.csv", (
+        "\ufeffNom;E-mail;Name\r\n"
+        "x;ann@example.org;Example, Ann\r\n"
+        'x;bob@example.org;"Builder; Bob"\r\n'
+        "x;not-an-address;Nobody\r\n"
+    ).encode("utf-8"))
+    report = await importer.import_csv(csv_file, ["bulletin"])
+    assert (report.imported, report.invalid, report.problems) == (2, 1, [(4, INVALID)])
+    found = await people()
+    assert found["ann@example.org"]["name"] == "Example, Ann"
+    assert found["bob@example.org"]["name"] == "Builder; Bob"
+
+
+async def test_tab_separated_and_email_address_headers_import(tmp_path):
+    csv_file = write(tmp_path / "export.tsv", "First\tEmail Address\tFull Name\nA\tcy@example.org\tCy Young\n")
+    report = await importer.import_csv(csv_file, ["bulletin"])
+    assert report.imported == 1 and (await people())["cy@example.org"]["name"] == "Cy Young"
+
+
+def test_the_delimiter_is_read_from_the_header_row():
+    assert importer.sniff_delimiter("email;name\r\n") == ";"
+    assert importer.sniff_delimiter("EMAIL\tname\n") == "\t"
+    assert importer.sniff_delimiter("email,name\n") == ","
+    assert importer.sniff_delimiter("email\n") == ","  # one column: any delimiter reads it
+    assert importer.sniff_delimiter('"name; nickname",email\n') == ","  # a quoted semicolon is text
+    assert importer.sniff_delimiter("name;address\n") == ","  # no email header: the old message

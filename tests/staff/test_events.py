@@ -184,7 +184,7 @@ async def test_registrants_search_status_answers_and_csv(client, csrf, crowd):
     exported = await client.get(f"/staff/events/{event['id']}/registrants.csv")
     assert exported.headers["content-type"].startswith("text/csv") and "attachment" in exported.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(exported.text)))
-    assert [(r["email"], r["status"], r["stage"]) for r in rows] == [
+    assert [(r["email"], r["status"], r["Stage"]) for r in rows] == [
         ("ada@example.org", "registered", "Student"), ("grace@example.org", "waitlisted", "Graduate"),
         ("alan@example.org", "waitlisted", "Graduate")]
     assert rows[0]["attended_at"] and not rows[1]["attended_at"]
