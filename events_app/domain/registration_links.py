@@ -9,7 +9,9 @@ from __future__ import annotations
 from uuid import uuid4
 
 from .. import db, settings, tokens
-from . import retention
+from ..clock import now
+from ..timefmt import format_range
+from . import outbox, retention
 from .errors import Conflict, NotFound
 
 PURPOSE = "registration"
@@ -69,3 +71,44 @@ async def by_token(token: str) -> dict:
 async def by_join_token(token: str) -> dict:
     """The full registration row for a join (/j/) token, or NotFound."""
     return await _by_link(token, JOIN_PURPOSE, "This join link is not valid.")
+
+
+# "Email me my registration link" -------------------------------------------------------------
+
+LINKS_KIND = "registration_links"
+# A registration whose link is worth sending: active (a seat or a waitlist place) for a published
+# event that has not ended. Emails are stored lower-cased (validation.email).
+_ACTIVE_SQL = (
+    "SELECT r.id, r.name, r.status, r.token_salt, e.title, e.starts_at, e.ends_at, e.timezone "
+    "FROM registration r JOIN event e ON e.id = r.event "
+    "WHERE r.email = {} AND r.status IN ('registered', 'waitlisted') AND e.status = 'published' "
+    "AND e.ends_at > {} ORDER BY e.starts_at, r.id"
+)
+
+
+async def send_links(email: str) -> None:
+    """Queue one email to `email` listing the personal link of each of its active, upcoming
+    registrations; nothing when there is none. Returns nothing on purpose: the web layer answers
+    the same way whatever was found, and the work (one query) is the same for any address."""
+    rows = await db.fetch(_ACTIVE_SQL, email.lower(), now())
+    if rows:
+        await outbox.enqueue(LINKS_KIND, email.lower(), {"registration_ids": [r["id"] for r in rows]})
+
+
+async def link_items(registration_ids: list, email: str) -> list[dict]:
+    """What the links email lists, read at send time: for each of `registration_ids` that still
+    belongs to `email` and is still active and upcoming, {name, title, when (in the event's zone,
+    with the zone), status, url}. [] when none is left (the message is then not worth sending)."""
+    wanted = {i for i in registration_ids if isinstance(i, int)}
+    base = settings.get().base_url.rstrip("/")
+    return [
+        {
+            "name": r["name"],
+            "title": r["title"],
+            "when": format_range(r["starts_at"], r["ends_at"], r["timezone"]),
+            "status": r["status"],
+            "url": f"{base}/r/{personal_token(r)}",
+        }
+        for r in await db.fetch(_ACTIVE_SQL, (email or "").lower(), now())
+        if r["id"] in wanted
+    ]

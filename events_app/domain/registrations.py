@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from .. import db
 from ..clock import now
@@ -32,13 +33,16 @@ from .questions import clean_answers
 from .registration_input import clean_person
 from .registration_links import (  # noqa: F401  (re-exported: callers know them as registrations.*)
     JOIN_PURPOSE,
+    LINKS_KIND,
     PURPOSE,
     by_join_token,
     by_token,
     calendar_uid,
     join_token,
+    link_items,
     new_calendar_uid,
     personal_token,
+    send_links,
 )
 from .seats import (  # noqa: F401  (CLAIM_SQL, INSERT_SQL, EXISTING_SQL: bench/ and tests read them here)
     CLAIM_SQL,
@@ -247,6 +251,67 @@ async def cancel(token: str, *, by_staff: bool = False, actor: int | None = None
                 if by_staff:
                     await audit.record(actor, "registration.cancel", "registration", row["id"], staff_summary(row))
                 break
+    return await view(row["id"])
+
+
+def may_edit(registration: dict, event: dict, at: datetime | None = None) -> CancelRule:
+    """Whether the person may still correct their name and answers: while the registration is
+    active (a seat or a waitlist place) and the event neither cancelled nor over. The same rule
+    for the personal page's form and its POST."""
+    at = at or now()
+    if registration["status"] not in ("registered", "waitlisted"):
+        return CancelRule(False, False, "cancelled", "This registration is cancelled: there is nothing to change")
+    if event["status"] == "cancelled":
+        return CancelRule(False, False, "cancelled", "This event has been cancelled")
+    if event["ends_at"] <= at:
+        return CancelRule(False, False, "past", "This event is over: the details can no longer be changed")
+    return CancelRule(True, False)
+
+
+def clean_details(event: dict, data: Any) -> tuple[str, dict]:
+    """(name, answers) from the personal page's correction form, checked by the same rules as a
+    registration (a one-line name of at most 200 characters; the event's questions). Raises
+    ValidationFailed with every bad field at once."""
+    if not isinstance(data, dict):
+        raise ValidationFailed({"body": "must be an object"})
+    errors: dict[str, str] = {}
+    name = ""
+    answers: dict = {}
+    try:
+        name = v.text(data, "name", required=True, max_len=200, multiline=False) or ""
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    try:
+        answers = clean_answers(event, data.get("answers"))
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    if errors:
+        raise ValidationFailed(errors)
+    return name, answers
+
+
+async def update_details(token: str, data: Any) -> dict:
+    """The registrant corrects their name and answers (by their personal token). Checked with
+    `clean_details`; allowed as `may_edit` says (Conflict otherwise, nothing changed). The seat,
+    the place on the waitlist and the address stay as they are. Returns the registration as
+    `view` shows it."""
+    row = await by_token(token)
+    event = await events.get(row["event"])
+    rule = may_edit(row, event)
+    if not rule.allowed:
+        raise Conflict(rule.message, rule.reason)
+    name, answers = clean_details(event, data)
+    moment = now()
+    done = await db.fetch(
+        "UPDATE registration SET name = {}, answers = {}, updated_at = {} "
+        "WHERE id = {} AND status IN ('registered', 'waitlisted') RETURNING id",
+        name,
+        json.dumps(answers),
+        moment,
+        row["id"],
+    )
+    if not done:  # cancelled meanwhile
+        raise Conflict("This registration is cancelled: there is nothing to change", "cancelled")
     return await view(row["id"])
 
 
