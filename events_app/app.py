@@ -13,7 +13,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -21,7 +21,7 @@ from litestar.template.config import TemplateConfig
 
 from . import db, settings
 from .resources import resource_dir
-from .web import api_docs
+from .web import api_docs, settings_api
 from .web.allow import AllowEveryMethod
 from .web.api import EventsApi
 from .web.bulletin import ArchivePages
@@ -32,6 +32,7 @@ from .web.mailings_api import announce, mailing_delivery
 from .web.media import MEDIA_HANDLERS
 from .web.public import PublicPages
 from .web.registrant import RegistrantPages
+from .web.settings_api import SETTINGS_API_HANDLERS
 from .web.staff import STAFF_HANDLERS
 from .web.staff_subscribers import STAFF_SUBSCRIBER_HANDLERS
 from .web.subscriber import SubscriberPages
@@ -89,6 +90,15 @@ def _edge(cfg: settings.Settings) -> list:
     return [RouteLimits(), AllowEveryMethod]
 
 
+async def _fresh_identity(request: Request) -> None:
+    """Before every request: the organisation's identity as stored, read again at most once a
+    second per process (domain/identity.py `fresh`; it never raises), so a change made in any
+    process shows on pages, and in cached pages' keys, within about a second."""
+    from .domain import identity
+
+    await identity.fresh()
+
+
 def create_app(run_worker: bool = False) -> Litestar:
     cfg = settings.get()
 
@@ -129,6 +139,7 @@ def create_app(run_worker: bool = False) -> Litestar:
             mailing_delivery,
             ArchivePages,
             *MEDIA_HANDLERS,
+            *SETTINGS_API_HANDLERS,
             *api_docs.handlers(),
         ],
         middleware=[*_edge(cfg), *_rate_limits(cfg)],
@@ -136,6 +147,7 @@ def create_app(run_worker: bool = False) -> Litestar:
         template_config=_template_engine(),
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
+        before_request=_fresh_identity,
         openapi_config=OpenAPIConfig(
             title="events-app",
             version="1.0.0",
@@ -159,6 +171,7 @@ def create_app(run_worker: bool = False) -> Litestar:
     )
     # The document is built once, here, and served as built (with what Litestar leaves out).
     api_docs.tighten(app.openapi_schema)
+    settings_api.tighten(app.openapi_schema)
     AllowEveryMethod.learn(app.routes)
     # Outside routing, so that 404s and 405s get the headers too and HEAD reaches GET routes.
     app.asgi_handler = Edge(app.asgi_handler, cfg)

@@ -6,7 +6,9 @@ the list and the calendar the same of every visible event). `version` grows on e
 page outlives a change, whichever process made it, and no process needs to tell another. The
 rendered bytes are kept per process; the ETag is a hash of the key (and of the templates and
 settings that shape the page), so every process gives the same ETag for the same content and a
-browser's If-None-Match is answered 304 by any of them.
+browser's If-None-Match is answered 304 by any of them. Every key also holds the organisation's
+identity (domain/identity.py, read again at most once a second per process): a settings change
+shows on every cached page within about a second, with a new ETag.
 
 ETags are weak: two processes render the same content, and a calendar file's bytes may differ
 in nothing that matters to a reader (RFC 9110 8.8.1).
@@ -20,6 +22,7 @@ from typing import Any
 from litestar import Request
 
 from .. import settings
+from ..domain import identity
 from ..resources import resource_dir
 
 # bench/serve_uncached.py turns it off to measure the pages without it.
@@ -52,7 +55,17 @@ def _build_salt() -> str:
 _etags: dict[tuple, str] = {}
 
 
+def _with_identity(key: tuple) -> tuple:
+    """Every cached page shows the organisation's identity (name, logo, colour, footer): the
+    whole identity (with its `version`) is part of every key, so a settings change gives new
+    pages and ETags (app.py reads the identity again before each request, domain/identity.py
+    `fresh`). The values, not only the version: a database emptied and set again starts its
+    versions over."""
+    return (*key, identity.snapshot())
+
+
 def etag(key: tuple) -> str:
+    key = _with_identity(key)
     tag = _etags.get(key)
     if tag is None:
         if len(_etags) >= LIMIT:
@@ -103,7 +116,7 @@ def _raw_headers(key: tuple, media_type: str, extra: dict[str, str] | None) -> l
 def cached(request: Request, key: tuple) -> RawPage | None:
     """304 when the client holds the page for `key`, the kept page when this process has it,
     else None (the caller renders and calls `keep`). `key` must name everything the page shows."""
-    kept = _pages.get(key) if ENABLED else None
+    kept = _pages.get(_with_identity(key)) if ENABLED else None
     if matches(request, etag(key)):
         if kept is not None:
             return kept[1]
@@ -129,7 +142,7 @@ def keep(
     if ENABLED and store:
         if len(_pages) >= LIMIT:
             _pages.clear()  # keys only go stale (versions grow): starting over is enough
-        _pages[key] = (page, RawPage(304, fields, b""))
+        _pages[_with_identity(key)] = (page, RawPage(304, fields, b""))
     return page
 
 
