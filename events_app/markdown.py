@@ -10,6 +10,11 @@ that page would (RFC 3986): `/events/x` becomes `{base}/events/x`, `images/a.png
 links (`#x`), `mailto:` and `tel:` stay as written; any other scheme (javascript:, data:, ftp:,
 ...) never reaches the output, and a result that is still not a usable http(s) address (no host)
 loses its link, keeping its words.
+
+Headings are renumbered to sit under the page's or email's own `<h1>` (the item's title): the
+text's highest level becomes `<h2>` and the levels it uses follow without gaps (`#` and `###`
+become h2 and h3), so every outline has one h1 and skips no level (WCAG 1.3.1, axe's
+heading-order).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ _TAGS = {
     "h2",
     "h3",
     "h4",
+    "h5",
+    "h6",
     "hr",
     "i",
     "img",
@@ -85,14 +92,29 @@ def to_html(text: str, page_url: str | None = None) -> str:
             # nh3 calls this after its scheme check, for attributes it keeps.
             return absolute(value, page_url) if attribute in ("href", "src") else value
 
-    return nh3.clean(
-        _md.render(text or ""),
-        tags=_TAGS,
-        attributes=_ATTRIBUTES,
-        url_schemes=_SCHEMES,
-        link_rel="noopener noreferrer",
-        attribute_filter=attribute_filter,
+    return _outline(
+        nh3.clean(
+            _md.render(text or ""),
+            tags=_TAGS,
+            attributes=_ATTRIBUTES,
+            url_schemes=_SCHEMES,
+            link_rel="noopener noreferrer",
+            attribute_filter=attribute_filter,
+        )
     )
+
+
+_HEADING = re.compile(r"<(/?)h([1-6])>")
+
+
+def _outline(html: str) -> str:
+    """The headings of sanitised HTML (nh3 leaves them bare: `<h3>`) renumbered from h2, the
+    levels in use kept in order and made consecutive."""
+    levels = sorted({int(level) for level in re.findall(r"<h([1-6])>", html)})
+    if not levels:
+        return html
+    new = {level: min(2 + n, 6) for n, level in enumerate(levels)}
+    return _HEADING.sub(lambda m: f"<{m.group(1)}h{new[int(m.group(2))]}>", html)
 
 
 @lru_cache(maxsize=512)
@@ -106,7 +128,7 @@ def to_text(text: str, page_url: str) -> str:
     return writer.result()
 
 
-_BLOCKS = {"p", "h1", "h2", "h3", "h4", "ul", "ol", "blockquote", "pre", "table", "hr"}
+_BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote", "pre", "table", "hr"}
 _WIDTH = 76
 
 
@@ -156,7 +178,7 @@ class _TextWriter(HTMLParser):
         attr = dict(attrs)
         if tag in _BLOCKS:
             self._newline(blank=not self.lists)
-        if tag in ("h1", "h2", "h3", "h4"):
+        if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
             self.heading = len(self.out)
         elif tag in ("ul", "ol"):
             self.lists.append([1] if tag == "ol" else [])
@@ -191,9 +213,9 @@ class _TextWriter(HTMLParser):
             self.out.append(f"{label} <{src}>" if src else label)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("h1", "h2", "h3", "h4") and self.heading is not None:
+        if tag in ("h1", "h2", "h3", "h4", "h5", "h6") and self.heading is not None:
             words = "".join(self.out[self.heading :]).strip()
-            self.out.append("\n" + ("=" if tag == "h1" else "-") * min(len(words), _WIDTH))
+            self.out.append("\n" + ("=" if tag == "h2" else "-") * min(len(words), _WIDTH))
             self.heading = None
         elif tag in ("ul", "ol") and self.lists:
             self.lists.pop()

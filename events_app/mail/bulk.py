@@ -45,7 +45,7 @@ from functools import cached_property
 from urllib.parse import quote
 
 from .. import markdown
-from ..domain import events, subscriptions
+from ..domain import identity, subscriptions
 from ..settings import Settings
 from ..timefmt import format_range, issue_day
 from . import headers, render, verp
@@ -67,6 +67,9 @@ class Shared:
     test: bool = False
     # (slug, name) of the mailing's topics, in order; a recipient's List-Id is their first.
     topics: tuple = ()
+    # The organisation's identity when rendered (domain/identity.py): From's name, Reply-To.
+    sender_name: str = ""
+    reply_to: str = ""
 
     @cached_property
     def encoded(self) -> _Encoded:
@@ -125,7 +128,7 @@ def _context(settings: Settings, topic_name: str) -> dict:
     return {
         "greeting": GREETING,
         "topic_name": topic_name,
-        "organizer_name": events.organizer(settings).name,
+        "organizer_name": render.sender_name(identity.snapshot(), settings.mail_from),
         "site_host": settings.host,
         "links": {"site": base + "/", "manage": MANAGE, "unsubscribe": UNSUBSCRIBE, "archive": base + "/bulletin"},
     }
@@ -151,6 +154,7 @@ def render_issue(issue: dict, settings: Settings, *, test: bool = False) -> Shar
         list_id=_list_id(issue["topic_name"], issue["topic_slug"], settings),
         test=test,
         topics=((issue["topic_slug"], issue["topic_name"]),),
+        **_identity(settings),
     )
 
 
@@ -171,7 +175,15 @@ def render_announcement(event: dict, topics: list[dict], settings: Settings) -> 
         html=html,
         list_id=_list_id(topics[0]["name"], topics[0]["slug"], settings),
         topics=tuple((t["slug"], t["name"]) for t in topics),
+        **_identity(settings),
     )
+
+
+def _identity(settings: Settings) -> dict:
+    """The identity's parts of the headers, as rendered with the bodies (one mailing's messages
+    all say the same)."""
+    org = identity.snapshot()
+    return {"sender_name": render.sender_name(org, settings.mail_from), "reply_to": org.reply_to}
 
 
 def _list_id(name: str, slug: str, settings: Settings) -> str:
@@ -246,11 +258,14 @@ def compose(
             folded = wire.list_ids[slugs[0]] = _list_id(names.get(slugs[0], slugs[0]), slugs[0], settings)
         list_id = folded
     sender = wire.senders.get(settings.mail_from)
-    if sender is None:  # parsing the From setting once per mailing, not per message
+    if sender is None:  # the From (and Reply-To) lines once per mailing, not per message
         try:
-            line = headers.fold_address("From", headers.sender(settings.mail_from))
+            line = headers.fold_address("From", headers.from_address(settings.mail_from, shared.sender_name))
         except headers.BadAddress as exc:  # our configuration, not this row: retried once fixed
             raise RuntimeError(f"EVENTS_MAIL_FROM cannot be used: {exc}") from None
+        reply_to = headers.reply_to(shared.reply_to)
+        if reply_to is not None:
+            line += "\r\n" + headers.fold_address("Reply-To", reply_to)
         sender = wire.senders[settings.mail_from] = (line, settings.mail_from_address)
     try:
         to_line, envelope = headers.to_line(name, address)

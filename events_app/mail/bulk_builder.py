@@ -14,7 +14,7 @@ import json
 from collections import OrderedDict
 
 from .. import db
-from ..domain import audience, events, issues
+from ..domain import audience, events, identity, issues
 from ..domain.errors import NotFound
 from ..settings import Settings
 from .bulk import RawMessage, Shared, compose, render_announcement, render_issue
@@ -70,18 +70,20 @@ class Builder:
                 self.topics_of[s["subscriber"]].add(s["topic"])
 
     async def _shared_for(self, mailing: dict) -> Shared:
-        key: tuple  # (kind, id, content version[, topics]): a new version renders anew
+        # (kind, id, content version[, topics], identity version): a new version renders anew, and
+        # so does a change to the organisation's identity (name, logo, postal address).
+        key: tuple
         if mailing["kind"] == "issue":
             version = await db.fetch("SELECT version FROM issue WHERE id = {}", mailing["issue"])
             if not version:
                 raise Undeliverable(f"issue {mailing['issue']} no longer exists")
-            key = ("issue", mailing["issue"], version[0]["version"])
+            key = ("issue", mailing["issue"], version[0]["version"], identity.snapshot().version)
         else:
             try:
                 event = await events.get(mailing["event"])
             except NotFound:
                 raise Undeliverable(f"event {mailing['event']} no longer exists") from None
-            key = ("announcement", event["id"], event["version"], mailing["topics"])
+            key = ("announcement", event["id"], event["version"], mailing["topics"], identity.snapshot().version)
         shared = self.cache.get(key)
         if shared is None:
             if mailing["kind"] == "issue":

@@ -115,6 +115,24 @@ def sender(mail_from: str) -> Address:
     return address(found.display_name, found.addr_spec)
 
 
+def from_address(mail_from: str, name: str) -> Address:
+    """The From of every email: the address of EVENTS_MAIL_FROM with `name` (the organisation's,
+    mail/render.py `sender_name`) as its display name, reduced like any other."""
+    return address(name, sender(mail_from).addr_spec)
+
+
+def reply_to(value: str | None) -> Address | None:
+    """The organisation's reply-to address as a header Address; None when there is none or it
+    cannot be written into a header (the setting is checked when saved; this is the last guard)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return address(None, value)
+    except BadAddress:
+        return None
+
+
 def _encoded_words(text: str, room: int) -> tuple[str, str]:
     """(the longest prefix of `text` as one B encoded word of at most `room` characters, the
     rest). Cut between characters, never inside one's UTF-8 bytes."""

@@ -44,7 +44,7 @@ from email.utils import format_datetime
 from typing import Literal
 
 from .. import clock, db, ics
-from ..domain import audience, events, registrations, retention, subscriptions
+from ..domain import audience, events, identity, registrations, retention, subscriptions
 from ..domain.errors import NotFound
 from ..settings import Settings
 from ..timefmt import format_range
@@ -54,6 +54,7 @@ from . import headers, render
 SUBSCRIPTION_KINDS = {"subscription_confirm", "subscription_known", "subscription_link"}
 # Kinds this module builds; other kinds (bulletin issues, announcements) are built elsewhere.
 KINDS = SUBSCRIPTION_KINDS | {
+    registrations.LINKS_KIND,
     "registration_confirmed",
     "registration_promoted",
     "registration_cancelled",
@@ -243,12 +244,16 @@ async def _message(
         recipient = headers.address(name, address)
     except headers.BadAddress as exc:
         raise Unbuildable(f"the message cannot be built: {exc}") from None
+    org = identity.snapshot()
     try:
-        sender = headers.sender(settings.mail_from)
+        sender = headers.from_address(settings.mail_from, render.sender_name(org, settings.mail_from))
     except headers.BadAddress as exc:  # our configuration, not this row: retried once it is fixed
         raise RuntimeError(f"EVENTS_MAIL_FROM cannot be used: {exc}") from None
     message = EmailMessage()
     message["From"] = sender
+    reply_to = headers.reply_to(org.reply_to)
+    if reply_to is not None:
+        message["Reply-To"] = reply_to
     message["To"] = recipient
     message["Subject"] = headers.subject(subject)
     message["Date"] = format_datetime(clock.now())
@@ -319,7 +324,7 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
         "paused_until": _day(paused) if paused is not None else None,
         "valid_days": subscriptions.CONFIRM_VALID.days,
         "links": links,
-        "organizer_name": events.organizer(settings).name,
+        "organizer_name": render.sender_name(identity.snapshot(), settings.mail_from),
         "site_host": settings.host,
     }
     return await _message(
@@ -330,6 +335,26 @@ async def _build_subscription(row: dict, payload: dict, settings: Settings) -> E
         subscriber["name"],
         subscriber["email"],
     )
+
+
+async def _build_links(row: dict, payload: dict, settings: Settings) -> EmailMessage:
+    """ "Email me my registration link" (queued by domain/registration_links.send_links with
+    {"registration_ids"}): the personal link of each registration still active and upcoming for
+    the row's address, read now; Superseded when none is left."""
+    address = row["recipient"] or ""
+    items = await registrations.link_items(list(payload.get("registration_ids") or []), address)
+    if not items:
+        raise Superseded("no registration of this address is active and upcoming any more")
+    base = settings.base_url.rstrip("/")
+    name = headers.single_line(items[0]["name"])
+    context = {
+        "name": name,
+        "registrations": items,
+        "organizer_name": render.sender_name(identity.snapshot(), settings.mail_from),
+        "site_host": settings.host,
+        "links": {"site": base + "/", "events": f"{base}/events", "request": f"{base}/r/link"},
+    }
+    return await _message(row, settings, render.render(registrations.LINKS_KIND, context), name, address)
 
 
 async def build(row: dict, settings: Settings) -> EmailMessage:
@@ -344,6 +369,8 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
     payload = json.loads(payload) if isinstance(payload, str) else (payload or {})
     if kind in SUBSCRIPTION_KINDS:
         return await _build_subscription(row, payload, settings)
+    if kind == registrations.LINKS_KIND:
+        return await _build_links(row, payload, settings)
     if "registration_id" not in payload:
         raise Undeliverable("the row names no registration")
     registration, event = await _load(payload["registration_id"])
@@ -367,7 +394,7 @@ async def build(row: dict, settings: Settings) -> EmailMessage:
         "event": event,
         "when": format_range(event["starts_at"], event["ends_at"], event["timezone"]),
         "links": links,
-        "organizer_name": organizer.name,
+        "organizer_name": render.sender_name(identity.snapshot(), settings.mail_from),
         "site_host": settings.host,
         "has_invite": method is not None,
         "show_join": template in JOIN_KINDS,

@@ -24,6 +24,7 @@ from .. import db
 from .. import settings as settings_module
 from ..domain import mailings, outbox, schedule
 from ..settings import Settings
+from . import render
 from .delivery import Delivery
 from .lanes import BatchRun
 from .pause import PausePolicy
@@ -76,6 +77,11 @@ class Worker:
     async def _claim(self, limit: int) -> list[dict]:
         """Claim due rows and load what their bulk messages need; each row carries `_send_by`."""
         rows = await outbox.claim(limit, self.settings.outbox_claim_timeout_seconds)
+        if rows:
+            try:  # the organisation's identity as staff last saved it, for this batch's emails
+                await render.refresh()
+            except Exception:
+                log.exception("mail worker: reading the organisation's identity failed; using the last one read")
         # Rows must be sent well within the claim time-out, after which another worker may take
         # them: a row still waiting here after half of it is handed back unsent.
         expires = asyncio.get_running_loop().time() + self.settings.outbox_claim_timeout_seconds / 2
