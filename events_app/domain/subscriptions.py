@@ -33,7 +33,7 @@ stale or unknown, acting only on a current one.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from .. import db, settings, tokens
@@ -292,26 +292,110 @@ async def all_topics() -> list[dict]:
 async def update_preferences(token: str, *, topics: list[str], name: Any) -> dict:
     """Set exactly these topics (joining and leaving) and the name (None: unchanged; one line).
     An empty list leaves everything but keeps the address confirmed, so topics can be joined
-    again later. Choosing topics while unsubscribed is the owner's consent: confirmed again."""
+    again later. While unsubscribed nothing is joined: the opt-out stands until its owner
+    confirms by email, so topics chosen are asked for as `resubscribe` does (a confirmation
+    email; the name is saved)."""
     row = await by_manage_token(token)
     clean = clean_name({"name": name}) if name is not None else None
     ids = await topic_ids(topics, "topics") if topics else {}
+    if row["status"] == "unsubscribed":
+        if clean is not None:
+            await db.fetch("UPDATE subscriber SET name = {} WHERE id = {}", clean, row["id"])
+        if ids:
+            await _ask_again(row, list(ids.values()))
+        return await get(row["id"])
     async with db.transaction():
         await _set_topics(row["id"], list(ids.values()), replace=True)
         if clean is not None:
             await db.fetch("UPDATE subscriber SET name = {} WHERE id = {}", clean, row["id"])
-        if row["status"] == "unsubscribed" and ids:
-            await db.fetch(
-                "UPDATE subscriber SET status = 'confirmed', unsubscribed_at = NULL, requested_topics = '' "
-                "WHERE id = {}",
-                row["id"],
-            )
         # Saving from a link we emailed shows the address receives mail: lift a bounce mark.
         await db.fetch(
             f"UPDATE subscriber SET {LIFT_BOUNCE} WHERE id = {{}} AND (bounced_at IS NOT NULL OR soft_bounces > 0)",
             row["id"],
         )
     return await get(row["id"])
+
+
+# A request to subscribe again, from the owner's preference page: a confirmation is due unless one
+# went out in the last RESEND_EVERY since the unsubscribe (the one sent before it asked for
+# something else, so it does not count).
+_CLAIM_AGAIN = (
+    "UPDATE subscriber SET confirm_sent_at = {} WHERE id = {} AND status = 'unsubscribed' "
+    "AND (confirm_sent_at IS NULL OR confirm_sent_at <= {} OR confirm_sent_at <= unsubscribed_at) RETURNING id"
+)
+
+
+async def _ask_again(row: dict, ids: list[int]) -> None:
+    """Record `ids` as the topics an unsubscribed owner asks for and email them a confirmation
+    link (at most one per RESEND_EVERY). Nothing is received until that link is POSTed."""
+    moment = now()
+    async with db.transaction():
+        await db.fetch(
+            "UPDATE subscriber SET requested_topics = {} WHERE id = {} AND status = 'unsubscribed'",
+            json.dumps(sorted(set(ids))),
+            row["id"],
+        )
+        if await db.fetch(_CLAIM_AGAIN, moment, row["id"], moment - RESEND_EVERY):
+            await outbox.enqueue("subscription_confirm", row["email"], {"subscriber_id": row["id"]})
+
+
+async def resubscribe(token: str, topics: Any) -> dict:
+    """ "Subscribe again" on an unsubscribed owner's preference page: the chosen topics (at
+    least one) are asked for and a confirmation email sent; the address stays unsubscribed until
+    the owner POSTs the link in it (`confirm`). For an address that is not unsubscribed this
+    changes nothing."""
+    row = await by_manage_token(token)
+    if not isinstance(topics, list) or not topics:
+        raise ValidationFailed({"topics": "choose at least one topic to receive"})
+    ids = await topic_ids(topics, "topics")
+    if row["status"] == "unsubscribed":
+        await _ask_again(row, list(ids.values()))
+    return await get(row["id"])
+
+
+async def recent_issues(limit: int = 3) -> list[dict]:
+    """The latest released issues (title, slug, issue_date), newest first, for the subscribe page."""
+    return await db.fetch(
+        "SELECT title, slug, issue_date FROM issue WHERE released_at IS NOT NULL AND released_at <= {} "
+        f"ORDER BY issue_date DESC, id DESC LIMIT {int(limit)}",
+        now(),
+    )
+
+
+def cadence_of(issue_dates: list[str]) -> str | None:
+    """How often the bulletin comes, in words, from the released issues' dates (ISO): the
+    average gap over the latest six. None with fewer than two distinct dates (no pattern yet)."""
+    parsed = set()
+    for d in issue_dates:
+        try:
+            parsed.add(date.fromisoformat(d))
+        except (TypeError, ValueError):
+            continue
+    days = sorted(parsed)[-6:]
+    if len(days) < 2:
+        return None
+    gap = (days[-1] - days[0]).days / (len(days) - 1)
+    if gap < 10:
+        return "about every week"
+    if gap < 21:
+        return "about every two weeks"
+    if gap < 46:
+        return "about once a month"
+    months = round(gap / 30.44)
+    if months < 12:
+        return f"about every {months} months"
+    years = round(gap / 365.25)
+    return "about once a year" if years <= 1 else f"about every {years} years"
+
+
+async def cadence() -> str | None:
+    """`cadence_of` the released issues."""
+    rows = await db.fetch(
+        "SELECT issue_date FROM issue WHERE released_at IS NOT NULL AND released_at <= {} "
+        "ORDER BY issue_date DESC LIMIT 6",
+        now(),
+    )
+    return cadence_of([r["issue_date"] for r in rows])
 
 
 async def leave_topic(token: str, slug: Any) -> dict:

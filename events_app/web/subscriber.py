@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
@@ -26,6 +26,15 @@ ACCEPTED = (
     "If this address can be subscribed, a confirmation email is on its way. Please click the link in it to confirm."
 )
 LINK_SENT = "If this address is subscribed, we've emailed it a link to your preferences."
+# What the preference page says after each action (`?saved=`).
+NOTICES = {
+    "save": "Saved. You receive the topics ticked below.",
+    "leave": "You left that topic.",
+    "pause": "Everything is paused.",
+    "resume": "Emails are back on.",
+    "resubscribe": "We've emailed you a link to confirm. Until you press the button in it, you stay unsubscribed "
+    "and receive nothing.",
+}
 
 
 def _form_topics(form: Any) -> list[Any]:
@@ -45,8 +54,20 @@ class SubscriberPages(Controller):
     include_in_schema = False
 
     @get("/bulletin/subscribe")
-    async def form(self) -> Template:
-        return await self._form()
+    async def form(
+        self,
+        email: FromQuery[str | None] = None,
+        name: FromQuery[str | None] = None,
+        topics: FromQuery[list[str] | None] = None,
+    ) -> Template:
+        """The subscribe form; `email`, `name` and `topics` in the query fill it in (the "wrong
+        address? correct it" link of the check-your-inbox page)."""
+        values: dict[str, Any] = {"topics": [t for t in topics or [] if isinstance(t, str)] or ["bulletin"]}
+        if email is not None:
+            values["email"] = email[:320]
+        if name is not None:
+            values["name"] = name[:200]
+        return await self._form(values=values)
 
     async def _form(self, *, errors: dict | None = None, values: dict | None = None, status: int = 200) -> Template:
         return Template(
@@ -55,6 +76,8 @@ class SubscriberPages(Controller):
                 "topics": await subscriptions.all_topics(),
                 "errors": errors or {},
                 "values": values or {"topics": ["bulletin"]},
+                "recent": await subscriptions.recent_issues(),
+                "cadence": await subscriptions.cadence(),
             },
             status_code=status,
         )
@@ -77,7 +100,22 @@ class SubscriberPages(Controller):
         if errors:
             return await self._form(errors=errors, values=_shown(values), status=400)
         await subscriptions.subscribe(email, name, ids, source="form")
-        return Template("subscriber/message.html", context={"title": "Check your inbox", "message": ACCEPTED})
+        # Built from what was sent (never from what is stored): the same for any address.
+        chosen = list(ids)
+        return Template(
+            "subscriber/check_inbox.html",
+            context={
+                "message": ACCEPTED,
+                "email": email,
+                "name": name,
+                "topics": chosen,
+                "again": form.get("again") == "1",
+                "correct": "/bulletin/subscribe?"
+                # "@" kept as typed: the page repeats the address, and only the address, verbatim.
+                + urlencode([("email", email), ("name", name)] + [("topics", t) for t in chosen], safe="@"),
+                "resend_minutes": int(subscriptions.RESEND_EVERY.total_seconds() // 60),
+            },
+        )
 
     @get("/s/confirm/{token:str}")
     async def confirm_page(self, token: FromPath[str]) -> Template:
@@ -120,7 +158,14 @@ class SubscriberPages(Controller):
     @get("/s/{token:str}")
     async def preferences(self, token: FromPath[str], saved: FromQuery[str | None] = None) -> Template:
         row = await subscriptions.get((await subscriptions.by_manage_token(token))["id"])
-        return self._preferences(row, token, await subscriptions.all_topics(), notice=saved)
+        return self._preferences(row, token, await subscriptions.all_topics(), notice=NOTICES.get(saved or ""))
+
+    @get("/s/{token:str}/delete")
+    async def delete_page(self, token: FromPath[str]) -> Template:
+        """The confirmation before "Delete me": says what goes, with the button that POSTs
+        `action=erase`. Changes nothing."""
+        row = await subscriptions.get((await subscriptions.by_manage_token(token))["id"])
+        return Template("subscriber/delete.html", context={"subscriber": row, "token": token})
 
     def _preferences(
         self,
@@ -150,7 +195,11 @@ class SubscriberPages(Controller):
         action = form.get("action") or "save"
         try:
             if action == "save":
-                await subscriptions.update_preferences(token, topics=_form_topics(form), name=form.get("name"))
+                row = await subscriptions.update_preferences(token, topics=_form_topics(form), name=form.get("name"))
+                if row["status"] == "unsubscribed" and row["awaits_confirmation"]:
+                    action = "resubscribe"  # nothing joined: a confirmation was asked for
+            elif action == "resubscribe":
+                await subscriptions.resubscribe(token, _form_topics(form))
             elif action == "leave":
                 await subscriptions.leave_topic(token, form.get("topic") or "")
             elif action == "pause":
@@ -174,7 +223,7 @@ class SubscriberPages(Controller):
                     },
                 )
             else:
-                raise ValidationFailed({"action": "must be save, leave, pause, resume, export or erase"})
+                raise ValidationFailed({"action": "must be save, resubscribe, leave, pause, resume, export or erase"})
         except ValidationFailed as exc:
             row = await subscriptions.get((await subscriptions.by_manage_token(token))["id"])
             return self._preferences(row, token, await subscriptions.all_topics(), errors=exc.fields, status=400)
