@@ -21,12 +21,13 @@ from typing import Any, Literal, NamedTuple
 
 from .. import clock, db
 from ..settings import Settings
+from ..timefmt import format_range
 from . import audit, outbox, registrations
 from . import validation as v
 from .errors import Conflict, NotFound
 from .event_input import clean_fields
 
-JSON_FIELDS = ("tags", "questions", "reminders")
+JSON_FIELDS = ("tags", "questions", "reminders", "speakers")
 # Fields whose change reaches people's calendars.
 INVITE_FIELDS = ("starts_at", "ends_at", "title", "join_url", "timezone")
 
@@ -73,6 +74,8 @@ def decode(row: dict) -> dict:
     for field in JSON_FIELDS:
         if isinstance(event.get(field), str):
             event[field] = json.loads(event[field])
+    if "show_registered_count" in event:  # SQLite answers 0 or 1
+        event["show_registered_count"] = bool(event["show_registered_count"])
     return event
 
 
@@ -200,7 +203,9 @@ async def update(event_id: int, data: dict, *, actor: int | None = None) -> tupl
             await registrations.promote_waitlisted(event_id)
         notified = 0
         if invite_changes and current["status"] == "published":
-            notified = await _notify_registered(event_id, "event_changed", {"changes": invite_changes})
+            notified = await _notify_registered(
+                event_id, "event_changed", {"changes": invite_changes, "before": before_change(current, invite_changes)}
+            )
         title = changed.get("title", current["title"])
         await audit.record(
             actor, "event.update", "event", event_id, f"{title}: changed {', '.join(names)}; emailed {notified}"
@@ -213,6 +218,18 @@ def changes(current: dict, data: dict) -> list[str]:
     """The fields a change would change (in the order of clean_fields), for staff to see before
     saving. Raises ValidationFailed like `update`."""
     return [k for k, value in clean_fields(data, current).items() if _differs(current.get(k), value)]
+
+
+def before_change(current: dict, changed: list[str]) -> dict[str, str]:
+    """What the "event changed" email shows as the old values: the time range in its zone (when
+    the time or zone moved) and the old title. The join link's old value is never shown (it is
+    only said to have changed)."""
+    before: dict[str, str] = {}
+    if {"starts_at", "ends_at", "timezone"} & set(changed):
+        before["when"] = format_range(current["starts_at"], current["ends_at"], current["timezone"])
+    if "title" in changed:
+        before["title"] = current["title"]
+    return before
 
 
 def _invite_changes(current: dict, fields: dict) -> list[str]:
@@ -272,16 +289,21 @@ async def publish(event_id: int, *, actor: int | None = None) -> dict:
         return await get(event_id)
 
 
-async def cancel(event_id: int, *, actor: int | None = None) -> tuple[dict, int]:
+async def cancel(event_id: int, *, actor: int | None = None, note: str | None = None) -> tuple[dict, int]:
     """Cancel the event: every registered and waitlisted person is told, registered people with
-    a calendar CANCEL; audited as "event.cancel" with "<title>; told <n>" in the same
-    transaction. Idempotent: cancelling again tells nobody and writes nothing."""
+    a calendar CANCEL; `note` (staff's message to registrants, at most 2,000 characters) is kept
+    as `cancellation_note`, shown on the page and in the cancellation email. Audited as
+    "event.cancel" with "<title>; told <n>" in the same transaction. Idempotent: cancelling
+    again tells nobody and writes nothing. ValidationFailed for a bad note (nothing written)."""
+    note = v.text({"cancellation_note": note}, "cancellation_note", max_len=2000, multiline=True) or ""
     async with db.transaction():
         event = await get(event_id)
         if event["status"] == "cancelled":
             return event, 0
         await db.fetch(
-            "UPDATE event SET status = 'cancelled', version = version + 1, updated_at = {} WHERE id = {}",
+            "UPDATE event SET status = 'cancelled', cancellation_note = {}, version = version + 1, updated_at = {} "
+            "WHERE id = {}",
+            note,
             clock.now(),
             event_id,
         )

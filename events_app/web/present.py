@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .. import settings
+from ..domain import identity, images
 from ..domain.events import seats_left
 from ..domain.events import state as event_state
 from ..markdown import to_html
-from ..timefmt import format_range, iso
+from ..timefmt import format_range, in_zone, iso
 
 PUBLIC_FIELDS = (
     "id",
@@ -27,6 +31,11 @@ PUBLIC_FIELDS = (
     "version",
     "doors_open_minutes",
     "follow_up_minutes",
+    "cover_image_url",
+    "cover_alt",
+    "speakers",
+    "show_registered_count",
+    "cancellation_note",
 )
 
 
@@ -72,3 +81,118 @@ def event_page(event: dict) -> dict[str, Any]:
         "seats_left": seats,
         "full": seats == 0,
     }
+
+
+# The cover is shown in a 1.91:1 frame (the shape link previews use), so the page reserves its
+# place before the picture arrives whatever its own size; `object-fit: cover` fills the frame.
+COVER_SIZE = (1200, 628)
+# A free event still names a currency in its schema.org offer; the demo organisation is in Canada.
+PRICE_CURRENCY = "CAD"
+DESCRIPTION_LENGTH = 160  # what search results and link previews show of a description
+
+
+def absolute(url: str) -> str:
+    """An address as another site needs it: a /media/ path (an uploaded picture) gets the base URL."""
+    return f"{settings.get().base_url.rstrip('/')}{url}" if url.startswith("/") else url
+
+
+def plain_description(event: dict, limit: int = DESCRIPTION_LENGTH) -> str:
+    """The page's description for search results and link previews: the summary, else the start
+    of the description without its Markdown, cut at a word."""
+    text = event.get("summary") or re.sub(r"<[^>]+>", " ", to_html(event.get("description") or ""))
+    text = " ".join(html.unescape(text).split())
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:.") + "…"
+
+
+def initials(name: str) -> str:
+    """'Ada Lovelace' -> 'AL': what stands in for a speaker without a photo."""
+    words = [w for w in re.split(r"[\s\-]+", name) if w[:1].isalpha()]
+    return "".join(w[0].upper() for w in words[:2]) or name[:1].upper()
+
+
+def _local_iso(moment: Any, tz: str) -> str:
+    return in_zone(moment, ZoneInfo(tz)).isoformat()
+
+
+def json_ld(event: dict, *, has_cover: bool) -> dict[str, Any]:
+    """The schema.org `Event` for search engines (Google's event rich results): an online, free
+    event with its status, organiser and speakers. The location is the event page, never the
+    meeting link (which registrants get by email)."""
+    org = identity.snapshot()
+    base = settings.get().base_url.rstrip("/")
+    page = f"{base}/events/{event['slug']}"
+    tz = event["timezone"]
+    seats = seats_left(event)
+    data: dict[str, Any] = {
+        "@context": "https://schema.org",
+        "@type": "Event",
+        "name": event["title"],
+        "description": plain_description(event, 5000),
+        "startDate": _local_iso(event["starts_at"], tz),
+        "endDate": _local_iso(event["ends_at"], tz),
+        "eventAttendanceMode": "https://schema.org/OnlineEventAttendanceMode",
+        "eventStatus": "https://schema.org/EventCancelled"
+        if event["status"] == "cancelled"
+        else "https://schema.org/EventScheduled",
+        "location": {"@type": "VirtualLocation", "url": page},
+        "url": page,
+        "isAccessibleForFree": True,
+        "organizer": {"@type": "Organization", "name": org.name, "url": org.website or f"{base}/"},
+        "offers": {
+            "@type": "Offer",
+            "price": 0,
+            "priceCurrency": PRICE_CURRENCY,
+            "availability": "https://schema.org/SoldOut" if seats == 0 else "https://schema.org/InStock",
+            "url": page,
+            "validFrom": _local_iso(event["created_at"], tz),
+        },
+    }
+    if event.get("audience"):
+        data["audience"] = {"@type": "Audience", "audienceType": event["audience"]}
+    if has_cover:
+        data["image"] = [absolute(event["cover_image_url"])]
+    elif org.logo_url:
+        data["image"] = [absolute(org.logo_url)]
+    people = []
+    for person in event.get("speakers") or []:
+        entry: dict[str, Any] = {"@type": "Person", "name": person["name"]}
+        if person.get("role"):
+            entry["jobTitle"] = person["role"]
+        if person.get("bio"):
+            entry["description"] = person["bio"]
+        if person.get("photo_url"):
+            entry["image"] = absolute(person["photo_url"])
+        people.append(entry)
+    if people:
+        data["performer"] = people
+    return data
+
+
+async def event_detail(event: dict) -> dict[str, Any]:
+    """`event_page` plus what the public page alone shows: the cover with its phone-width copy,
+    speakers with initials, the meta description, link-preview tags and the JSON-LD."""
+    context = event_page(event)
+    cover = None
+    if event.get("cover_image_url"):
+        sizes = await images.variants(event["cover_image_url"])
+        cover = {
+            "src": event["cover_image_url"],
+            "srcset": ", ".join(f"{url} {width}w" for url, width in sizes) if len(sizes) > 1 else "",
+            "alt": event.get("cover_alt") or "",
+            "width": COVER_SIZE[0],
+            "height": COVER_SIZE[1],
+        }
+    page_url = f"{settings.get().base_url.rstrip('/')}/events/{event['slug']}"
+    context.update(
+        cover=cover,
+        speakers=[dict(p, initials=initials(p["name"])) for p in event.get("speakers") or []],
+        meta_description=plain_description(event),
+        page_url=page_url,
+        og_image=absolute(event["cover_image_url"]) if cover else "",
+        json_ld=json_ld(event, has_cover=cover is not None),
+        show_count=bool(event.get("show_registered_count")),
+        registered=event["taken"],
+    )
+    return context

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote, unquote, urlencode
 
 from litestar import Controller, Request, get, post
+from litestar.datastructures import Cookie
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.types import ASGIApp
 
-from .. import clock, settings
-from ..domain import events, health, registrations
+from .. import clock, settings, tokens
+from ..domain import events, health, identity, registrations
 from ..domain.errors import Conflict, NotFound, ValidationFailed
 from . import cache
-from .present import event_page
+from .present import event_detail, event_page
 from .responses import Health, answer
 
 ICS_TYPE = "text/calendar; charset=utf-8"
@@ -30,6 +32,28 @@ FEED_KEEPS_PAST = timedelta(days=30)
 
 def _ics_headers(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'inline; filename="{filename}"'}
+
+
+# The thank-you page after registering is a page of its own (POST, then 303 to it), so a reload or
+# the back button never posts again. Its address says only what the answer said (registered, or
+# waitlisted with a place), signed so that nobody can make the site say another; the address the
+# person typed comes back in a short-lived cookie for that page alone, so a link passed on shows
+# nobody's address.
+THANKS_COOKIE = "registered_as"
+THANKS_HOURS = 2
+
+
+def _thanks_signature(event_id: int, status: str, place: int | None) -> str:
+    return tokens.derive(settings.get().secret_key, "thanks", event_id, f"{status}:{place or 0}")[:32]
+
+
+def thanks_url(event: dict, answer: dict) -> str:
+    """The thank-you page's address for the answer `register_public` gave."""
+    status = answer["status"]
+    place = answer.get("waitlist_position") if status == "waitlisted" else None
+    query = {"status": status, **({"place": str(place)} if place else {})}
+    query["sig"] = _thanks_signature(event["id"], status, place)
+    return f"/events/{event['slug']}/registered?{urlencode(query)}"
 
 
 def _feed(found: list[dict], name: str | None) -> bytes:
@@ -59,6 +83,7 @@ def _listing_key(kind: str, found: list[dict], *extra: Any) -> tuple:
     moment = clock.now()
     return (
         kind,
+        identity.snapshot().version,  # the organisation's name and logo are on every page
         *extra,
         tuple(
             (
@@ -132,7 +157,18 @@ class PublicPages(Controller):
             headers = _ics_headers(slug)
             media = ICS_TYPE
         else:
-            key = ("event", row["id"], row["born"], row["version"], row["taken"], row["state"])
+            # The version covers every column the page shows (cover, speakers, the shown count,
+            # the cancellation note: each change raises it); the organisation's identity is on
+            # the page too (name, logo, JSON-LD organiser).
+            key = (
+                "event",
+                row["id"],
+                row["born"],
+                row["version"],
+                row["taken"],
+                row["state"],
+                identity.snapshot().version,
+            )
             headers, media = None, cache.HTML
         hit = cache.cached(request, key)
         if hit is not None:
@@ -145,24 +181,10 @@ class PublicPages(Controller):
             await registrations.calendar_uid("event", event)
             body = _feed([event], None)
         else:
-            body = cache.render_template(request, "events/detail.html", self._context(event))
+            body = cache.render_template(request, "events/detail.html", await page_context(event))
         return cache.keep(key, body, media, headers, store=same)
 
-    def _context(
-        self, event: dict, *, errors: dict | None = None, values: dict | None = None, notice: str | None = None
-    ) -> dict:
-        from ..ics import calendar_links
-
-        context = event_page(event)
-        context.update(
-            errors=errors or {},
-            values=values or {"answers": {}},
-            notice=notice,
-            links=calendar_links(event, base_url=settings.get().base_url),
-        )
-        return context
-
-    def _page(
+    async def _page(
         self,
         event: dict,
         *,
@@ -171,11 +193,11 @@ class PublicPages(Controller):
         status: int = 200,
         notice: str | None = None,
     ) -> Template:
-        context = self._context(event, errors=errors, values=values, notice=notice)
+        context = await page_context(event, errors=errors, values=values, notice=notice)
         return Template("events/detail.html", context=context, status_code=status)
 
     @post("/events/{slug:str}/register")
-    async def register(self, request: Request, slug: FromPath[str]) -> Template:
+    async def register(self, request: Request, slug: FromPath[str]) -> Template | Redirect:
         event = await events.get_by_slug(slug)
         if event["status"] == "draft":
             raise NotFound("No such event")
@@ -185,13 +207,53 @@ class PublicPages(Controller):
             # Built from what was typed: a repeat thanks the person like a first registration.
             reg = await registrations.register_public(event, data)
         except ValidationFailed as exc:
-            return self._page(event, errors=exc.fields, values=_shown_back(data), status=400)
+            return await self._page(event, errors=exc.fields, values=_shown_back(data), status=400)
         except Conflict as exc:
-            return self._page(event, values=_shown_back(data), status=409, notice=exc.message)
+            return await self._page(event, values=_shown_back(data), status=409, notice=exc.message)
+        page = f"/events/{event['slug']}/registered"
+        return Redirect(
+            thanks_url(event, reg),
+            status_code=303,
+            cookies=[
+                Cookie(
+                    key=THANKS_COOKIE,
+                    value=quote(reg["email"], safe="@"),
+                    path=page,
+                    max_age=THANKS_HOURS * 3600,
+                    httponly=True,
+                    samesite="lax",
+                    secure=settings.get().base_url.startswith("https://"),
+                )
+            ],
+        )
+
+    @get("/events/{slug:str}/registered")
+    async def registered(
+        self,
+        request: Request,
+        slug: FromPath[str],
+        status: FromQuery[str | None] = None,
+        place: FromQuery[str | None] = None,
+        sig: FromQuery[str | None] = None,
+    ) -> Template | Redirect:
+        """The thank-you page: reopened as often as wanted, changing nothing. A missing or forged
+        signature leads to the event page."""
+        event = await events.get_by_slug(slug)
+        if event["status"] == "draft":
+            raise NotFound("No such event")
+        position = int(place) if place and place.isascii() and place.isdigit() and len(place) < 9 else None
+        if (
+            status not in ("registered", "waitlisted")
+            or not sig
+            or not _same(sig, _thanks_signature(event["id"], status, position))
+        ):
+            return Redirect(f"/events/{event['slug']}", status_code=303)
+        email = unquote(request.cookies.get(THANKS_COOKIE) or "")[:320]
+        registration = {"status": status, "waitlist_position": position, "email": email}
         return Template(
             "events/registered.html",
-            context={**event_page(await events.get(event["id"])), "registration": reg},
-            status_code=200,
+            context={**event_page(event), "registration": registration},
+            headers={"Cache-Control": "private, no-store"},
         )
 
     @get("/calendar.ics")
@@ -203,14 +265,14 @@ class PublicPages(Controller):
         found = [e for e in await events.listing() if e["status"] == "published"]
         since = clock.now() - FEED_KEEPS_PAST
         found = [e for e in found if e["ends_at"] >= since and (tag is None or tag.lower() in e["tags"])]
-        key = _listing_key("calendar.ics", found, tag)
+        key = _listing_key("calendar.ics", found, tag)  # names the identity's version too
         headers = _ics_headers("calendar.ics")
         hit = cache.cached(request, key)
         if hit is not None:
             return hit
         for event in found:
             await registrations.calendar_uid("event", event)
-        org = settings.get().org_name
+        org = ics.clean_line(identity.snapshot().name)
         name = f"{org} {ics.clean_line(tag)[:50]} events" if tag else f"{org} events"
         return cache.keep(key, _feed(found, name), ICS_TYPE, headers)
 
@@ -218,3 +280,28 @@ class PublicPages(Controller):
     async def health(self) -> dict:
         await health.check()
         return {"status": "ok"}
+
+
+def _same(given: str, expected: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
+
+
+async def page_context(
+    event: dict, *, errors: dict | None = None, values: dict | None = None, notice: str | None = None
+) -> dict:
+    """Everything the event page shows (the staff preview uses it too). Add-to-calendar links
+    only while the event is ahead and not cancelled."""
+    from ..ics import calendar_links
+
+    context = await event_detail(event)
+    context.update(
+        errors=errors or {},
+        values=values or {"answers": {}},
+        notice=notice,
+        links=calendar_links(event, base_url=settings.get().base_url)
+        if context["state"] in ("open", "closed", "draft")
+        else None,
+    )
+    return context

@@ -67,6 +67,15 @@ class Question(Struct, kw_only=True):
     options: list[str]
 
 
+class Speaker(Struct, kw_only=True):
+    """A host or speaker: `photo_url` an http(s) address or an uploaded image's /media/ path."""
+
+    name: str
+    role: str
+    bio: str
+    photo_url: str
+
+
 class Event(Struct, kw_only=True):
     """An event. `join_url`, `retention_days` and the registration counts are shown to staff only."""
 
@@ -86,6 +95,11 @@ class Event(Struct, kw_only=True):
     version: int
     doors_open_minutes: int
     follow_up_minutes: int
+    cover_image_url: str
+    cover_alt: str
+    speakers: list[Speaker]
+    show_registered_count: bool
+    cancellation_note: str
     starts_at: Time
     ends_at: Time
     registration_closes_at: Time | None

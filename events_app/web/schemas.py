@@ -143,6 +143,28 @@ class QuestionIn(Struct, kw_only=True):
     options: Options | None = None
 
 
+# An image: an http(s) address, or the /media/ path of one uploaded in the workspace.
+MEDIA = r"/media/[A-Za-z0-9_-]{1,128}\.(?:jpg|jpeg|png|webp|gif)"
+ImageUrl = Annotated[
+    str,
+    Meta(max_length=2000),
+    _doc(
+        "An http:// or https:// address, the /media/ path of an uploaded image, or empty",
+        pattern=URL.replace(")?\\s*$", f"|{MEDIA})?\\s*$"),
+    ),
+]
+OptionalLine = Annotated[str, Meta(max_length=200), _doc("One line, or empty", pattern=ONE_LINE)]
+
+
+class SpeakerIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A host or speaker shown on the event page (and as a performer in its JSON-LD)."""
+
+    name: Name
+    role: OptionalLine | None = None
+    bio: Annotated[str, Meta(max_length=600), _doc("A short bio", pattern=TEXT)] | None = None
+    photo_url: ImageUrl | None = None
+
+
 class _EventFields(Struct, kw_only=True, forbid_unknown_fields=True):
     slug: Slug | None | UnsetType = UNSET
     summary: ShortText | None | UnsetType = UNSET
@@ -158,6 +180,12 @@ class _EventFields(Struct, kw_only=True, forbid_unknown_fields=True):
     doors_open_minutes: DoorsOpen | None | UnsetType = UNSET
     follow_up_minutes: FollowUp | None | UnsetType = UNSET
     retention_days: RetentionDays | None | UnsetType = UNSET
+    cover_image_url: ImageUrl | None | UnsetType = UNSET
+    cover_alt: (
+        Annotated[str, Meta(max_length=300), _doc("What the cover shows", pattern=ONE_LINE)] | None | UnsetType
+    ) = UNSET
+    speakers: Annotated[list[SpeakerIn], Meta(max_length=12)] | None | UnsetType = UNSET
+    show_registered_count: bool | None | UnsetType = UNSET
     status: Literal["draft", "published"] | UnsetType = UNSET
 
 

@@ -180,20 +180,13 @@ class EventPages(StaffController):
     @get("/{event_id:int}/preview")
     async def preview(self, request: Request, event_id: FromPath[int]) -> Template:
         """The public page as registrants will see it (drafts too), marked as a preview."""
-        from ... import settings
-        from ...ics import calendar_links
+        from ..public import page_context
 
         event = await events.get(event_id)
-        context = event_page(event)
+        context = await page_context(event, notice="Preview: this form does not register anyone.")
         if context["state"] == "draft":
             context["state"] = "open"  # show the form a published event would have
-        context.update(
-            errors={},
-            values={"answers": {}},
-            links=calendar_links(event, base_url=settings.get().base_url),
-            notice="Preview: this form does not register anyone.",
-            preview=True,
-        )
+        context["preview"] = True
         return Template("staff/event_preview.html", context=context)
 
     @get("/{event_id:int}/registrants")
