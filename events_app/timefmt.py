@@ -106,3 +106,9 @@ def issue_month(iso_date: str) -> str:
         return f"{date.fromisoformat(iso_date):%B %Y}"
     except (TypeError, ValueError):
         return str(iso_date)
+
+
+def time_of_day(moment: datetime, tz: str | ZoneInfo) -> str:
+    """The clock time to the second in zone `tz`, for "figures as of 11:20:05 AM EST"."""
+    local = in_zone(moment, _zone(tz))
+    return f"{_clock(local)}:{local.second:02d} {_meridiem(local)} {zone_abbreviation(local)}"

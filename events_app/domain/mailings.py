@@ -263,6 +263,47 @@ async def latest_for_issue(issue_id: int) -> dict | None:
     return rows[0] if rows else None
 
 
+def announcement_topics(event: dict) -> list[str]:
+    """The topics an event's announcement goes to: `events`, and `careers` for an event tagged
+    `career` (any case)."""
+    return ["events"] + (["careers"] if "career" in {t.lower() for t in event["tags"]} else [])
+
+
+def _announce_refusal(event: dict) -> Conflict | None:
+    """Why the event cannot be announced now (None: it can)."""
+    if event["status"] != "published":
+        return Conflict(
+            f"Only a published event can be announced; this one is {event['status']}", reason=event["status"]
+        )
+    if event["ends_at"] <= now():
+        return Conflict("This event is over", reason="past")
+    return None
+
+
+async def announcements_of(event_id: int) -> list[dict]:
+    """The event's announcement mailings, oldest first."""
+    return await db.fetch("SELECT * FROM mailing WHERE kind = 'announcement' AND event = {} ORDER BY id", event_id)
+
+
+async def announce_preview(event_id: int) -> dict:
+    """What announcing the event now would do, changing nothing: {event, topics (slugs),
+    recipients (counted now, as `announce` counts them), previous (earlier announcement
+    mailings), refusal (a Conflict's message, or None)}. NotFound for an unknown event."""
+    from . import events
+
+    event = await events.get(event_id)
+    slugs = announcement_topics(event)
+    ids = list((await topic_ids(slugs, "topics")).values())
+    refusal = _announce_refusal(event)
+    return {
+        "event": event,
+        "topics": slugs,
+        "recipients": await recipient_count(ids),
+        "previous": await announcements_of(event_id),
+        "refusal": refusal.message if refusal else None,
+    }
+
+
 async def announce(event_id: int, *, actor: int | None = None, again: bool = False) -> dict:
     """Email a published, upcoming event to the `events` topic (and `careers` for an event tagged
     `career`). One announcement per event unless `again` (a second one would reach everyone
@@ -271,12 +312,9 @@ async def announce(event_id: int, *, actor: int | None = None, again: bool = Fal
     from . import events
 
     event = await events.get(event_id)
-    if event["status"] != "published":
-        raise Conflict(
-            f"Only a published event can be announced; this one is {event['status']}", reason=event["status"]
-        )
-    if event["ends_at"] <= now():
-        raise Conflict("This event is over", reason="past")
+    refusal = _announce_refusal(event)
+    if refusal is not None:
+        raise refusal
     if not again and await db.fetch(
         "SELECT id FROM mailing WHERE kind = 'announcement' AND event = {} LIMIT 1", event_id
     ):
@@ -284,8 +322,7 @@ async def announce(event_id: int, *, actor: int | None = None, again: bool = Fal
             'This event was announced already; send {"again": true} to announce it once more',
             reason="already_announced",
         )
-    slugs = ["events"] + (["careers"] if "career" in {t.lower() for t in event["tags"]} else [])
-    ids = list((await topic_ids(slugs, "topics")).values())
+    ids = list((await topic_ids(announcement_topics(event), "topics")).values())
     async with db.transaction():
         mailing = await create("announcement", ids, event_id=event_id, staff_id=actor)
         count = await recipient_count(ids, mailing["release_at"])

@@ -133,8 +133,18 @@ async def create(email: str, password: str, name: str = "", *, actor: int | None
     """Create a staff account (by `actor`; None: the CLI or the demo). Raises ValidationFailed
     for a bad email, a short password or an address that already has an account. Audit:
     `staff.create`, "account <email>"."""
-    address = v.email(email)
-    _password(password)
+    errors: dict[str, str] = {}
+    address = ""
+    try:
+        address = v.email(email)
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    try:
+        _password(password)
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    if errors:  # every problem at once
+        raise ValidationFailed(errors)
     hashed = await _hash(password)
     try:
         async with db.transaction():
@@ -280,17 +290,29 @@ async def authenticate(email: str, password: str) -> dict:
     return {"id": row["id"], "email": row["email"], "name": row["name"]}
 
 
-async def change_password(staff_id: int, current: str, new: str, keep_session_hash: str | None = None) -> None:
-    """Replace the password after checking the current one, and end every other session of the
-    account (a stolen session must not outlive the password change). Audit: `staff.password` by
-    the member, "changed their password; every other session ended"."""
+async def check_password_change(staff_id: int, current: str, new: str) -> None:
+    """ValidationFailed naming every problem at once (`current_password` not the password,
+    `new_password` too short or long); nothing changes."""
     rows = await db.fetch("SELECT password_hash FROM staff_user WHERE id = {}", staff_id)
     if not rows:
         raise NotFound("No such staff account")
     given = current[: MAX_PASSWORD + 1] if isinstance(current, str) else ""
+    errors: dict[str, str] = {}
     if not await _off_loop(_verify, rows[0]["password_hash"], given):
-        raise ValidationFailed({"current_password": "is not your current password"})
-    _password(new, "new_password")
+        errors["current_password"] = "is not your current password"
+    try:
+        _password(new, "new_password")
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    if errors:
+        raise ValidationFailed(errors)
+
+
+async def change_password(staff_id: int, current: str, new: str, keep_session_hash: str | None = None) -> None:
+    """Replace the password after checking the current one, and end every other session of the
+    account (a stolen session must not outlive the password change). Audit: `staff.password` by
+    the member, "changed their password; every other session ended"."""
+    await check_password_change(staff_id, current, new)
     hashed = await _hash(new)
     moment = now()
     async with db.transaction():

@@ -72,7 +72,17 @@ async def test_release_shows_the_count_first_then_progress_and_retry(client, csr
     progress = await client.get(f"/staff/issues/{issue_id}/progress")
     counts = dict(re.findall(r'data-(sent|failed|queued|total)="(\d+)"', progress.text))
     assert counts == {"sent": "1", "failed": "1", "queued": "1", "total": "3"}
-    assert progress.headers.get("refresh") == "3" and '<meta http-equiv="refresh"' in progress.text
+    # No reload by header or <meta refresh> (it throws away focus and scroll): a Refresh link, the
+    # figures as of a time, and a live part the page's script fetches.
+    assert "refresh" not in progress.headers and 'http-equiv="refresh"' not in progress.text
+    assert f'href="/staff/issues/{issue_id}/progress">Refresh</a>' in progress.text
+    assert re.search(r"Figures as of <time datetime=\"[^\"]+\">\d+:\d\d:\d\d [AP]M \w+</time>", progress.text)
+    assert 'aria-live="polite"' in progress.text and f'data-live-url="/staff/issues/{issue_id}/progress/live"' in progress.text
+    before = await db.fetch("SELECT * FROM outbox ORDER BY id")
+    live = await client.get(f"/staff/issues/{issue_id}/progress/live")
+    assert live.status_code == 200 and "no-store" in live.headers["cache-control"]
+    assert "<html" not in live.text and 'data-sent="1"' in live.text and 'data-status="sending"' in live.text
+    assert await db.fetch("SELECT * FROM outbox ORDER BY id") == before  # the poll changes nothing
     retried = await client.post(f"/staff/issues/{issue_id}/retry", data={"csrf_token": csrf})
     assert retried.status_code == 303
     assert (await issues.delivery(issue_id))["failed"] == 0
@@ -103,7 +113,10 @@ async def test_schedule_a_release_at_a_time_typed_in_a_chosen_zone(client, csrf)
     assert issue["status"] == "scheduled" and issue["release_at"] == at
     progress = await client.get(f"/staff/issues/{issue_id}/progress")
     # Shown in the zone of the latest event, or UTC when there is none.
-    assert "Scheduled" in progress.text and at.strftime("%Y-%m-%d %H:%M UTC") in progress.text
+    from events_app.timefmt import short_time
+
+    assert "Scheduled" in progress.text and f"for {short_time(at, 'UTC')}." in progress.text
+    assert re.search(r"for \w{3} \d{1,2} \w{3} \d{4}, \d{1,2}:\d\d [AP]M UTC\.", progress.text)
 
 
 async def test_bulletin_actions_need_a_session_and_a_csrf_token(app, client, csrf):

@@ -3,10 +3,11 @@
 `STAFF_HANDLERS` is what `app.py` registers. Each module owns one area: `session` (sign-in state,
 CSRF, the page helper), `access` (sign-in, account, tokens, colleagues), `dashboard`,
 `event_pages` with `event_form` (editor, registrants), `subscriber_pages`, `mail_pages` (outbox
-and audit log), `bulletin_pages`, and `chart` (the inline SVG charts).
+and audit log), `bulletin_pages`, `announce_pages` (announcing an event, an announcement's delivery), and `chart` (the inline SVG charts).
 """
 
 from .access import Account, SignIn
+from .announce_pages import AnnouncePages, MailingPages
 from .bulletin_pages import StaffBulletinPages
 from .dashboard import Dashboard
 from .event_pages import EventPages
@@ -22,4 +23,6 @@ STAFF_HANDLERS = [
     MailPages,
     AuditPage,
     StaffBulletinPages,
+    AnnouncePages,
+    MailingPages,
 ]

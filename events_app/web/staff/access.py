@@ -109,17 +109,25 @@ class Account(StaffController):
     async def change_password(self, request: Request) -> Response:
         form = await request.form()
         member = me(request)
+        mismatch = {}
         if form.get("new_password") != form.get("new_password_again"):
-            return await self._page(request, 400, errors={"new_password_again": "does not match the new password"})
+            mismatch = {"new_password_again": "does not match the new password"}
         try:
-            await staff.change_password(
-                member["id"],
-                form.get("current_password") or "",
-                form.get("new_password") or "",
-                keep_session_hash=member["session_hash"],
-            )
+            if mismatch:  # still check the rest, to show every problem at once
+                await staff.check_password_change(
+                    member["id"], form.get("current_password") or "", form.get("new_password") or ""
+                )
+            else:
+                await staff.change_password(
+                    member["id"],
+                    form.get("current_password") or "",
+                    form.get("new_password") or "",
+                    keep_session_hash=member["session_hash"],
+                )
         except ValidationFailed as exc:
-            return await self._page(request, 400, errors=exc.fields)
+            return await self._page(request, 400, errors={**exc.fields, **mismatch})
+        if mismatch:
+            return await self._page(request, 400, errors=mismatch)
         return Redirect("/staff/account?done=password", status_code=303)
 
     @post("/tokens")

@@ -1,6 +1,6 @@
 """The bulletin in the workspace: issue list, editor with previews of the web page and of the
 email, a test send, release (now or scheduled) after seeing the recipient count, live delivery
-progress (a page that reloads itself, no JavaScript needed), pause, resume and retry failed.
+progress (figures as of a time with a Refresh link; with JavaScript the page fetches its live part every few seconds until done), pause, resume and retry failed.
 
 The rules (the release time, who receives it) and the audit entries are the domain's
 (domain/issues.py): these handlers read the forms, pass the signed-in member as `actor` and show
@@ -8,10 +8,8 @@ the outcome, exactly as the API does for the same request."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
 from litestar import Request, Response, get, post
+from litestar.datastructures import CacheControlHeader
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
@@ -24,7 +22,7 @@ from . import event_form
 from .session import StaffController, me, page
 
 EDITABLE = ("title", "slug", "issue_date", "summary", "body", "topic")
-REFRESH_SECONDS = 3
+NO_STORE = CacheControlHeader(no_store=True)
 
 
 def _posted(form) -> dict:
@@ -181,10 +179,11 @@ class StaffBulletinPages(StaffController):
                 "staff/issue_release.html",
                 400,
                 issue=issue,
-                errors=exc.fields,
+                errors=_plain(exc.fields),
                 recipients=await issues.recipient_count(issue_id),
                 zones=event_form.all_zones(),
                 zone=form.get("timezone") or "UTC",
+                release_at=form.get("release_at") or "",
             )
         except Conflict as exc:
             return page(
@@ -201,27 +200,18 @@ class StaffBulletinPages(StaffController):
     @get("/{issue_id:int}/progress")
     async def progress(self, request: Request, issue_id: FromPath[int], done: FromQuery[str | None] = None) -> Template:
         issue = await issues.get(issue_id)
-        delivery = await issues.delivery(issue_id)
-        moving = delivery.get("mailing") is not None and delivery["status"] != "done"
         flash = {
             "retried": "The failed deliveries are queued again.",
             "paused": "Paused: nothing more goes out until you resume.",
             "resumed": "Resumed.",
         }.get(done or "")
-        template = page(
-            request,
-            "staff/issue_progress.html",
-            issue=issue,
-            d=delivery,
-            moving=moving,
-            refresh=REFRESH_SECONDS,
-            flash=flash,
-            release_local=_in_zone(delivery.get("release_at"), await issues.default_zone()),
-        )
-        if moving:
-            # Browsers reload the page on their own: live progress without JavaScript.
-            template.headers["Refresh"] = str(REFRESH_SECONDS)
-        return template
+        return page(request, "staff/issue_progress.html", issue=issue, flash=flash, **await _live(issue_id))
+
+    @get("/{issue_id:int}/progress/live", cache_control=NO_STORE)
+    async def progress_live(self, issue_id: FromPath[int]) -> Template:
+        """The delivery figures alone, for the page's script to swap in (changes nothing)."""
+        await issues.get(issue_id)
+        return Template("staff/_delivery_live.html", context=await _live(issue_id))
 
     @post("/{issue_id:int}/{action:str}")
     async def delivery_action(self, request: Request, issue_id: FromPath[int], action: FromPath[str]) -> Response:
@@ -248,7 +238,30 @@ class StaffBulletinPages(StaffController):
         return Redirect(f"/staff/issues/{issue_id}/progress?done={past}", status_code=303)
 
 
-def _in_zone(moment: datetime | None, zone: str) -> str:
-    if moment is None:
-        return ""
-    return timefmt.in_zone(moment, ZoneInfo(zone)).strftime(f"%Y-%m-%d %H:%M {zone}")
+def _plain(errors: dict) -> dict:
+    """The domain's reasons as a person filling in the release form reads them."""
+    out = dict(errors)
+    reason = out.get("release_at", "")
+    if reason.startswith("must be an ISO 8601 time"):
+        out["release_at"] = "must be a date and a time, such as 1 December 2026 at 9:00 AM"
+    elif reason.startswith("is required"):
+        out["release_at"] = "is required for a later release: choose the date and time"
+    return out
+
+
+async def _live(issue_id: int) -> dict:
+    """What the delivery page and its live part show: the figures, as of now, in staff's zone."""
+    delivery = await issues.delivery(issue_id)
+    return delivery_context(delivery, await issues.default_zone())
+
+
+def delivery_context(delivery: dict, zone: str) -> dict:
+    """The context of staff/_delivery_live.html for a mailing's delivery figures."""
+    moment = clock.now()
+    return {
+        "d": delivery,
+        "moving": delivery.get("mailing") is not None and delivery["status"] != "done",
+        "release_local": timefmt.short_time(delivery.get("release_at"), zone, ""),
+        "as_of": timefmt.time_of_day(moment, zone),
+        "as_of_iso": timefmt.iso_seconds(moment, zone),
+    }

@@ -56,26 +56,7 @@ class StaffSubscriberPages(StaffController):
         q: FromQuery[str | None] = None,
         after: FromQuery[int | None] = None,
     ) -> Template:
-        errors: dict[str, str] = {}
-        try:
-            flt = await api.SubscriberFilter.parse(topic, status, q)
-        except ValidationFailed as exc:
-            errors, flt = exc.fields, await api.SubscriberFilter.parse(None, None, None)
-        rows = await api.page(flt, max(after or 0, 0), PAGE_SIZE + 1)
-        more = len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
-        return page(
-            request,
-            "staff/subscribers.html",
-            400 if errors else 200,
-            errors=errors,
-            topics=await api.topic_counts(),
-            statuses=api.STATUSES,
-            growth=await list_size_over_time(),
-            rows=rows,
-            next_after=rows[-1]["id"] if more else None,
-            filters={"topic": topic or "", "status": status or "", "q": q or ""},
-        )
+        return await _index(request, topic, status, q, after)
 
     @get("/export.csv")
     async def export(
@@ -89,20 +70,18 @@ class StaffSubscriberPages(StaffController):
         form = await request.form()
         upload = form.get("file")
         topics = [t for t in form.getall("topics", []) if isinstance(t, str) and t]
-        context = {"topics": await api.topic_counts(), "chosen": topics}
+        problems: dict[str, str] = {}  # every problem with the form at once, next to its field
         if not isinstance(upload, UploadFile) or not upload.filename:
-            return page(request, "staff/import_report.html", 400, error="Choose a CSV file to import.", **context)
+            problems["file"] = "is missing: choose the CSV file to import"
         if not topics:
-            return page(request, "staff/import_report.html", 400, error="Choose at least one topic.", **context)
-        content = await upload.read()
+            problems["topics"] = "needs at least one topic ticked"
+        content = await upload.read() if isinstance(upload, UploadFile) and not problems.get("file") else b""
         if len(content) > MAX_UPLOAD:
-            return page(
-                request,
-                "staff/import_report.html",
-                400,
-                error="The file is over 50 MB: import it with `events-app subscribers import` on the server.",
-                **context,
-            )
+            problems["file"] = "is over 50 MB: import it with `events-app subscribers import` on the server"
+        if problems:
+            return await _index(request, import_errors=problems, chosen=topics)
+        assert isinstance(upload, UploadFile)
+        context = {"topics": await api.topic_counts(), "chosen": topics}
         fd, path = tempfile.mkstemp(suffix=".csv")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -110,8 +89,46 @@ class StaffSubscriberPages(StaffController):
             try:
                 report = await importer.import_csv(path, topics, actor=me(request)["id"], file_name=upload.filename)
             except ValidationFailed as exc:
-                reasons = "; ".join(exc.fields.values()).replace(path, upload.filename)
-                return page(request, "staff/import_report.html", 400, error=reasons, **context)
+                named = {
+                    "topics" if k in ("topic", "topics") else "file": str(r).replace(path, upload.filename)
+                    for k, r in exc.fields.items()
+                }
+                return await _index(request, import_errors=named, chosen=topics)
         finally:
             os.unlink(path)
         return page(request, "staff/import_report.html", 200, report=report, filename=upload.filename, **context)
+
+
+async def _index(
+    request: Request,
+    topic: str | None = None,
+    status: str | None = None,
+    q: str | None = None,
+    after: int | None = None,
+    *,
+    import_errors: dict[str, str] | None = None,
+    chosen: list[str] | None = None,
+) -> Template:
+    """The subscribers page; with `import_errors` (a refused import: 400) shown at the import form."""
+    errors: dict[str, str] = {}
+    try:
+        flt = await api.SubscriberFilter.parse(topic, status, q)
+    except ValidationFailed as exc:
+        errors, flt = exc.fields, await api.SubscriberFilter.parse(None, None, None)
+    rows = await api.page(flt, max(after or 0, 0), PAGE_SIZE + 1)
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    return page(
+        request,
+        "staff/subscribers.html",
+        400 if errors or import_errors else 200,
+        errors=errors,
+        import_errors=import_errors or {},
+        chosen=chosen if chosen is not None else ["bulletin"],
+        topics=await api.topic_counts(),
+        statuses=api.STATUSES,
+        growth=await list_size_over_time(),
+        rows=rows,
+        next_after=rows[-1]["id"] if more else None,
+        filters={"topic": topic or "", "status": status or "", "q": q or ""},
+    )
