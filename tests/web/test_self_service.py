@@ -243,3 +243,35 @@ async def test_any_correction_is_saved_clean_or_refused_whole(client, name, stag
     assert after["answers"]["stage"] == stage.strip() and stage.strip() in QUESTIONS[0]["options"]
     assert set(after["answers"].get("topics", [])) == {t.strip() for t in topics if t.strip()}
     assert after["status"] == "registered"
+
+
+# -- rate limit -----------------------------------------------------------------------------------
+
+
+async def test_the_link_form_is_rate_limited_with_the_other_link_door():
+    """/r/link spends the same `link` budget as /s/link (web/limits.py): a script cannot use it to
+    email an address over and over, and reading the form is never limited."""
+    import dataclasses
+
+    import httpx
+
+    from events_app import settings
+    from events_app.app import create_app
+    from events_app.web import limits
+
+    saved = settings._current
+    settings._current = dataclasses.replace(settings.get(), rate_limits=True, redis_url=None)
+    try:
+        app = create_app()
+        transport = httpx.ASGITransport(app=app, client=("10.9.8.7", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            statuses = [
+                (await http.post("/r/link", data={"email": f"p{n}@example.org"})).status_code
+                for n in range(limits.LINK.requests)
+            ]
+            assert set(statuses) == {200}
+            assert (await http.post("/r/link", data={"email": "p@example.org"})).status_code == 429
+            assert (await http.post("/s/link", data={"email": "p@example.org"})).status_code == 429
+            assert (await http.get("/r/link")).status_code == 200
+    finally:
+        settings._current = saved
