@@ -14,7 +14,7 @@ FLOORS := .venv-floors
 FLOOR_TESTS ?= tests/test_db.py tests/test_cli.py tests/mail tests/inbound tests/calendars tests/web \
 	tests/security/test_limits.py tests/domain/test_registrations.py tests/domain/test_invite_lifecycle.py
 
-.PHONY: run test test-sqlite test-postgres test-floors lint lock install install-test bench clean
+.PHONY: run test test-sqlite test-postgres test-floors lint lock install install-test bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,12 @@ test-floors: install-test
 ## make bench: every benchmark (bench/*.py --json), one table of ratios (about 15 minutes)
 bench: install-test
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+## make screenshots: the README's gallery, docs/screenshots/<page>-<1280|390>.png and its table
+## (docs/screenshots/README.md): the demo on a real server and a throwaway SQLite database, whole
+## pages in Chromium at desktop and phone widths (under a minute)
+screenshots: install-test
+	env -u EVENTS_DATABASE_URL $(BIN)/python tests/screenshots.py
 
 clean:
 	rm -rf $(VENV) $(FLOORS) build dist *.egg-info .pytest_cache

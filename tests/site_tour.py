@@ -62,12 +62,20 @@ class Tour:
     public: list[tuple[str, str]] = field(default_factory=list)
 
 
-def picture(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
-    """A PNG of one colour with a lighter band (Pillow), to upload as a logo or cover."""
-    from PIL import Image, ImageDraw
+def picture(width: int, height: int, colour: tuple[int, int, int], words: str = "") -> bytes:
+    """A PNG of one colour with a lighter band and `words` in white (Pillow), to upload as a
+    logo or a cover."""
+    from PIL import Image, ImageDraw, ImageFont
 
     img = Image.new("RGB", (width, height), colour)
-    ImageDraw.Draw(img).rectangle((0, height * 2 // 3, width, height), fill=(240, 244, 250))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, height * 5 // 6, width, height), fill=(240, 244, 250))
+    if words:
+        try:
+            font = ImageFont.load_default(size=min(height // 3, int(width * 0.8 / (0.6 * len(words)))))
+        except TypeError:  # Pillow before 10.1: one small bitmap font
+            font = ImageFont.load_default()
+        draw.text((height // 6, height // 5), words, fill=(255, 255, 255), font=font)
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
@@ -76,7 +84,7 @@ def picture(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
 async def _identity() -> None:
     if await db.fetch("SELECT id FROM org_settings WHERE id = 1"):
         return
-    logo = await images.store(picture(480, 120, (11, 92, 173)), field="logo")
+    logo = await images.store(picture(480, 120, (11, 92, 173), "CIR"), field="logo")
     await OrgSettings.insert(
         OrgSettings(
             id=1,
@@ -95,7 +103,7 @@ async def _identity() -> None:
 
 async def _dress(event: dict) -> dict:
     """The webinar as staff would present it: a cover, panelists, the registered count."""
-    cover = await images.store(picture(1200, 630, (30, 64, 120)), field="cover_image_url")
+    cover = await images.store(picture(1200, 630, (30, 64, 120), "Careers with impact"), field="cover_image_url")
     dressed = {
         "cover_image_url": cover,
         "cover_alt": "Four panelists on a stage in front of a screen reading 'Careers with impact'",
