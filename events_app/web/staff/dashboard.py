@@ -30,7 +30,11 @@ async def registrations_chart(event: dict, moment: datetime) -> dict:
     return {
         "items": items,
         "svg": chart.bar_chart(
-            items, title=f"New registrations per day for {event['title']}", chart_id=f"reg-chart-{event['id']}"
+            items,
+            title=f"New registrations per day for {event['title']}",
+            chart_id=f"reg-chart-{event['id']}",
+            y_label="New registrations",
+            zone=zone,
         ),
     }
 

@@ -39,7 +39,12 @@ async def list_size_over_time() -> dict:
     return {
         "items": items,
         "svg": chart.bar_chart(
-            items, title="Confirmed subscribers over time (UTC days)", unit="subscribers", chart_id="subscribers-chart"
+            items,
+            title="Confirmed subscribers over time",
+            unit="subscribers",
+            chart_id="subscribers-chart",
+            y_label="Confirmed subscribers",
+            zone="UTC",
         ),
     }
 
