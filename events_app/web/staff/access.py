@@ -29,6 +29,7 @@ from .session import (
     safe_next,
     session_cookie,
     to_login,
+    workspace_zone,
 )
 
 CSRF_FAILED = "This sign-in form has expired or did not come from this site. It has been renewed: please sign in again."
@@ -94,6 +95,7 @@ class Account(StaffController):
             members=await staff.members(),
             sessions=await staff.sessions(member["id"]),
             errors=extra.pop("errors", {}),
+            zone=await workspace_zone(),
             **extra,
         )
 

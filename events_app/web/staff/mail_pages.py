@@ -8,7 +8,7 @@ from litestar.response import Redirect, Template
 
 from ...domain import audit
 from ...domain import outbox_admin as admin
-from .session import StaffController, me, page
+from .session import StaffController, me, page, workspace_zone
 
 PAGE_SIZE = 50
 
@@ -42,6 +42,7 @@ class MailPages(StaffController):
             q=q or "",
             next_before=rows[-1]["id"] if more else None,
             flash=flash,
+            zone=await workspace_zone(),
         )
 
     @post("/{row_id:int}/retry")
@@ -60,4 +61,10 @@ class AuditPage(StaffController):
         rows = await audit.recent(PAGE_SIZE + 1, before)
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
-        return page(request, "staff/audit.html", rows=rows, next_before=rows[-1]["id"] if more else None)
+        return page(
+            request,
+            "staff/audit.html",
+            rows=rows,
+            next_before=rows[-1]["id"] if more else None,
+            zone=await workspace_zone(),
+        )

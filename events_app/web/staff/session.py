@@ -27,7 +27,7 @@ from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Redirect, Template
 
-from ... import settings, tokens
+from ... import settings, timefmt, tokens
 from ...domain import staff
 
 COOKIE = "events_staff"
@@ -125,7 +125,16 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     member = getattr(request.state, "staff", None)
     return Template(
         template,
-        context={"me": member, "csrf": member["csrf"] if member else "", "path": request.url.path, **context},
+        context={
+            "me": member,
+            "csrf": member["csrf"] if member else "",
+            "path": request.url.path,
+            # Times with their zone: {{ short_time(moment, zone) }} -> "Tue 1 Dec 2026, 12:00 PM EST".
+            "short_time": timefmt.short_time,
+            "time_of_day": timefmt.time_of_day,
+            "iso_seconds": timefmt.iso_seconds,
+            **context,
+        },
         status_code=status_code,
     )
 
@@ -140,3 +149,11 @@ class StaffController(Controller):
     guards = [require_session]
     include_in_schema = False
     exception_handlers = {LoginRequired: to_login}
+
+
+async def workspace_zone() -> str:
+    """The zone workspace times are shown in: the latest event's (the zone staff work in), or UTC
+    before there is any event (issues.default_zone, which release times are typed in)."""
+    from ...domain import issues
+
+    return await issues.default_zone()
