@@ -34,6 +34,7 @@ from .web.public import PublicPages
 from .web.registrant import RegistrantPages
 from .web.settings_api import SETTINGS_API_HANDLERS
 from .web.staff import STAFF_HANDLERS
+from .web.staff.settings_pages import SETTINGS_PAGE_HANDLERS
 from .web.staff_subscribers import STAFF_SUBSCRIBER_HANDLERS
 from .web.subscriber import SubscriberPages
 from .web.subscribers_api import SubscriberApi
@@ -134,6 +135,7 @@ def create_app(run_worker: bool = False) -> Litestar:
             SubscriberPages,
             *STAFF_SUBSCRIBER_HANDLERS,
             *STAFF_HANDLERS,
+            *SETTINGS_PAGE_HANDLERS,
             IssuesApi,
             announce,
             mailing_delivery,

@@ -110,7 +110,10 @@ def _from_row(row: dict) -> Identity:
         base,
         name=row.get("organisation_name") or base.name,
         logo_url=row.get("logo_url") or "",
-        accent_colour=row.get("accent_colour") or DEFAULT_ACCENT,
+        # Only a colour as `colour()` writes it reaches a page's CSS, whatever the row holds.
+        accent_colour=accent
+        if re.fullmatch(r"#[0-9a-f]{6}", accent := row.get("accent_colour") or "")
+        else DEFAULT_ACCENT,
         website=row.get("website") or "",
         reply_to=row.get("reply_to") or "",
         postal_address=row.get("postal_address") or "",
