@@ -10,12 +10,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, get, post
+from litestar.datastructures import UploadFile
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from ... import timefmt
-from ...domain import events, registrant_admin, registrations, retention
+from ...domain import events, images, registrant_admin, registrations, retention
 from ...domain.errors import Conflict, ValidationFailed
+from ...domain.event_input import clean_fields
 from ...domain.reports import counts_by_event
 from ...timefmt import format_range
 from ..api import registrants_csv_response
@@ -35,20 +37,46 @@ def _form_page(
     status: int = 200,
     flash: str | None = None,
 ) -> Template:
+    common_zones, zones = event_form.zone_choices(values.get("timezone") or "")
+    errors = event_form.plain_errors(errors or {})
     return page(
         request,
         "staff/event_edit.html",
         status,
         event=event,
         values=values,
-        errors=errors or {},
+        errors=errors,
+        error_rows=[(event_form.field_id(f), event_form.label_of(f), reason) for f, reason in errors.items()],
         flash=flash,
-        zones=event_form.all_zones(),
-        common_zones=event_form.COMMON_ZONES,
+        zones=zones,
+        common_zones=common_zones,
+        speaker_blanks=event_form.SPEAKER_BLANKS,
+        max_speakers=event_form.MAX_SPEAKERS,
+        saved_when=format_range(event["starts_at"], event["ends_at"], event["timezone"]) if event else "",
         question_types=event_form.QUESTION_TYPES,
         reminder_choices=event_form.REMINDER_CHOICES,
         retention=_retention(event) if event else None,
     )
+
+
+async def _cover(form: Any, data: dict) -> dict[str, str]:
+    """Store an uploaded cover (it replaces the address typed); the errors for a refused file."""
+    upload = form.get("cover_file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return {}
+    try:
+        data["cover_image_url"] = await images.store(await upload.read(), field="cover_image_url")
+    except ValidationFailed as exc:
+        return exc.fields
+    return {}
+
+
+def _shown_values(form: Any, data: dict) -> dict:
+    """The form as typed, with a cover uploaded on this try kept (so it is not asked for again)."""
+    values = event_form.posted_values(form)
+    if data.get("cover_image_url"):
+        values["cover_image_url"] = data["cover_image_url"]
+    return values
 
 
 def _retention(event: dict) -> dict:
@@ -93,12 +121,24 @@ class EventPages(StaffController):
         if form.get("add_question"):
             return _form_page(request, event=None, values=event_form.posted_values(form, keep_blank=True))
         data = event_form.to_data(form)
+        data.setdefault("speakers", [])
         if form.get("publish_now") == "yes":
             data["status"] = "published"
+        upload_errors = await _cover(form, data)
         try:
+            # Every field is checked, also when the picture was refused: all errors at once.
+            clean_fields(data)
+            if upload_errors:
+                raise ValidationFailed({})
             event = await events.create(data, actor=me(request)["id"])
         except ValidationFailed as exc:
-            return _form_page(request, event=None, values=event_form.posted_values(form), errors=exc.fields, status=400)
+            return _form_page(
+                request,
+                event=None,
+                values=_shown_values(form, data),
+                errors={**upload_errors, **exc.fields},
+                status=400,
+            )
         return Redirect(f"/staff/events/{event['id']}?done=created", status_code=303)
 
     @get("/{event_id:int}")
@@ -126,12 +166,19 @@ class EventPages(StaffController):
         if form.get("add_question"):
             return _form_page(request, event=event, values=event_form.posted_values(form, keep_blank=True))
         data = event_form.to_data(form)
+        upload_errors = await _cover(form, data)
         try:
             would_email = await events.count_affected(event_id, data)
             changed = events.changes(event, data)
+            if upload_errors:
+                raise ValidationFailed({})
         except ValidationFailed as exc:
             return _form_page(
-                request, event=event, values=event_form.posted_values(form), errors=exc.fields, status=400
+                request,
+                event=event,
+                values=_shown_values(form, data),
+                errors={**upload_errors, **exc.fields},
+                status=400,
             )
         except Conflict as exc:
             return _form_page(
@@ -139,7 +186,12 @@ class EventPages(StaffController):
             )
         if would_email and form.get("confirmed") != "yes":
             # Saving would email people: say how many, and save only when confirmed.
-            fields = [(k, v) for k, v in form.multi_items() if k not in ("csrf_token", "confirmed")]
+            fields = [
+                (k, v)
+                for k, v in form.multi_items()
+                if k not in ("csrf_token", "confirmed", "cover_file", "cover_image_url") and isinstance(v, str)
+            ]
+            fields.append(("cover_image_url", data.get("cover_image_url", event["cover_image_url"])))
             return page(
                 request,
                 "staff/event_confirm.html",
@@ -147,16 +199,15 @@ class EventPages(StaffController):
                 would_email=would_email,
                 fields=fields,
                 changes=[c for c in changed if c in events.INVITE_FIELDS],
+                rows=event_form.describe_changes(event, clean_fields(data, event), changed),
             )
         try:
             _, notified = await events.update(event_id, data, actor=me(request)["id"])
         except ValidationFailed as exc:
-            return _form_page(
-                request, event=event, values=event_form.posted_values(form), errors=exc.fields, status=400
-            )
+            return _form_page(request, event=event, values=_shown_values(form, data), errors=exc.fields, status=400)
         except Conflict as exc:
             return _form_page(
-                request, event=event, values=event_form.posted_values(form), errors={"event": exc.message}, status=409
+                request, event=event, values=_shown_values(form, data), errors={"event": exc.message}, status=409
             )
         return Redirect(f"/staff/events/{event_id}?done=saved&notified={notified}", status_code=303)
 
@@ -167,14 +218,17 @@ class EventPages(StaffController):
 
     @get("/{event_id:int}/cancel")
     async def cancel_confirm(self, request: Request, event_id: FromPath[int]) -> Template:
-        event = await events.get(event_id)
-        counts = (await counts_by_event([event_id]))[event_id]
-        would = counts["registered"] + counts["waitlisted"] if event["status"] == "published" else 0
-        return page(request, "staff/event_cancel.html", event=event, would_email=would, counts=counts)
+        return await _cancel_page(request, event_id)
 
     @post("/{event_id:int}/cancel")
     async def cancel(self, request: Request, event_id: FromPath[int]) -> Response:
-        _, notified = await events.cancel(event_id, actor=me(request)["id"])
+        form = await request.form()
+        note = form.get("cancellation_note")
+        note = note.replace("\r\n", "\n") if isinstance(note, str) else ""
+        try:
+            _, notified = await events.cancel(event_id, actor=me(request)["id"], note=note)
+        except ValidationFailed as exc:
+            return await _cancel_page(request, event_id, note=note, errors=exc.fields, status=400)
         return Redirect(f"/staff/events/{event_id}?done=cancelled&notified={notified}", status_code=303)
 
     @get("/{event_id:int}/preview")
@@ -283,6 +337,26 @@ class EventPages(StaffController):
                 back_label=f"Back to the registrants of {event['title']}",
             )
         return Redirect(f"/staff/events/{event_id}/registrants?done={action}", status_code=303)
+
+
+async def _cancel_page(
+    request: Request, event_id: int, *, note: str = "", errors: dict | None = None, status: int = 200
+) -> Template:
+    """Cancelling: who will be emailed, and the message to them."""
+    event = await events.get(event_id)
+    counts = (await counts_by_event([event_id]))[event_id]
+    would = counts["registered"] + counts["waitlisted"] if event["status"] == "published" else 0
+    return page(
+        request,
+        "staff/event_cancel.html",
+        status,
+        event=event,
+        would_email=would,
+        counts=counts,
+        note=note,
+        errors=errors or {},
+        when=format_range(event["starts_at"], event["ends_at"], event["timezone"]),
+    )
 
 
 def _local(moment, zone: ZoneInfo) -> str:
