@@ -228,10 +228,10 @@ async def test_an_unreadable_database_keeps_the_last_identity_without_an_error(m
 async def test_a_stored_colour_that_is_not_a_plain_colour_never_reaches_the_css(client):
     try:
         await identity.update({"organisation_name": "Centre"})
-        await db.fetch("UPDATE org_settings SET accent_colour = {}, version = version + 1", "red}body{x")
+        await db.fetch("UPDATE org_settings SET accent_colour = {}, version = version + 1", "red}x{")
         identity.forget()
         html = (await client.get("/events")).text
-        assert f"--accent:{identity.DEFAULT_ACCENT};" in html and "red}" not in html
+        assert f"--accent:{identity.DEFAULT_ACCENT};" in html and "red}x{" not in html
     finally:
         identity.forget()
 
