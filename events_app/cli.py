@@ -28,22 +28,63 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message}")
 
 
-async def migrate(quiet: bool = False) -> None:
-    """Apply pending migrations (idempotent) and seed the standard topics."""
+async def _migrations_ran() -> list[str]:
+    """The ids of the migrations this database has run ([] before the first)."""
+    from piccolo.apps.migrations.tables import Migration
+
+    try:
+        if not await Migration.table_exists():
+            return []
+        return await Migration.get_migrations_which_ran(app_name="events_app")
+    except Exception:  # no migration table yet, in whatever way the engine says it
+        return []
+
+
+def migration_descriptions() -> dict[str, str]:
+    """Each migration's id and what it does (its DESCRIPTION; the day when it has none)."""
+    import importlib
+    import pkgutil
+
+    from . import migrations
+
+    found = {}
+    for info in pkgutil.iter_modules(migrations.__path__):
+        module = importlib.import_module(f"{migrations.__name__}.{info.name}")
+        ident = getattr(module, "ID", None)
+        if isinstance(ident, str):
+            found[ident] = (getattr(module, "DESCRIPTION", "") or "").strip() or "schema changes"
+    return found
+
+
+async def migrate(quiet: bool = False) -> list[str]:
+    """Apply pending migrations (idempotent) and seed the standard topics; say what was done:
+    each migration applied, by day and description, or that there was nothing to do. Returns the
+    ids of the migrations applied."""
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
     from . import db
     from .domain import seed
 
     db.engine()
+    before = await _migrations_ran()
     out = io.StringIO()
     with redirect_stdout(out):
         result = await run_forwards("all")
     if not result.success:
         raise CliError(f"migration failed: {result.message}")
     await seed.topics()
+    applied = [ident for ident in await _migrations_ran() if ident not in set(before)]
     if not quiet:
-        print("Database is up to date.")
+        if applied:
+            described = migration_descriptions()
+            print(f"Applied {len(applied)} migration{'s' if len(applied) != 1 else ''}:")
+            for ident in applied:
+                print(f"  {ident[:10]}  {described.get(ident, 'schema changes')}")
+            print("Database is up to date.")
+        else:
+            count = len(before)
+            print(f"Database is up to date ({count} migration{'s' if count != 1 else ''} applied before).")
+    return applied
 
 
 async def _with_db(coro_fn, *args):

@@ -70,6 +70,21 @@ Existed*, returns this autumn. [Register here](/events/non-academic-careers-with
 """
 
 
+ORGANISATION = "Implementation Science Centre"
+
+
+async def _organisation(tell: Callable[[str], None]) -> None:
+    """Name the seed organisation in Settings, unless a name is there already (stored, or
+    chosen with EVENTS_ORG_NAME)."""
+    from . import settings
+    from .domain import identity
+
+    if (await identity.stored())["organisation_name"] or settings.get().org_name != "Events":
+        return
+    await identity.update({"organisation_name": ORGANISATION})
+    tell(f"Named the organisation {ORGANISATION!r} (change it under Settings in the staff workspace)")
+
+
 def _at(day: date) -> tuple[str, str]:
     zone = ZoneInfo(ZONE)
     start = datetime.combine(day, time(12, 0), tzinfo=zone)
@@ -134,6 +149,7 @@ async def load(say: Callable[[str], None] = print) -> None:
         password = secrets.token_urlsafe(12)
         await staff.create(STAFF_EMAIL, password, "Demo staff")
         tell(f"Added staff account {STAFF_EMAIL} with password: {password}  (shown only once)")
+    await _organisation(tell)
     if not added:
         say(
             "The demo content is already here: the webinar at /events, the October 2019 issue at /bulletin, "
