@@ -247,3 +247,28 @@ async def test_a_page_title_naming_the_organisation_already_is_not_doubled(clien
         assert title and title.group(1).endswith(" · Centre") and title.group(1).count("Centre") == 1
     finally:
         identity.forget()
+
+
+async def test_a_change_made_in_another_process_reaches_a_running_server_by_itself():
+    """A real server process, and the change made here (another process): its pages show the
+    new name after its next check (at most about a second later), with no restart and no signal."""
+    import time
+
+    import httpx
+    from server import running_server
+
+    try:
+        with running_server() as base:
+            first = httpx.get(f"{base}/events", timeout=10)
+            assert first.status_code == 200 and "Centre Elsewhere" not in first.text
+            await identity.update({"organisation_name": "Centre Elsewhere", "accent_colour": "#5b2a86"})
+            deadline = time.monotonic() + 15
+            while True:
+                page = httpx.get(f"{base}/events", headers={"If-None-Match": first.headers["etag"]}, timeout=10)
+                if page.status_code == 200 and "<title>Events · Centre Elsewhere</title>" in page.text:
+                    break
+                assert time.monotonic() < deadline, "the server never showed the new name"
+                time.sleep(0.2)
+            assert "--accent:#5b2a86;" in page.text and page.headers["etag"] != first.headers["etag"]
+    finally:
+        identity.forget()
