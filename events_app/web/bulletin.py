@@ -17,7 +17,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from .. import settings
-from ..domain import issues
+from ..domain import identity, issues
 from ..domain.errors import NotFound
 from ..markdown import to_html
 
@@ -60,7 +60,8 @@ class ArchivePages(Controller):
                 "entries": entries,
                 "base": base,
                 "updated": _atom_time(updated),
-                "author": parseaddr(config.mail_from)[0] or config.host,
+                # The organisation (domain/identity.py, refreshed before every request).
+                "author": identity.snapshot().name or parseaddr(config.mail_from)[0] or config.host,
             },
             media_type="application/atom+xml; charset=utf-8",
         )

@@ -56,6 +56,12 @@ code that is long enough to need wrapping on a phone screen, yes, really rather 
 
 
 async def _store_identity() -> None:
+    await _insert_identity()
+    identity.forget()  # read it now, not when fresh() would next look
+    await render.refresh()
+
+
+async def _insert_identity() -> None:
     await Image.insert(
         Image(digest=LOGO_DIGEST, content_type="image/png", width=600, height=150, data=b"\x89PNG")
     ).run()
@@ -71,7 +77,6 @@ async def _store_identity() -> None:
             version=3,
         )
     ).run()
-    await render.refresh()
 
 
 def _row(row_id: int, kind: str, payload: dict, recipient: str | None = None) -> dict:
@@ -386,3 +391,40 @@ async def test_the_issue_page_says_the_month_of_its_issue_date_not_of_its_releas
     assert f"{clock.now():%B %Y}" not in page  # the release's month (today's) is not the issue's
     # The body has the one stylesheet the email and the staff preview use.
     assert '<article class="issue-body">' in page and ".issue-body blockquote" in page
+
+
+async def test_the_archive_feed_is_authored_by_the_organisation(client):
+    await _store_identity()
+    try:
+        created = await issues.create({"title": "Autumn", "issue_date": "2019-10-15", "body": "Hi"})
+        await issues.release(created["id"])
+        feed = (await client.get("/bulletin/feed.xml")).text
+        assert f"<author><name>{ORG}</name>" in feed
+    finally:
+        identity.forget()
+
+
+async def test_the_worker_reads_the_identity_staff_saved_before_each_batch():
+    """The worker is its own process: it must not keep the identity it started with."""
+    from events_app.mail.transport import MemoryTransport
+    from events_app.mail.worker import Worker
+
+    identity.forget()
+    await db.fetch("DELETE FROM org_settings")
+    transport = MemoryTransport()
+    worker = Worker(settings.get(), transport)
+    event = await published_webinar()
+    await register(event, "Ada Lovelace", "ada@example.org")
+    assert await worker.run_once() == 1
+    assert transport.messages[-1]["From"].addresses[0].display_name == "Implementation Centre"
+
+    await _insert_identity()  # saved in the workspace, by another process: no snapshot here
+    identity.forget()
+    await register(event, "Grace Hopper", "grace@example.org")
+    try:
+        assert await worker.run_once() == 1
+        sent = transport.messages[-1]
+        assert sent["From"].addresses[0].display_name == ORG
+        assert [a.addr_spec for a in sent["Reply-To"].addresses] == [REPLY_TO]
+    finally:
+        identity.forget()
