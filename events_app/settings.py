@@ -70,7 +70,8 @@ class Settings:
     # DKIM: a PEM private key file and its selector; unset: no signing.
     dkim_key_path: Path | None = None
     dkim_selector: str = ""
-    # The organisation's name: public calendars' NAME ("<org> events") and their ORGANIZER's CN.
+    # EVENTS_ORG_NAME: the organisation's name until staff set one in the workspace's Settings
+    # (domain/identity.py keeps the identity in the database; this is only the first default).
     org_name: str = "Events"
     # EVENTS_LOG_LEVEL, lower case; "" when unset: each command its own default (`log_level_or`).
     log_level: str = ""
