@@ -182,7 +182,7 @@ async def test_confirming_twice_or_with_a_wrong_or_expired_link(client, smtp_ser
     assert (await row("late@example.org"))["status"] == "pending"
 
 
-async def test_choosing_topics_again_after_unsubscribing_resubscribes(client, smtp_server, worker):
+async def test_choosing_topics_again_after_unsubscribing_asks_to_confirm(client, smtp_server, worker):
     await client.post("/api/v1/subscribers", json={"email": "ada@example.org", "topics": ["events"]})
     subscriber = await _confirm_from_email(client, smtp_server, worker, "ada@example.org",
                                            "Please confirm your subscription to Events")
@@ -193,8 +193,12 @@ async def test_choosing_topics_again_after_unsubscribing_resubscribes(client, sm
     message = await _only_message(smtp_server, "ada@example.org", "Your link to your subscription preferences")
     manage = path_of(one_link(message, MANAGE_PATH))
     assert 'action="' + manage + '/unsubscribe"' not in (await client.get(manage + "/unsubscribe")).text
-    await client.post(manage, data={"action": "save", "topics": ["bulletin"], "name": ""})
+    # Ticking topics on an unsubscribed page joins nothing until the emailed confirmation (issue 14).
+    saved = await client.post(manage, data={"action": "save", "topics": ["bulletin"], "name": ""})
+    assert saved.headers["location"] == f"{manage}?saved=resubscribe"
     back = await row("ada@example.org")
+    assert (back["status"], back["requested"]) == ("unsubscribed", ["bulletin"])
+    back = await subscriptions.confirm(subscriptions.confirm_token(back))
     assert (back["status"], back["topics"]) == ("confirmed", ["bulletin"])
 
 
