@@ -53,6 +53,25 @@ async def test_every_page_and_email_has_no_axe_violation(chromium_path, width):
                 await check(name, path)
             await register_in_browser(page, base, tour.event, "Rosalind Franklin", "rosalind@example.org")
             await check("registration-done")
+            # The answers of the self-service forms, and the emails they cause.
+            for name, path, address in (
+                ("registration-link-sent", "/r/link", "ada@example.org"),
+                ("subscription-link-sent", "/s/link", "lin@example.org"),
+            ):
+                await page.goto(base + path)
+                await page.get_by_label("Email", exact=True).fill(address)
+                await page.locator("main form button[type=submit]").first.click()
+                await page.wait_for_load_state()
+                await check(name)
+            await page.goto(base + tour.personal + "/cancel")
+            await page.locator("main form[method=post] button[type=submit]").first.click()
+            await page.wait_for_load_state()
+            await check("personal-page-cancelled")
+            await page.goto(base + tour.event)
+            await page.get_by_label("Your name").fill("")  # a mistake: every error next to its field
+            await page.locator("main form button[type=submit]").filter(has_text="Register").first.click()
+            await page.wait_for_load_state()
+            await check("event-page-errors")
 
             await sign_in(page, base)
             for name, path in tour.staff:
@@ -80,4 +99,14 @@ async def test_every_page_and_email_has_no_axe_violation(chromium_path, width):
                     if scroll > 390:
                         problems.append(f"email {subject!r}: {scroll} px wide on a 390 px screen")
     assert len(visited) >= len(tour.public) + len(tour.staff) - 1, visited  # Settings may be missing
+    subjects = " | ".join(seen).lower()
+    for kind in (
+        "you're registered",
+        "your registration link",
+        "registration is cancelled",
+        "subscription preferences",
+        "please confirm your subscription",
+        "november 2026",
+    ):
+        assert kind in subjects, (kind, subjects)  # fmt: skip
     assert not problems, f"{len(problems)} violations at {width}:\n" + "\n".join(problems)
