@@ -17,8 +17,8 @@ Cached pages (web/cache.py) add `snapshot().version` to their keys and ETags.
 
 `update(fields, actor=...)` checks every field at once (ValidationFailed names each bad one in
 plain words), writes the row, grows `version` and records an audit entry in the same transaction.
-The accent colour must give white text on it, and it as text on the page's white and light-grey
-backgrounds, a contrast of at least 4.5:1 (WCAG AA), since links and buttons are drawn with it.
+The accent colour must give white text on it, and it as text on the page's white, light-grey
+and light-green backgrounds, a contrast of at least 4.5:1 (WCAG AA), since links and buttons are drawn with it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ from .errors import ValidationFailed
 log = logging.getLogger("events_app.identity")
 
 DEFAULT_ACCENT = "#0b5cad"
-# The backgrounds the accent colour is drawn on (text) or under (white text): templates/base.html.
-PAGE_BACKGROUNDS = ("#ffffff", "#f3f6fa")
+# The backgrounds the accent colour is drawn on as text (links) or under white text (buttons):
+# white, the header's and tables' light grey, and the green of success notices (templates/base.html).
+PAGE_BACKGROUNDS = ("#ffffff", "#f3f6fa", "#e9f6ee")
 MIN_CONTRAST = 4.5
 FRESH_SECONDS = 1.0
 NAME_MAX = 200
@@ -190,8 +191,9 @@ def colour(value: Any, field: str = "accent_colour") -> str:
     if worst < MIN_CONTRAST:
         raise validation.fail(
             field,
-            f"is too light: white text on {chosen} has a contrast of only {worst:.1f}:1, and links and buttons "
-            f"need at least {MIN_CONTRAST:g}:1 to stay readable (WCAG AA). Choose a darker colour.",
+            f"is too light: links drawn in {chosen}, and white text on buttons of it, reach a contrast of only "
+            f"{worst:.1f}:1, and at least {MIN_CONTRAST:g}:1 is needed to stay readable (WCAG AA). "
+            "Choose a darker colour.",
         )
     return chosen
 
