@@ -428,3 +428,25 @@ async def test_the_worker_reads_the_identity_staff_saved_before_each_batch():
         assert [a.addr_spec for a in sent["Reply-To"].addresses] == [REPLY_TO]
     finally:
         identity.forget()
+
+
+async def test_a_mailing_renders_again_once_the_identity_changes():
+    """Bulk mail is rendered once per mailing and kept: a new identity must not wait for a new
+    issue version (a postal address added for CASL reaches the emails not yet sent)."""
+    from events_app.mail.bulk_builder import Builder
+
+    identity.forget()
+    await db.fetch("DELETE FROM org_settings")
+    await render.refresh()
+    created = await issues.create({"title": "October 2019", "issue_date": "2019-10-15", "body": "Hi"})
+    builder = Builder(settings.get())
+    mailing = {"id": 1, "kind": "issue", "issue": created["id"], "topics": "[]"}
+    before = await builder._shared_for(mailing)
+    assert before.sender_name == "Implementation Centre" and "Toronto" not in before.text
+    try:
+        await _store_identity()
+        after = await builder._shared_for(mailing)
+        assert after is not before and after.sender_name == ORG and after.reply_to == REPLY_TO
+        assert "Toronto, ON M5T 1P8" in after.text and "Toronto, ON M5T 1P8" in after.html
+    finally:
+        identity.forget()
