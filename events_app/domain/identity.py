@@ -199,15 +199,17 @@ def colour(value: Any, field: str = "accent_colour") -> str:
 
 
 def logo(value: Any, field: str = "logo_url") -> str:
-    """An http(s) address, or the /media/ path of a picture uploaded here (images.store)."""
+    """The /media/ path of a picture uploaded here (images.store), or an https:// address (the
+    pages' Content-Security-Policy loads pictures from this site and https only)."""
     if isinstance(value, str) and _MEDIA.match(value.strip()):
         return value.strip()
+    problem = "must be a picture uploaded here or an address starting with https://"
+    if not isinstance(value, str) or not value.strip().lower().startswith("https://"):
+        raise validation.fail(field, problem)
     try:
         return validation.url(value, field)
     except ValidationFailed:
-        raise validation.fail(
-            field, "must be a picture uploaded here or an address starting with http:// or https://"
-        ) from None
+        raise validation.fail(field, problem) from None
 
 
 def postal_address(value: Any, field: str = "postal_address") -> str:

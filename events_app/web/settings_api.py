@@ -20,6 +20,8 @@ from .responses import STAFF, answer
 from .schemas import EMAIL, ONE_LINE, TEXT, URL, checked, example, fields
 
 MEDIA = r"/media/[0-9a-f]{64}\.(?:jpg|png|webp)"
+# Pictures load from this site or over https only (the pages' Content-Security-Policy).
+HTTPS_URL = URL.replace("https?://", "https://")
 COLOUR = r"^\s*#?(?:[0-9a-fA-F]{6}|[0-9a-fA-F]{3})\s*$"
 
 
@@ -36,8 +38,8 @@ LogoUrl = Annotated[
     str,
     Meta(max_length=2000),
     _doc(
-        "An http:// or https:// address, the /media/ path of a picture uploaded in the workspace, or empty",
-        pattern=URL.replace(")?\\s*$", f"|{MEDIA})?\\s*$"),
+        "An https:// address, the /media/ path of a picture uploaded in the workspace, or empty",
+        pattern=HTTPS_URL.replace(")?\\s*$", f"|{MEDIA})?\\s*$"),
     ),
 ]
 AccentColour = Annotated[

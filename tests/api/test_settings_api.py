@@ -168,6 +168,9 @@ async def test_a_logo_may_be_an_uploaded_picture_or_an_outside_address(client, a
         assert outside.status_code == 200
         bad = await client.patch("/api/v1/settings", headers=auth, json={"logo_url": "/media/../../etc/passwd"})
         assert bad.status_code == 400 and "logo_url" in bad.json()["errors"]
+        # Pages load pictures from this site or over https only (their Content-Security-Policy).
+        plain = await client.patch("/api/v1/settings", headers=auth, json={"logo_url": "http://cdn.example.org/l.png"})
+        assert plain.status_code == 400 and "https://" in plain.json()["errors"]["logo_url"]
     finally:
         await _reset()
 
