@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import clock, db, settings
 from ..tables import OrgSettings
-from . import audit, validation
+from . import audit, images, validation
 from .errors import ValidationFailed
 
 log = logging.getLogger("events_app.identity")
@@ -78,6 +78,8 @@ class Identity:
     reply_to: str = ""
     postal_address: str = ""
     version: int = 0  # 0: nothing stored yet
+    # The narrowest stored copy of an uploaded logo (images.variants), for the pages' header.
+    logo_small_url: str = ""
 
     @property
     def initial(self) -> str:
@@ -126,7 +128,7 @@ async def load() -> Identity:
     """Read the stored identity and make it this process's snapshot."""
     global _current, _checked_at
     row = await OrgSettings.select().where(OrgSettings.id == 1).first()
-    _current = _from_row(row) if row else default()
+    _current = await _with_small_logo(_from_row(row) if row else default())
     _checked_at = time.monotonic()
     return _current
 
@@ -149,6 +151,11 @@ async def fresh() -> Identity:
     except Exception as exc:  # an outage, a database not migrated yet: keep what we have
         log.warning("organisation settings not read (%s); keeping the last ones", exc.__class__.__name__)
     return snapshot()
+
+
+async def _with_small_logo(org: Identity) -> Identity:
+    found = await images.variants(org.logo_url) if org.logo_url else []
+    return replace(org, logo_small_url=found[0][0] if found else org.logo_url)
 
 
 def forget() -> None:
@@ -295,6 +302,8 @@ async def update(fields: dict, *, actor: int | None = None) -> Identity:
         return _from_row(done[0])
 
     result = await db.atomic(work)
+    if result is not None:
+        result = await _with_small_logo(result)
     if result is None:
         return await load()
     _current, _checked_at = result, time.monotonic()

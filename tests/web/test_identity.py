@@ -252,6 +252,7 @@ async def test_a_page_title_naming_the_organisation_already_is_not_doubled(clien
 async def test_a_change_made_in_another_process_reaches_a_running_server_by_itself():
     """A real server process, and the change made here (another process): its pages show the
     new name after its next check (at most about a second later), with no restart and no signal."""
+    import asyncio
     import time
 
     import httpx
@@ -259,16 +260,35 @@ async def test_a_change_made_in_another_process_reaches_a_running_server_by_itse
 
     try:
         with running_server() as base:
-            first = httpx.get(f"{base}/events", timeout=10)
-            assert first.status_code == 200 and "Centre Elsewhere" not in first.text
-            await identity.update({"organisation_name": "Centre Elsewhere", "accent_colour": "#5b2a86"})
-            deadline = time.monotonic() + 15
-            while True:
-                page = httpx.get(f"{base}/events", headers={"If-None-Match": first.headers["etag"]}, timeout=10)
-                if page.status_code == 200 and "<title>Events · Centre Elsewhere</title>" in page.text:
-                    break
-                assert time.monotonic() < deadline, "the server never showed the new name"
-                time.sleep(0.2)
-            assert "--accent:#5b2a86;" in page.text and page.headers["etag"] != first.headers["etag"]
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                first = await http.get("/events")
+                assert first.status_code == 200 and "Centre Elsewhere" not in first.text
+                await identity.update({"organisation_name": "Centre Elsewhere", "accent_colour": "#5b2a86"})
+                deadline = time.monotonic() + 15
+                while True:
+                    page = await http.get("/events", headers={"If-None-Match": first.headers["etag"]})
+                    if page.status_code == 200 and "<title>Events · Centre Elsewhere</title>" in page.text:
+                        break
+                    assert time.monotonic() < deadline, "the server never showed the new name"
+                    await asyncio.sleep(0.2)
+                assert "--accent:#5b2a86;" in page.text and page.headers["etag"] != first.headers["etag"]
+    finally:
+        identity.forget()
+
+
+async def test_a_wide_logo_is_shown_from_its_phone_width_copy(client, member):
+    from events_app.domain import images
+
+    try:
+        csrf = await sign_in(client)
+        assert (await save(client, csrf, GOOD, ("wide.png", png((2400, 300)), "image/png"))).status_code == 303
+        stored = (await identity.stored())["logo_url"]
+        (small, width), (original, _) = await images.variants(stored)
+        assert width == 800 and original == stored
+        html = (await client.get("/events")).text
+        assert f'<img src="{small}" alt="Implementation Science Centre">' in html
+        identity.forget()  # another process loading it finds the same copy
+        await identity.load()
+        assert identity.snapshot().logo_small_url == small
     finally:
         identity.forget()
