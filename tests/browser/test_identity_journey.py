@@ -1,12 +1,15 @@
 """Staff give the organisation its identity in Settings, in a real browser against a real server,
 at desktop and phone widths: a colour too light is refused next to its field (the chosen logo is
 kept meanwhile), then the saved name, logo, colour, website and postal address show on the public
-pages; axe-core on the settings page (with its errors and after saving) and on a public page."""
+pages; axe-core on the settings page (with its errors and after saving) and on a public page.
+Screenshots go to $IDENTITY_SHOTS when set (e.g. /tmp/identity-shots)."""
 
 from __future__ import annotations
 
 import io
+import os
 import re
+from pathlib import Path
 
 import pytest
 from browserkit import WIDTHS, assert_accessible, browser_page
@@ -39,6 +42,13 @@ async def test_staff_set_the_identity_and_public_pages_wear_it(chromium_path, tm
     try:
         with running_server() as base:
             async with browser_page(chromium_path, width) as page:
+                shots = Path(os.environ["IDENTITY_SHOTS"]) if os.environ.get("IDENTITY_SHOTS") else None
+
+                async def shot(name: str) -> None:
+                    if shots:
+                        shots.mkdir(parents=True, exist_ok=True)
+                        await page.screenshot(path=str(shots / f"{width}-{name}.png"), full_page=True)
+
                 await page.goto(f"{base}/staff/settings")
                 assert "/staff/login" in page.url
                 await page.get_by_label("Email").fill(EMAIL)
@@ -68,6 +78,7 @@ async def test_staff_set_the_identity_and_public_pages_wear_it(chromium_path, tm
                 # The logo chosen is kept while the colour is corrected.
                 await expect(page.get_by_role("img", name="The logo you chose (not saved yet)")).to_be_visible()
                 await assert_accessible(page)
+                await shot("settings-errors")
 
                 await colour.fill("#1a4d2e")
                 await page.get_by_role("button", name="Save settings").click()
@@ -75,6 +86,7 @@ async def test_staff_set_the_identity_and_public_pages_wear_it(chromium_path, tm
                 await expect(page.get_by_role("status")).to_contain_text("Settings saved")
                 await expect(page.get_by_label("Organisation name")).to_have_value(NAME)
                 await assert_accessible(page)
+                await shot("settings-saved")
 
                 # A public page wears the identity: header, title, logo, colour, footer.
                 await page.goto(f"{base}/events/{event['slug']}")
@@ -98,6 +110,7 @@ async def test_staff_set_the_identity_and_public_pages_wear_it(chromium_path, tm
                 answer = await page.request.get(base + icon)
                 assert answer.ok and "#1a4d2e" in await answer.text()
                 await assert_accessible(page)
+                await shot("event-page")
                 await page.goto(f"{base}/events")
                 await expect(page.get_by_role("banner")).to_contain_text(NAME)
                 await assert_accessible(page)
