@@ -63,6 +63,10 @@ async def clean_tables(database):
     for table in reversed(ALL_TABLES):
         await db.fetch(f"DELETE FROM {table._meta.tablename}")
     events.forget()  # ids are reused once the rows are gone
+    from events_app.domain import identity, images
+
+    identity.forget()  # the organisation of the last test is not this one's
+    images.forget()
     await seed.topics()
     yield
 

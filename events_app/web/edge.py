@@ -40,7 +40,8 @@ PUBLIC_BODY_LIMIT = 64 * KIB
 STAFF_BODY_LIMIT = 1024 * KIB  # an issue's Markdown, an event with many questions
 # Litestar's own default cap: the staff CSV import reads the upload in one piece.
 IMPORT_BODY_LIMIT = 10 * 1024 * KIB
-LARGE_BODY_PATHS = {"/staff/subscribers/import": IMPORT_BODY_LIMIT}
+# The settings form carries a logo of up to 5 MB (domain/images.py): its refusal shows beside the field.
+LARGE_BODY_PATHS = {"/staff/subscribers/import": IMPORT_BODY_LIMIT, "/staff/settings": 6 * 1024 * KIB}
 
 # Pages whose URL carries a secret: browsers must not pass it on in a Referer.
 TOKEN_PREFIXES = ("/r/", "/j/", "/s/")

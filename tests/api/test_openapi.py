@@ -81,8 +81,9 @@ async def test_every_operation_taking_a_body_documents_it(client):
         assert _named(schema), (name, schema)
         assert _resolve(document, schema).get("properties"), name
         assert method in ("POST", "PATCH"), name
-    # create/change/preview events, register, announce, subscribe, create/change/test/release/retry issues
-    assert with_body == 11, with_body
+    # create/change/preview events, register, announce, subscribe, create/change/test/release/retry
+    # issues, and change settings
+    assert with_body == 12, with_body
 
 
 async def test_no_answer_is_an_object_without_properties_and_components_say_their_limits(client):

@@ -47,6 +47,7 @@ MEANING_CHECKED_BY_THE_DOMAIN = {
     "issues_change": "the same, and the topic only before release",
     "issues_test": "an address we can send to",
     "issues_release": "a time in the future",
+    "settings_change": "an accent colour dark enough for AA contrast, an https logo, a usable address and website",
 }
 
 
