@@ -84,6 +84,10 @@ async def test_every_error_at_once_next_to_its_field_with_its_label(client, csrf
     # Each message sits by its field, which points to it.
     assert re.search(r'id="s-0-name"[^>]*aria-invalid="true" aria-describedby="err-speakers-0-name"', page)
     assert 'id="err-speakers-0-name"' in page and 'id="err-cover_image_url"' in page
+    # A field with a hint is described by both, once (a second aria-describedby would be ignored).
+    assert re.search(r'id="capacity"[^>]*aria-describedby="cap-hint err-capacity" aria-invalid="true"', page)
+    assert re.search(r'id="cover_file"[^>]*aria-describedby="cover-hint err-cover_image_url" aria-invalid="true"', page)
+    assert not re.search(r'<[^>]*aria-describedby=[^>]*aria-describedby=', page)
     assert 'value="Host"' in page, "what was typed stays"
     assert (await db.fetch("SELECT COUNT(*) AS n FROM event"))[0]["n"] == 0
 
