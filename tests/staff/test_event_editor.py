@@ -42,13 +42,17 @@ async def test_create_with_an_uploaded_cover_speakers_and_the_shown_count(client
             **_speaker_rows({"name": "Ada Lovelace", "role": "Host", "bio": "Runs the programme.", "photo_url": ""},
                             {"name": "", "role": "", "bio": "", "photo_url": ""},
                             {"name": "Grace Hopper", "role": "Panelist", "bio": "", "photo_url": ""})}
-    answer = await client.post("/staff/events", data=form, files={"cover_file": ("cover.png", _png(1600, 840), "image/png")})
+    files = {"cover_file": ("cover.png", _png(1600, 840), "image/png"),
+             "s-2-photo_file": ("grace.png", _png(300, 300), "image/png")}
+    answer = await client.post("/staff/events", data=form, files=files)
     assert answer.status_code == 303, answer.text[-3000:]
     event_id = int(re.search(r"/staff/events/(\d+)", answer.headers["location"]).group(1))
     event = await events.get(event_id)
     assert re.fullmatch(r"/media/[0-9a-f]{64}\.png", event["cover_image_url"])
     assert event["cover_alt"] == "The panel on a video call" and event["show_registered_count"] is True
     assert [p["name"] for p in event["speakers"]] == ["Ada Lovelace", "Grace Hopper"], "an empty row is no speaker"
+    assert event["speakers"][0]["photo_url"] == ""
+    assert re.fullmatch(r"/media/[0-9a-f]{64}\.png", event["speakers"][1]["photo_url"]), "her uploaded photo"
     assert (await client.get(event["cover_image_url"])).status_code == 200
 
     editor = (await client.get(f"/staff/events/{event_id}")).text
@@ -71,7 +75,9 @@ async def test_every_error_at_once_next_to_its_field_with_its_label(client, csrf
                        ends_at=start.strftime("%Y-%m-%dT%H:%M")),
             "csrf_token": csrf, "cover_alt": "", "cover_image_url": "",
             **_speaker_rows({"name": "", "role": "Host", "bio": "x" * 700, "photo_url": "ftp://x"})}
-    answer = await client.post("/staff/events", data=form, files={"cover_file": ("cover.png", b"not a picture", "image/png")})
+    answer = await client.post("/staff/events", data=form, files={
+        "cover_file": ("cover.png", b"not a picture", "image/png"),
+        "s-0-photo_file": ("me.png", b"nor this", "image/png")})
     assert answer.status_code == 400
     page = answer.text
     summary = re.search(r'<div class="notice" role="alert" id="error-summary".*?</div>', page, re.S).group(0)

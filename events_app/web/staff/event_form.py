@@ -265,6 +265,17 @@ def posted_values(form: Any, keep_blank: bool = False) -> dict[str, Any]:
 
 
 def _speaker_rows(form: Any, keep_blank: bool = False) -> list[dict[str, str]]:
+    return [row for _, row in speaker_rows_at(form, keep_blank=keep_blank)]
+
+
+def _has_file(form: Any, name: str) -> bool:
+    upload = form.get(name)
+    return bool(getattr(upload, "filename", None))
+
+
+def speaker_rows_at(form: Any, keep_blank: bool = False) -> list[tuple[int, dict[str, str]]]:
+    """(row number in the form, speaker) for each speaker kept: removed rows and empty ones (no
+    text and no photo chosen) are left out, so the list's positions are the data's."""
     try:
         count = min(int(form.get("speaker_count") or 0), MAX_SPEAKERS + SPEAKER_BLANKS)
     except ValueError:
@@ -273,9 +284,10 @@ def _speaker_rows(form: Any, keep_blank: bool = False) -> list[dict[str, str]]:
     for i in range(count):
         p = f"s-{i}-"
         row = {k: _text(form, p + k) for k in ("name", "role", "bio", "photo_url")}
-        if form.get(p + "remove") == "yes" or (not keep_blank and not any(row.values())):
+        empty = not any(row.values()) and not _has_file(form, p + "photo_file")
+        if form.get(p + "remove") == "yes" or (not keep_blank and empty):
             continue
-        rows.append(row)
+        rows.append((i, row))
     return rows
 
 

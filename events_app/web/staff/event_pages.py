@@ -59,23 +59,39 @@ def _form_page(
     )
 
 
-async def _cover(form: Any, data: dict) -> dict[str, str]:
-    """Store an uploaded cover (it replaces the address typed); the errors for a refused file."""
-    upload = form.get("cover_file")
+async def _stored(upload: Any, field: str) -> tuple[str | None, dict[str, str]]:
     if not isinstance(upload, UploadFile) or not upload.filename:
-        return {}
+        return None, {}
     try:
-        data["cover_image_url"] = await images.store(await upload.read(), field="cover_image_url")
+        return await images.store(await upload.read(), field=field), {}
     except ValidationFailed as exc:
-        return exc.fields
-    return {}
+        return None, exc.fields
+
+
+async def _cover(form: Any, data: dict) -> dict[str, str]:
+    """Store an uploaded cover and speakers' photos (each replaces the address typed); the
+    errors for refused files, named like the fields they fill."""
+    errors: dict[str, str] = {}
+    url, refused = await _stored(form.get("cover_file"), "cover_image_url")
+    errors.update(refused)
+    if url:
+        data["cover_image_url"] = url
+    if "speakers" in data:
+        for k, (i, _) in enumerate(event_form.speaker_rows_at(form)):
+            url, refused = await _stored(form.get(f"s-{i}-photo_file"), f"speakers[{k}].photo_url")
+            errors.update(refused)
+            if url and k < len(data["speakers"]):
+                data["speakers"][k]["photo_url"] = url
+    return errors
 
 
 def _shown_values(form: Any, data: dict) -> dict:
-    """The form as typed, with a cover uploaded on this try kept (so it is not asked for again)."""
+    """The form as typed, with pictures uploaded on this try kept (so they are not asked for again)."""
     values = event_form.posted_values(form)
     if data.get("cover_image_url"):
         values["cover_image_url"] = data["cover_image_url"]
+    for shown, sent in zip(values["speakers"], data.get("speakers") or [], strict=False):
+        shown["photo_url"] = sent.get("photo_url", shown["photo_url"])
     return values
 
 
