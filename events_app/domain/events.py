@@ -22,7 +22,7 @@ from typing import Any, Literal, NamedTuple
 from .. import clock, db
 from ..settings import Settings
 from ..timefmt import format_range
-from . import audit, outbox, registrations
+from . import audit, identity, outbox, registrations
 from . import validation as v
 from .errors import Conflict, NotFound
 from .event_input import clean_fields
@@ -63,10 +63,10 @@ class Organizer(NamedTuple):
 def organizer(cfg: Settings) -> Organizer:
     """Who organises every event, as invites, calendar files and feeds name it (ORGANIZER;CN):
     the display name and address of EVENTS_MAIL_FROM, the name reduced to one line, and the
-    organisation's name when the From address has none. The one definition for the web's
-    calendar files and the mail's invites."""
+    organisation's name (as staff set it in Settings, domain/identity.py) when the From address
+    has none. The one definition for the web's calendar files and the mail's invites."""
     name, address = parseaddr(cfg.mail_from)
-    return Organizer(" ".join(name.split()) or cfg.org_name, address)
+    return Organizer(" ".join(name.split()) or identity.snapshot().name, address)
 
 
 def decode(row: dict) -> dict:

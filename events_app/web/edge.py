@@ -40,8 +40,12 @@ PUBLIC_BODY_LIMIT = 64 * KIB
 STAFF_BODY_LIMIT = 1024 * KIB  # an issue's Markdown, an event with many questions
 # Litestar's own default cap: the staff CSV import reads the upload in one piece.
 IMPORT_BODY_LIMIT = 10 * 1024 * KIB
-# The settings form carries a logo of up to 5 MB (domain/images.py): its refusal shows beside the field.
-LARGE_BODY_PATHS = {"/staff/subscribers/import": IMPORT_BODY_LIMIT, "/staff/settings": 6 * 1024 * KIB}
+# Forms that carry a picture of up to 5 MB (domain/images.py), so that its refusal shows beside
+# the field rather than as a 413 page: the settings form (logo) and the event editor (cover,
+# speakers' photos).
+PICTURE_BODY_LIMIT = 6 * 1024 * KIB
+LARGE_BODY_PATHS = {"/staff/subscribers/import": IMPORT_BODY_LIMIT, "/staff/settings": PICTURE_BODY_LIMIT}
+_EVENT_FORM = re.compile(r"/staff/events(/\d+)?")
 
 # Pages whose URL carries a secret: browsers must not pass it on in a Referer.
 TOKEN_PREFIXES = ("/r/", "/j/", "/s/")
@@ -162,7 +166,10 @@ def body_limit(scope: Scope) -> int:
         staff_only = _STAFF_ONLY[handler] = _staff_only(handler)
     if not staff_only:
         return PUBLIC_BODY_LIMIT
-    return LARGE_BODY_PATHS.get(scope["path"].rstrip("/"), STAFF_BODY_LIMIT)
+    path = scope["path"].rstrip("/")
+    if _EVENT_FORM.fullmatch(path):
+        return PICTURE_BODY_LIMIT  # the event editor carries a cover and speakers' photos
+    return LARGE_BODY_PATHS.get(path, STAFF_BODY_LIMIT)
 
 
 def _limited(receive: Receive, scope: Scope, limit: int) -> Receive:

@@ -57,7 +57,12 @@ async def test_registrant_facing_links_offer_only_the_invite_itself(client):
     page = (await client.get(f"/r/{token}")).text
     assert "calendar.google.com" not in page and "outlook.live.com" not in page
     assert f"/r/{token}.ics" in page and "/events/careers.ics" not in page
-    thanks = (await client.post("/events/careers/register", data={"name": "Bob", "email": "bob@example.org"})).text
+    thanks = (
+        await client.post(
+            "/events/careers/register", data={"name": "Bob", "email": "bob@example.org"}, follow_redirects=True
+        )
+    ).text
+    assert "registered" in thanks
     assert "calendar.google.com" not in thanks and "/events/careers.ics" not in thanks
     # visitors still get add-to-calendar links on the public page
     assert "calendar.google.com" in (await client.get("/events/careers")).text

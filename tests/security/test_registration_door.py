@@ -57,7 +57,7 @@ async def test_form_with_no_box_ticked_keeps_the_input_or_registers(client):
     assert await _counts() == (0, 0)
 
     # The optional one ("topics") left empty registers.
-    done = await client.post("/events/careers/register", data={**typed, "q_must": "Panel"})
+    done = await client.post("/events/careers/register", data={**typed, "q_must": "Panel"}, follow_redirects=True)
     assert done.status_code == 200 and "You're registered" in done.text
     row = (await db.fetch("SELECT answers FROM registration"))[0]
     assert json.loads(row["answers"]) == {"stage": "Graduate", "must": ["Panel"], "why": "Jobs talk"}
@@ -110,9 +110,13 @@ async def test_a_repeat_answers_exactly_like_a_new_address_and_shows_nothing_sto
 async def test_the_thank_you_page_is_the_same_for_a_known_and_a_new_address(client):
     await published_event(slug="careers", capacity=1)
     form = {"name": "Ada", "email": "ada@example.org"}
-    assert "You're registered" in (await client.post("/events/careers/register", data=form)).text
-    known = await client.post("/events/careers/register", data={"name": "Eve", "email": "ada@example.org"})
-    unknown = await client.post("/events/careers/register", data={"name": "Eve", "email": "eve@example.org"})
+    assert "You're registered" in (await client.post("/events/careers/register", data=form, follow_redirects=True)).text
+    known = await client.post(
+        "/events/careers/register", data={"name": "Eve", "email": "ada@example.org"}, follow_redirects=True
+    )
+    unknown = await client.post(
+        "/events/careers/register", data={"name": "Eve", "email": "eve@example.org"}, follow_redirects=True
+    )
     assert known.status_code == unknown.status_code == 200
     assert "You're on the waitlist" in known.text and "number <strong>1</strong>" in known.text
     assert _masked(known.text, "ada@example.org") == _masked(unknown.text, "eve@example.org")
@@ -459,7 +463,7 @@ async def test_search_the_registration_form(client, form):
     if not await db.fetch("SELECT id FROM event WHERE slug = 'search'"):
         await published_event(slug="search", capacity=2, questions=QUESTIONS)
     before = await _counts()
-    answer = await client.post("/events/search/register", data=form)
+    answer = await client.post("/events/search/register", data=form, follow_redirects=True)
     assert answer.status_code < 500, (form, answer.text[:300])
     if answer.status_code >= 400:
         assert answer.status_code == 400 and 'class="error"' in answer.text, answer.text[-2000:]

@@ -68,6 +68,8 @@ async def test_registration_form_registers_and_then_waitlists(client):
     form = {"name": "Ada", "email": "ada@example.org", "q_stage": "Student", "q_topics": ["Jobs", "Networks"],
             "q_first": "yes", "subscribe": "yes"}
     answer = await client.post("/events/careers/register", data=form)
+    assert answer.status_code == 303  # to a thank-you page that can be reopened
+    answer = await client.get(answer.headers["location"])
     assert answer.status_code == 200
     assert "You're registered" in answer.text and "ada@example.org" in answer.text
     row = (await db.fetch("SELECT status, answers, subscribe FROM registration WHERE email = 'ada@example.org'"))[0]
@@ -76,7 +78,9 @@ async def test_registration_form_registers_and_then_waitlists(client):
 
     page = (await client.get("/events/careers")).text
     assert "Join the waitlist" in page
-    second = await client.post("/events/careers/register", data={**form, "email": "grace@example.org"})
+    second = await client.post(
+        "/events/careers/register", data={**form, "email": "grace@example.org"}, follow_redirects=True
+    )
     assert "You're on the waitlist" in second.text and "number <strong>1</strong>" in second.text
     assert (await events.get(event["id"]))["taken"] == 1
 
