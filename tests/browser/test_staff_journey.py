@@ -1,40 +1,49 @@
-"""A new staff member's journey in a real browser (Debian's Chromium driven by Playwright)
-against a real server with its mail worker writing .eml files: sign in to the demo, create an
-event with a question, publish it, see two people register from the public page in the list and
-the chart, export the CSV, import subscribers, write an issue and release it, watch it deliver.
-Screenshots go to $STAFF_SHOTS when set (e.g. /tmp/staff-shots)."""
+"""A staff member's journey in a real browser (Debian's Chromium driven by Playwright) against a
+real server with its mail worker writing .eml files, at desktop and phone widths: sign in to the
+demo, read the dashboard chart, import subscribers from an Excel-style semicolon file, announce an
+event after seeing the recipient count, follow its delivery as it updates itself, read the
+registrants and download their CSV, meet the issue editor's errors next to their fields, write and
+release an issue and watch it deliver; axe-core on every page on the way. Screenshots go to
+$STAFF_SHOTS when set (e.g. /tmp/staff-shots)."""
 
 from __future__ import annotations
 
 import csv
-import email
 import io
 import os
 import re
 import shutil
 import time
-from datetime import datetime, timedelta
-from email import policy
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from playwright.async_api import async_playwright, expect
+import pytest
+from browserkit import FAST_WORKER, WIDTHS, assert_accessible, browser_page, wait_for_mail
+from playwright.async_api import Page, expect
 
 from events_app import demo, settings
+from events_app.domain import mailings, registrations
+from factories import published_event
 from server import running_server
-from test_journey import FLAGS
+
+QUESTION = {"key": "where_are_you_in_your_career", "label": "Where are you in your career?", "type": "single",
+            "options": ["Graduate student", "Recent graduate", "Changing careers"], "required": True}
+ISO_WITH_OFFSET = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")
 
 
-def _mails(subject_part: str) -> list[email.message.EmailMessage]:
-    found = []
-    for path in sorted(settings.get().mail_dir.glob("*.eml")):
-        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-        if subject_part.lower() in str(msg["Subject"]).lower():
-            found.append(msg)
-    return found
+async def wait_done_without_reload(page: Page, timeout: float = 40) -> None:
+    """The delivery figures reach "done" by the page's own fetches: the document is never
+    reloaded (a marker set on the window survives) and nothing asks for a reload."""
+    await page.evaluate("window.__sameDocument = true")
+    assert await page.locator("meta[http-equiv='refresh' i]").count() == 0
+    deadline = time.monotonic() + timeout
+    while await page.locator("#delivery-now").get_attribute("data-status") != "done":
+        assert time.monotonic() < deadline, "the delivery did not finish"
+        await page.wait_for_timeout(500)
+    assert await page.evaluate("window.__sameDocument === true"), "the page reloaded itself"
 
 
-async def test_staff_journey(chromium_path, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("width", WIDTHS)
+async def test_staff_journey(chromium_path, tmp_path, width):
     shutil.rmtree(settings.get().mail_dir, ignore_errors=True)
     said: list[str] = []
     await demo.load(said.append)
@@ -42,19 +51,20 @@ async def test_staff_journey(chromium_path, tmp_path):  # noqa: F811
     shots = Path(os.environ["STAFF_SHOTS"]) if os.environ.get("STAFF_SHOTS") else None
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
-    start = (datetime.now(ZoneInfo("America/Toronto")) + timedelta(days=10)).replace(hour=12, minute=0)
+    event = await published_event(title="Implementation careers Q&A", slug="careers-qa", capacity=1,
+                                  tags=["career"], questions=[QUESTION])
+    for name, address, stage in (("Ada Lovelace", "ada@example.org", "Graduate student"),
+                                 ("Grace Hopper", "grace@example.org", "Changing careers")):
+        await registrations.register(event, {"name": name, "email": address,
+                                             "answers": {QUESTION["key"]: stage}})
 
-    with running_server(worker=True, env={"EVENTS_WORKER_POLL_SECONDS": "0.1"}) as base:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=chromium_path, args=FLAGS)
-            context = await browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-            page = await context.new_page()
-
+    with running_server(worker=True, env=FAST_WORKER) as base:
+        async with browser_page(chromium_path, width) as page:
             nav = page.get_by_role("navigation", name="Staff workspace")
 
             async def shot(name: str) -> None:
                 if shots:
-                    await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                    await page.screenshot(path=str(shots / f"{width}-{name}.png"), full_page=True)
 
             # Sign in: the workspace sends a stranger to the form, and back after it.
             await page.goto(f"{base}/staff/events")
@@ -63,110 +73,159 @@ async def test_staff_journey(chromium_path, tmp_path):  # noqa: F811
             await page.get_by_label("Password").fill("not the password")
             await page.get_by_role("button", name="Sign in").click()
             await expect(page.get_by_text("do not match a staff account")).to_be_visible()
+            await assert_accessible(page)
             await page.get_by_label("Password").fill(password)
-            await shot("01-login")
             await page.get_by_role("button", name="Sign in").click()
             await expect(page).to_have_url(re.compile(r"/staff/events$"))
+            await assert_accessible(page)  # the events list
+            await shot("01-events")
+
+            # The dashboard: the event's chart with its axes, a description and a table.
             await nav.get_by_role("link", name="Dashboard").click()
-            await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-            await shot("02-dashboard-demo")
+            await expect(page.get_by_role("heading", name="Dashboard", exact=True)).to_be_visible()
+            event_chart = page.locator(f"svg#reg-chart-{event['id']}")
+            await expect(event_chart).to_have_attribute("role", "img")
+            counts = [int(c) for c in await event_chart.locator("rect.bar").evaluate_all(
+                "els => els.map(e => e.dataset.count)")]
+            assert counts[-1] == 2 and sum(counts) == 2
+            await expect(event_chart.locator("text.axis-title").first).to_have_text("New registrations")
+            await expect(event_chart.locator("text.x-tick").first).to_have_text(re.compile(r"^\d{1,2} \w{3}$"))
+            box = await event_chart.bounding_box()
+            assert box and box["width"] <= (page.viewport_size or {"width": 0})["width"]  # fits a phone
+            await page.locator(f"#reg-chart-{event['id']} ~ details summary").click()
+            await expect(page.locator(f"#reg-chart-{event['id']}-table")).to_be_visible()
+            await assert_accessible(page)
+            await shot("02-dashboard")
 
-            # A new event with a question, created as a draft and then published.
-            await page.get_by_role("link", name="New event", exact=True).click()
-            await page.get_by_label("Title").fill("Implementation careers Q&A")
-            await page.get_by_label("Summary (one or two sentences)").fill("Ask practitioners about their jobs.")
-            await page.get_by_label("Time zone of the event").select_option("America/Toronto")
-            await page.get_by_label("Starts").fill(start.strftime("%Y-%m-%dT%H:%M"))
-            await page.get_by_label("Ends").fill((start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
-            await page.get_by_label("Seats").fill("1")
-            await page.get_by_label("Meeting link").fill("https://meet.example.org/qa")
-            await page.locator("#q-0-label").fill("Where are you in your career?")
-            await page.locator("#q-0-type").select_option("single")
-            await page.locator("#q-0-options").fill("Graduate student\nRecent graduate\nChanging careers")
-            await page.locator("input[name='q-0-required']").check()
-            await shot("03-event-editor")
-            await page.get_by_role("button", name="Create event").click()
-            await expect(page.get_by_text("It is a draft")).to_be_visible()
-            await page.get_by_role("button", name="Publish").click()
-            await expect(page.get_by_text("Published: the event page is public")).to_be_visible()
-            await shot("04-event-published")
+            # Subscribers: import an Excel file (semicolons, byte-order mark) into two topics.
+            csv_file = tmp_path / "readers.csv"
+            csv_file.write_bytes(("\ufeffE-mail;Name\r\n" + "".join(
+                f"reader{n}@example.org;Reader {n}\r\n" for n in range(5)) + "bad-row;Bad\r\n").encode())
+            await nav.get_by_role("link", name="Subscribers").click()
+            await assert_accessible(page)
+            await page.get_by_role("button", name="Import").click()  # no file chosen: said at the field
+            await expect(page.locator("#err-file")).to_contain_text("CSV file is missing")
+            await expect(page.get_by_label("CSV file")).to_have_attribute("aria-invalid", "true")
+            await assert_accessible(page)
+            await page.get_by_label("CSV file").set_input_files(str(csv_file))
+            await page.get_by_role("checkbox", name="Events", exact=True).check()
+            await page.get_by_role("button", name="Import").click()
+            await expect(page.locator("[data-imported='5']")).to_be_visible()
+            await expect(page.locator("[data-invalid='1']")).to_be_visible()
 
-            # Two people register from the public page (a phone-sized window); one is waitlisted.
-            public = await context.new_page()
-            await public.set_viewport_size({"width": 390, "height": 844})
-            for name, address, stage in (("Ada Lovelace", "ada@example.org", "Graduate student"),
-                                         ("Grace Hopper", "grace@example.org", "Changing careers")):
-                await public.goto(f"{base}/events/implementation-careers-q-a")
-                await public.get_by_label("Your name").fill(name)
-                await public.get_by_label("Email").fill(address)
-                await public.get_by_label(stage).check()
-                await public.get_by_role("button", name=re.compile("Register|Join the waitlist")).click()
-                await expect(public.get_by_role("heading", name=re.compile("You're registered|You're on the waitlist"))).to_be_visible()
-            await public.close()
+            # Announce the event: the count first, then the confirmation, then the delivery.
+            expected = (await mailings.announce_preview(event["id"]))["recipients"]
+            assert expected >= 5
+            await nav.get_by_role("link", name="Events").click()
+            await page.get_by_role("link", name="Announce… Implementation careers Q&A").click()
+            await expect(page.locator("#recipients")).to_have_attribute("data-recipients", str(expected))
+            await expect(page.locator("#recipients")).to_contain_text("Events and Career events")
+            await assert_accessible(page)
+            await shot("03-announce")
+            await page.get_by_role("button", name=f"Announce to {expected} subscribers").click()
+            await expect(page.get_by_role("heading", name=re.compile("Announcement of"))).to_be_visible()
+            await expect(page.get_by_role("link", name="Refresh")).to_be_visible()
+            await expect(page.locator("#delivery-as-of")).to_contain_text(re.compile(r"Figures as of \d"))
+            await wait_done_without_reload(page)
+            await expect(page.locator(f"[data-sent='{expected}']")).to_be_visible()
+            await expect(page.locator("#delivery-auto")).to_be_hidden()  # polling stopped: done
+            await assert_accessible(page)
+            await shot("04-announcement-delivery")
+            wait_for_mail("reader0@example.org", "Implementation careers Q&A")
+            # A second announcement is not one click away.
+            await page.goto(f"{base}/staff/events/{event['id']}/announce")
+            await expect(page.locator("#announced-before")).to_contain_text("Already announced 1 time")
+            await page.get_by_role("button", name=re.compile("Announce again to")).click()
+            await expect(page.locator("#err-again")).to_contain_text("announced already")
+            await assert_accessible(page)
 
-            # Staff see them in the list, with their answers, and in the chart.
-            await page.get_by_role("link", name="Registrants").first.click()
+            # Registrants, their answers, and the CSV a spreadsheet reads.
+            await page.goto(f"{base}/staff/events/{event['id']}/registrants")
             await expect(page.get_by_role("cell", name="Ada Lovelace")).to_be_visible()
-            await expect(page.get_by_role("cell", name="Grace Hopper")).to_be_visible()
-            await expect(page.get_by_text("1 registered of 1 seats · 1 waitlisted")).to_be_visible()
             await expect(page.get_by_role("cell", name="Changing careers")).to_be_visible()
+            await assert_accessible(page)
             await shot("05-registrants")
             async with page.expect_download() as download_info:
                 await page.get_by_role("link", name="Download CSV (everyone)").click()
             download = await download_info.value
             rows = list(csv.DictReader(io.StringIO(Path(await download.path()).read_text())))
-            assert [(r["name"], r["status"], r["where_are_you_in_your_career"]) for r in rows] == [
+            assert [(r["name"], r["status"], r[QUESTION["label"]]) for r in rows] == [
                 ("Ada Lovelace", "registered", "Graduate student"), ("Grace Hopper", "waitlisted", "Changing careers")]
-            # Promote Grace over the capacity, from the list.
-            await page.get_by_role("button", name="Promote").click()
-            await expect(page.get_by_text("Promoted: they have a seat now")).to_be_visible()
+            assert all(ISO_WITH_OFFSET.fullmatch(r["registered_at"]) for r in rows), rows
 
-            await nav.get_by_role("link", name="Dashboard").click()
-            await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-            event_chart = page.locator("svg.chart").filter(has=page.locator("title", has_text="Implementation careers Q&A"))
-            counts = [int(c) for c in await event_chart.locator("rect.bar").evaluate_all("els => els.map(e => e.dataset.count)")]
-            assert counts[-1] == 2 and sum(counts) == 2
-            await shot("06-dashboard-chart")
-
-            # Subscribers: import a consented list through the workspace.
-            csv_file = tmp_path / "readers.csv"
-            csv_file.write_text("email,name\n" + "".join(f"reader{n}@example.org,Reader {n}\n" for n in range(5)) + "bad-row,Bad\n")
-            await nav.get_by_role("link", name="Subscribers").click()
-            await page.get_by_label("CSV file").set_input_files(str(csv_file))
-            await page.get_by_role("button", name="Import").click()
-            await expect(page.locator("[data-imported='5']")).to_be_visible()
-            await shot("07-import-report")
-
-            # Write the issue, look at both previews, release it after seeing the count.
+            # The issue editor: every error at once, next to its field, in the field's label.
             await nav.get_by_role("link", name="Bulletin").click()
             await page.get_by_role("link", name="New issue").click()
+            await page.get_by_label("Address: /bulletin/…").fill("not a valid address!")
+            await page.get_by_role("button", name="Create draft").click()
+            summary = page.locator("#error-summary")
+            await expect(summary).to_be_visible()
+            await expect(summary.get_by_role("link", name=re.compile("^Title "))).to_be_visible()
+            await expect(summary.get_by_role("link", name=re.compile("^Address "))).to_be_visible()
+            await expect(summary).not_to_contain_text("slug")
+            await expect(page.locator("#err-title")).to_contain_text("Title ")
+            await expect(page.get_by_label("Title")).to_have_attribute("aria-invalid", "true")
+            await expect(page.get_by_label("Address: /bulletin/…")).to_have_value("not a valid address!")
+            await summary.get_by_role("link", name=re.compile("^Title ")).click()
+            await expect(page.get_by_label("Title")).to_be_focused()
+            await assert_accessible(page)
+            await shot("06-issue-errors")
             await page.get_by_label("Title").fill("November 2026")
+            await page.get_by_label("Address: /bulletin/…").fill("")
             await page.get_by_label(re.compile("^Body")).fill("## Careers\n\nImplementation positions **you never knew** existed.")
             await page.get_by_role("button", name="Create draft").click()
             await expect(page.locator("#preview-web strong", has_text="you never knew")).to_be_visible()
-            await shot("08-issue-editor")
+            await assert_accessible(page)
+            await shot("07-issue-editor")
+
+            # Release after seeing the count; the delivery updates itself.
             await page.get_by_role("link", name="Release or schedule…").click()
             await expect(page.locator("[data-recipients='5']")).to_be_visible()
-            await shot("09-release-confirm")
+            await assert_accessible(page)
+            await shot("08-release-confirm")
             await page.get_by_role("button", name="Release to 5 subscribers").click()
-            deadline = time.monotonic() + 30
-            while await page.locator("#delivery-state").get_attribute("data-status") != "done":
-                assert time.monotonic() < deadline, "the release did not finish"
-                await page.wait_for_timeout(1000)  # the page reloads itself (Refresh header)
+            await expect(page.get_by_role("heading", name=re.compile("Delivery of"))).to_be_visible()
+            await wait_done_without_reload(page)
             await expect(page.locator("[data-sent='5']")).to_be_visible()
-            await shot("10-delivery-done")
+            await assert_accessible(page)
+            await shot("09-delivery-done")
 
+            # The rest of the workspace, each page checked.
+            for name, heading in (("Subscribers", "Subscribers"), ("Account", "Account"), ("Audit log", "Audit log"),
+                                  ("Mail", "Mail")):
+                await nav.get_by_role("link", name=name).click()
+                await expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+                await assert_accessible(page)
             await nav.get_by_role("link", name="Audit log").click()
-            await expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
-            # What this member did, once each (the demo's own events are entries of the system).
-            for action in ("event.create", "event.publish", "registration.promote", "subscribers.import", "issue.release"):
+            for action in ("subscribers.import", "event.announce", "issue.release"):
                 mine = page.locator(f"tr[data-action='{action}']", has_text="staff@example.org")
                 assert await mine.count() == 1, action
-            assert await page.locator("tr[data-action='event.create']", has_text="system").count() == 2
-            await shot("11-audit")
-            await nav.get_by_role("link", name="Mail").click()
-            await shot("12-mail")
-            await browser.close()
+            await expect(page.locator("tr[data-action='issue.release'] time")).to_have_text(
+                re.compile(r"^\w{3} \d{1,2} \w{3} \d{4}, \d{1,2}:\d\d [AP]M \w+$"))
+            await shot("10-audit")
 
-    issued = [m for m in _mails("November 2026") if "[Test]" not in str(m["Subject"])]
-    assert sorted(m["To"].addresses[0].addr_spec for m in issued) == [f"reader{n}@example.org" for n in range(5)]
+    issued = wait_for_mail("reader4@example.org", "November 2026")
+    assert "[Test]" not in str(issued["Subject"])
+
+
+async def test_delivery_page_without_javascript(chromium_path):
+    """Without JavaScript the delivery page is whole: the figures as of a time and a Refresh link."""
+    said: list[str] = []
+    await demo.load(said.append)
+    password = re.search(r"password: (\S+)", " ".join(said)).group(1)
+    event = await published_event(title="Quiet talk", slug="quiet")
+    with running_server(worker=False) as base:
+        async with browser_page(chromium_path, "phone", javascript=False) as page:
+            await page.goto(f"{base}/staff/login")
+            await page.get_by_label("Email").fill("staff@example.org")
+            await page.get_by_label("Password").fill(password)
+            await page.get_by_role("button", name="Sign in").click()
+            await page.goto(f"{base}/staff/events/{event['id']}/announce")
+            await page.get_by_role("button", name=re.compile("Announce to")).click()
+            await expect(page.locator("#delivery-now")).to_have_attribute("data-status", "sending")
+            first = await page.locator("#delivery-as-of time").get_attribute("datetime")
+            await page.wait_for_timeout(1100)  # the as-of time is to the second
+            await page.get_by_role("link", name="Refresh").click()
+            assert await page.locator("#delivery-as-of time").get_attribute("datetime") != first
+            await expect(page.locator("#delivery-auto")).to_be_hidden()  # no promise of updates
+            # (axe-core needs JavaScript: the same page is checked in the journey above.)

@@ -32,9 +32,9 @@ async def test_announce_shows_the_count_then_sends_once(client, csrf):
     expected = (await mailings.announce_preview(career["id"]))["recipients"]
     assert expected == 3  # events1, both (once), careers; not bulletin-only, not paused
     assert ask.status_code == 200 and f'data-recipients="{expected}"' in ask.text
-    assert f"Announce to {expected} subscribers" in ask.text and "Events and Careers" in ask.text
+    assert f"Announce to {expected} subscribers" in ask.text and "Events and Career events" in ask.text
     plain_ask = await client.get(f"/staff/events/{plain['id']}/announce")
-    assert f'data-recipients="{expected - 1}"' in plain_ask.text and "Careers" not in plain_ask.text.split('id="recipients"')[1][:400]
+    assert f'data-recipients="{expected - 1}"' in plain_ask.text and "Career events" not in plain_ask.text.split('id="recipients"')[1][:400]
     assert await mailing_rows() == []  # looking sends nothing
 
     done = await client.post(f"/staff/events/{career['id']}/announce", data={"csrf_token": csrf})

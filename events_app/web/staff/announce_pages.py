@@ -10,18 +10,17 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from ...domain import events, issues, mailings
+from ...domain import events, issues, mailings, subscriptions
 from ...domain.errors import Conflict
 from ...timefmt import format_range, short_time
 from .bulletin_pages import NO_STORE, delivery_context
 from .session import StaffController, me, page
 
-TOPIC_NAMES = {"events": "Events", "careers": "Careers"}
-
 
 async def _confirm_page(request: Request, event_id: int, *, status: int = 200, error: str | None = None) -> Template:
     preview = await mailings.announce_preview(event_id)
     event = preview["event"]
+    names = {t["slug"]: t["name"] for t in await subscriptions.all_topics()}
     previous = [{"mailing": m, "when": short_time(m["created_at"], event["timezone"])} for m in preview["previous"]]
     return page(
         request,
@@ -30,7 +29,7 @@ async def _confirm_page(request: Request, event_id: int, *, status: int = 200, e
         event=event,
         when=format_range(event["starts_at"], event["ends_at"], event["timezone"]),
         recipients=preview["recipients"],
-        topics=[TOPIC_NAMES.get(slug, slug) for slug in preview["topics"]],
+        topics=[names.get(slug, slug) for slug in preview["topics"]],
         previous=previous,
         refusal=preview["refusal"],
         errors={"again": error} if error else {},

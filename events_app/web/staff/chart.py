@@ -183,7 +183,8 @@ def bar_chart(
     )
     parts.append(
         f'<details class="chart-table"><summary>{escape(title)}: the figures as a table</summary>'
-        f'<div class="table-wrap"><table id="{cid}-table"><thead><tr><th scope="col">{escape(x_text)}</th>'
+        f'<div class="table-wrap" tabindex="0" role="region" aria-label="{escape(title)}: figures">'
+        f'<table id="{cid}-table"><thead><tr><th scope="col">{escape(x_text)}</th>'
         f'<th scope="col" class="num">{escape(y_text)}</th></tr></thead><tbody>{rows}</tbody></table></div>'
         "</details></figure>"
     )
