@@ -69,3 +69,15 @@ async def test_import_form_errors_next_to_their_fields(client, csrf):
     assert '<p class="error" id="err-file">CSV file is missing' in answer.text
     assert '<p class="error" id="err-topics">Add them to needs at least one topic ticked' in answer.text
     assert 'id="file" name="file"' in answer.text and 'aria-describedby="err-file"' in answer.text
+
+
+async def test_sign_in_says_which_fields_are_empty_without_spending_an_attempt(client, member):
+    from .conftest import post_login
+
+    answer = await post_login(client, email="staff@example.org", password="")
+    assert answer.status_code == 400
+    assert summary_links(answer.text) == {"password": "Password is required"}
+    assert 'value="staff@example.org"' in answer.text and 'id="err-password">Password is required' in answer.text
+    both = await post_login(client, email=" ", password="")
+    assert set(summary_links(both.text)) == {"email", "password"}
+    assert "staff.login" not in await audit_actions()

@@ -40,7 +40,7 @@ def _login_page(request: Request, context: dict, status: int = 200, headers: dic
     token, cookie = login_csrf(request)
     return Template(
         "staff/login.html",
-        context={"error": None, "email": "", "me": None, **context, "csrf": token},
+        context={"error": None, "errors": {}, "email": "", "me": None, **context, "csrf": token},
         status_code=status,
         headers=headers,
         cookies=[cookie] if cookie else None,
@@ -64,6 +64,13 @@ class SignIn(Controller):
         context = {"next": target, "email": email if isinstance(email, str) else ""}
         if not login_csrf_ok(request, form.get(CSRF_FIELD)):
             return _login_page(request, {**context, "error": CSRF_FAILED}, 403)
+        missing = {
+            name: "is required"
+            for name, value in (("email", email), ("password", password))
+            if not isinstance(value, str) or not value.strip()
+        }
+        if missing:  # said at the fields, without spending a sign-in attempt
+            return _login_page(request, {**context, "errors": missing}, 400)
         try:
             member = await staff.authenticate(email, password)
         except (staff.Throttled, staff.Busy) as exc:
