@@ -331,7 +331,7 @@ async def test_every_csv_cell_a_person_typed_is_neutralised(client, auth):
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     assert len(rows) == 3
     for row in rows:
-        for column in ("name", "email", "needs"):
+        for column in ("name", "email", "Needs"):  # a question's column is headed by its label
             assert row[column][:1] not in ("=", "+", "-", "@"), (column, row[column])
     assert {r["email"] for r in rows} == {"'=1+2@example.org", "'-2@example.org", "'+ada@example.org"}
 

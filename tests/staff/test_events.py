@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from events_app import db
+from events_app import db, timefmt
 from events_app.domain import events, registrations
 from factories import published_event
 
@@ -172,7 +172,7 @@ async def test_registrants_search_status_answers_and_csv(client, csrf, crowd):
     from zoneinfo import ZoneInfo
 
     (made,) = await db.fetch("SELECT created_at FROM registration WHERE id = {}", ada["id"])
-    assert made["created_at"].astimezone(ZoneInfo("America/Toronto")).strftime("%Y-%m-%d %H:%M %Z") in page.text
+    assert timefmt.short_time(made["created_at"], ZoneInfo("America/Toronto")) in page.text
     assert all(name in page.text for name in ("Ada Lovelace", "Grace Hopper", "Alan Turing"))
     assert "Waitlisted #2" in page.text
     found = await client.get(f"/staff/events/{event['id']}/registrants", params={"q": "GRACE"})

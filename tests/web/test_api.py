@@ -164,7 +164,7 @@ async def test_csv_export_lists_registrants_with_answers(client, auth):
     answer = await client.get(f"/api/v1/events/{event['id']}/registrations.csv", headers=auth)
     assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     lines = answer.text.strip().splitlines()
-    assert lines[0].split(",")[-1] == "stage"
+    assert lines[0].split(",")[-1] == "Career stage"  # the question's label heads its column
     assert "'=HYPERLINK(1)" in lines[1] and "ada@example.org" in lines[1] and lines[1].endswith("PhD")
 
 

@@ -376,7 +376,7 @@ async def _cancel_page(
 
 
 def _local(moment, zone: ZoneInfo) -> str:
-    return timefmt.in_zone(moment, zone).strftime("%Y-%m-%d %H:%M %Z") if moment else "–"
+    return timefmt.short_time(moment, zone) if moment else "–"
 
 
 _REG_DONE = {
