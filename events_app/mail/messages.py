@@ -227,6 +227,8 @@ def _plan(kind: str, payload: dict, registration: dict, event: dict) -> tuple[st
             {
                 "changes": changes or ["The details have changed."],
                 "time_changed": bool(TIME_FIELDS & set(fields)),
+                # What it was before ({"when", "title"}, written by events.update): shown beside the new.
+                "before": payload.get("before") or {},
             },
         )
     if kind == "event_cancelled":

@@ -195,7 +195,8 @@ async def test_a_new_time_updates_the_same_calendar_entry(worker, smtp_server):
     assert vevent.decoded("DTSTART").astimezone(TORONTO).time() == time(14, 0)
     assert changed["Subject"] == f"New time: {TITLE}"
     text = text_of(changed)
-    assert "The time has changed." in text
+    # The old time beside the new one (issue 14), the new one also in the details.
+    assert re.search(r"Time\s+was: .*12:00.*\s+now: .*2:00–3:30 PM EST", text), text
     assert f"{day:%A} {day.day} {day:%B %Y}, 2:00–3:30 PM EST" in text
 
 
