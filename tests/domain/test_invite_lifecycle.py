@@ -114,7 +114,9 @@ async def test_one_registration_through_two_moves_a_new_link_and_the_event_cance
                f"New time: {TITLE}", "REQUEST", "CONFIRMED",
                (datetime.combine(later_day, time(14)), datetime.combine(later_day, time(15, 30))),
                (utc(later_day, 19), utc(later_day, 20, 30)),
-               ["The time has changed.", f"{later_day:%A} {later_day.day} {later_day:%B %Y}, 2:00–3:30 PM EST", join])
+               # the old time beside the new (issue 14)
+               [f"was: {day:%A} {day.day} {day:%B %Y}, 12:00–1:00 PM EST",
+                f"now: {later_day:%A} {later_day.day} {later_day:%B %Y}, 2:00–3:30 PM EST", join])
 
     # Staff type a time with an offset this time; the entry still shows Toronto wall time (EDT).
     await step(lambda: events.update(event["id"], {
@@ -123,14 +125,15 @@ async def test_one_registration_through_two_moves_a_new_link_and_the_event_cance
                f"New time: {TITLE}", "REQUEST", "CONFIRMED",
                (datetime.combine(october, time(9, 30)), datetime.combine(october, time(11))),
                (utc(october, 13, 30), utc(october, 15)),
-               ["The time has changed.", f"{october:%A} {october.day} {october:%B %Y}, 9:30–11:00 AM EDT"])
+               [f"was: {later_day:%A} {later_day.day} {later_day:%B %Y}, 2:00–3:30 PM EST",
+                f"now: {october:%A} {october.day} {october:%B %Y}, 9:30–11:00 AM EDT"])
 
     link_changed = await step(lambda: events.update(event["id"], {"join_url": NEW_ROOM}),
                               f"Updated: {TITLE}", "REQUEST", "CONFIRMED",
                               (datetime.combine(october, time(9, 30)), datetime.combine(october, time(11))),
                               (utc(october, 13, 30), utc(october, 15)),
                               ["The meeting link has changed.", join])
-    assert "The time has changed." not in text_of(link_changed)
+    assert "The time has changed." not in text_of(link_changed) and "was:" not in text_of(link_changed)
     assert "another-room" not in text_of(link_changed)
 
     await step(lambda: events.cancel(event["id"]),
