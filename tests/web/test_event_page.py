@@ -142,3 +142,16 @@ async def test_the_page_changes_when_what_it_shows_changes(client):
     assert "Grace Hopper" in (await client.get("/events/careers")).text
     await events.update(event["id"], {"cover_image_url": "https://example.org/c.jpg", "cover_alt": "A cover"})
     assert 'alt="A cover"' in (await client.get("/events/careers")).text
+
+
+async def test_every_public_page_has_one_meta_description(client):
+    """Search engines and link previews take one description: the event page's own, not also the
+    site's default beside it (it had both)."""
+    await published_event(slug="careers", summary="A one-hour webinar on careers.")
+    await published_event(slug="plain", summary="")
+    for path in ("/events", "/events/careers", "/events/plain", "/bulletin", "/bulletin/subscribe", "/r/link"):
+        page = (await client.get(path)).text
+        found = re.findall(r'<meta name="description" content="([^"]*)"', page)
+        assert len(found) == 1, (path, found)
+    careers = (await client.get("/events/careers")).text
+    assert re.findall(r'<meta name="description" content="([^"]*)"', careers) == ["A one-hour webinar on careers."]
