@@ -18,3 +18,15 @@ async def test_audit_mail_and_account_times_have_their_zone(client, csrf):
         html = (await client.get(path)).text
         assert TIME_IN_TORONTO.search(html), path
         assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", html), path  # no bare, zoneless stamps
+
+
+async def test_the_subscriber_list_gives_confirmation_times_with_their_zone(client, csrf):
+    """It gave a bare date ("2026-11-30"), the one workspace time without its zone."""
+    from subscriber.subscriber_mail import confirmed
+
+    await published_event(timezone="America/Toronto")
+    await confirmed("ada@example.org", "Ada")
+    html = (await client.get("/staff/subscribers")).text
+    row = html[html.index("ada@example.org") :]
+    row = row[: row.index("</tr>")]
+    assert TIME_IN_TORONTO.search(row), row

@@ -18,7 +18,7 @@ from ...domain import importer, reports
 from ...domain.errors import ValidationFailed
 from .. import staff_subscribers as api
 from . import chart
-from .session import StaffController, me, page
+from .session import StaffController, me, page, workspace_zone
 
 PAGE_SIZE = 50
 MAX_UPLOAD = 50 * 1024 * 1024
@@ -136,4 +136,5 @@ async def _index(
         rows=rows,
         next_after=rows[-1]["id"] if more else None,
         filters={"topic": topic or "", "status": status or "", "q": q or ""},
+        zone=await workspace_zone(),  # confirmed times with their zone, as everywhere in the workspace
     )
