@@ -32,9 +32,16 @@ async def test_staff_read_the_defaults_before_anything_is_stored(client, auth):
 
 
 async def test_settings_need_a_staff_token(client):
+    from events_app.tables import OrgSettings
+
     assert (await client.get("/api/v1/settings")).status_code == 401
-    assert (await client.patch("/api/v1/settings", json={"organisation_name": "X"})).status_code == 401
+    refused = await client.patch("/api/v1/settings", json={"organisation_name": "X"})
+    assert refused.status_code == 401
     assert (await client.get("/api/v1/settings", headers={"Authorization": "Bearer nope"})).status_code == 401
+    # The refused change stored nothing: no settings row, and the name people see is the default.
+    assert await OrgSettings.count() == 0
+    identity.forget()
+    assert (await identity.load()).name == "Events"
 
 
 async def test_a_change_is_stored_cleaned_versioned_and_audited(client, auth):
