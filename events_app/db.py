@@ -145,6 +145,11 @@ async def transaction() -> AsyncIterator[None]:
         yield
 
 
+def in_transaction() -> bool:
+    """True inside a transaction (`transaction()`, or `atomic()` on PostgreSQL)."""
+    return engine().current_transaction.get() is not None
+
+
 def is_unique_violation(exc: BaseException) -> bool:
     """True for a unique-constraint violation from sqlite3 or asyncpg."""
     if isinstance(exc, sqlite3.IntegrityError):

@@ -50,6 +50,7 @@ from .seats import (  # noqa: F401  (CLAIM_SQL, INSERT_SQL, EXISTING_SQL: bench/
     FAST_PG_SQL,
     INSERT_SQL,
     LOCK_EVENT_SQL,
+    Raced,
     StaleEvent,
     _register_fast_pg,
     _register_once,
@@ -137,8 +138,9 @@ async def _register(event: dict, data: dict) -> tuple[dict, dict]:
             break
         except Exception as exc:
             # Two requests for one address at once (PostgreSQL): the loser's transaction was rolled
-            # back, seat included; the next attempt finds the winner's row and answers like it.
-            if not db.is_unique_violation(exc) or attempt == 2:
+            # back, seat included (a unique violation, or Raced for a comeback); the next attempt
+            # finds the winner's row and answers like it.
+            if not (db.is_unique_violation(exc) or isinstance(exc, Raced)) or attempt == 2:
                 raise
     if subscribe:
         # The bulletin opt-in starts the same double opt-in as the subscribe form.

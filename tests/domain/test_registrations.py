@@ -103,3 +103,21 @@ async def test_ticking_the_bulletin_box_starts_the_double_opt_in():
     assert [(s["email"], s["status"], s["source"]) for s in subscribers] == [("ada@example.org", "pending", "registration")]
     kinds = await db.fetch("SELECT recipient FROM outbox WHERE kind = 'subscription_confirm'")
     assert [k["recipient"] for k in kinds] == ["ada@example.org"]
+
+
+async def test_coming_back_after_cancelling_twice_at_once_takes_one_seat():
+    """The same person registers again after cancelling, from two tabs at once: one comeback
+    (one seat, one new confirmation, SEQUENCE up once); the other answers as a repeat. On
+    PostgreSQL both used to find the row cancelled and both took a seat for it."""
+    event = await published_event(capacity=5)
+    person = {"name": "Ada", "email": "ada@example.org"}
+    first = await registrations.register(event, person)
+    salt = (await db.fetch("SELECT token_salt FROM registration WHERE id = {}", first["id"]))[0]["token_salt"]
+    await registrations.cancel(registrations.personal_token({"id": first["id"], "token_salt": salt}))
+    assert (await events.get(event["id"]))["taken"] == 0
+    back = await asyncio.gather(*(registrations.register(event, person) for _ in range(6)))
+    assert {(b["id"], b["status"]) for b in back} == {(first["id"], "registered")}
+    assert (await events.get(event["id"]))["taken"] == 1
+    row = (await db.fetch("SELECT status, sequence FROM registration WHERE id = {}", first["id"]))[0]
+    assert (row["status"], row["sequence"]) == ("registered", 2), "cancelled once, back once"
+    assert await _confirmations("ada@example.org") == 2, "the first and the comeback's"
