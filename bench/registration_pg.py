@@ -8,7 +8,10 @@ Targets, alternated round by round, each on a fresh throwaway database (migrated
   raw-asyncpg   bench/bare_app.py --pg: a bare Litestar route running the one statement that
                 claims the seat and writes the registration and its outbox row, on a raw asyncpg
                 pool (min 2, max 20, like the app's); no validation, no event check.
-  registration  `events-app serve --no-worker`: POST /api/v1/events/{id}/registrations.
+  registration  `events-app serve --no-worker`: POST /api/v1/events/{id}/registrations. The
+                registrations that arrive together take their seats in one statement and one
+                commit (domain/seats.py GroupClaims), where the raw statement pays one commit,
+                under the event row's lock, per registration.
 wrk, register.lua, pinning, warm-up and percentiles as in bench/registration.py (server on CPU 0,
 wrk on CPU 1; PostgreSQL's own processes are not pinned and serve both targets alike).
 
@@ -40,7 +43,7 @@ sys.path.insert(0, str(HERE))
 import registration as bench  # noqa: E402
 import rows as rowfmt  # noqa: E402
 
-TARGET_RATIO = 0.8
+TARGET_RATIO = 3.0  # issue 15, must show 3: >= 3x the raw single-statement asyncpg baseline
 CAPACITY = 1_000_000
 RESULTS = HERE / "results" / "registration_pg.json"
 
@@ -209,7 +212,7 @@ def main(argv=None) -> int:
         rowfmt.emit([
             rowfmt.row("registration POST, PostgreSQL, 64 clients (req/s)", real["rps_median"],
                        raw["rps_median"], "raw asyncpg statement over bare Litestar",
-                       ">= 0.8x", ratio >= TARGET_RATIO, ok=not problems),
+                       f">= {TARGET_RATIO:g}x", ratio >= TARGET_RATIO, ok=not problems),
         ])
     return 1 if problems else 0
 

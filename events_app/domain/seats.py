@@ -356,6 +356,7 @@ class GroupClaims:
         self._limit = limit
         self._waiting: dict[tuple[int, int], list[_Arrival]] = {}
         self._draining: set[tuple[int, int]] = set()
+        self._tasks: set[asyncio.Task] = set()  # the loop holds tasks weakly
         self.statements = 0  # group statements run (tests read it)
 
     async def claim(
@@ -370,7 +371,9 @@ class GroupClaims:
         if key not in self._draining:
             self._draining.add(key)
             # A context of its own: never inside a transaction one of the callers holds.
-            loop.create_task(self._drain(key), context=contextvars.Context())
+            task = loop.create_task(self._drain(key), context=contextvars.Context())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await arrival.future
 
     async def _drain(self, key: tuple[int, int]) -> None:

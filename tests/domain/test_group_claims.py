@@ -293,3 +293,29 @@ async def test_inside_a_transaction_the_registration_is_part_of_it():
             await registrations.register(event, person("a"))
             raise RuntimeError("changed our mind")
     assert await rows_of(event["id"]) == [] and await taken(event["id"]) == 0
+
+
+async def test_two_servers_on_one_database_stay_exact():
+    """Two `events-app serve` processes on the suite's database, a rush split between them:
+    exactly the seats, waitlist places 1..N each given once, each answer its own row's."""
+    import httpx
+    from server import running_server
+
+    seats_n, attempts = 15, 160
+    event = await published_event(capacity=seats_n)
+    with running_server() as one, running_server() as two:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+            path = f"/api/v1/events/{event['id']}/registrations"
+            answers = await asyncio.gather(
+                *(http.post((one, two)[i % 2] + path, json=person(i)) for i in range(attempts))
+            )
+    assert [a.status_code for a in answers] == [201] * attempts
+    bodies = {a.json()["email"]: a.json() for a in answers}
+    rows = await rows_of(event["id"])
+    assert len(rows) == attempts
+    assert_exact(rows, seats_n, await taken(event["id"]))
+    waitlisted = [r for r in rows if r["status"] == "waitlisted"]
+    assert [bodies[r["email"]]["waitlist_position"] for r in waitlisted] == list(range(1, len(waitlisted) + 1))
+    assert all(bodies[r["email"]]["status"] == r["status"] for r in rows)
+    assert await confirmations(event["id"]) == Counter(r["email"] for r in rows)
