@@ -56,7 +56,7 @@ class EventsApi(Controller):
         summary="Create an event (staff)",
     )
     async def create(self, request: Request, data: Annotated[EventIn, example(EVENT_EXAMPLE)]) -> dict:
-        event = await events.create(fields(await checked(request, EventIn)), actor=request.state.staff["id"])
+        event = await events.create(fields(await checked(request, EventIn, data)), actor=request.state.staff["id"])
         return event_json(event, staff=True)
 
     @get("/", responses=answer(list[out.Event]), summary="Published events, upcoming first; staff also see drafts")
@@ -82,7 +82,7 @@ class EventsApi(Controller):
         self, request: Request, event_id: FromPath[int], data: Annotated[EventChange, example(CHANGE_EXAMPLE)]
     ) -> dict:
         event, notified = await events.update(
-            event_id, fields(await checked(request, EventChange)), actor=request.state.staff["id"]
+            event_id, fields(await checked(request, EventChange, data)), actor=request.state.staff["id"]
         )
         return {**event_json(event, staff=True), "notified": notified}
 
@@ -97,7 +97,7 @@ class EventsApi(Controller):
     async def change_preview(
         self, request: Request, event_id: FromPath[int], data: Annotated[EventChange, example(CHANGE_EXAMPLE)]
     ) -> dict:
-        return {"would_email": await events.count_affected(event_id, fields(await checked(request, EventChange)))}
+        return {"would_email": await events.count_affected(event_id, fields(await checked(request, EventChange, data)))}
 
     @post(
         "/{event_id:int}/publish",
@@ -137,7 +137,7 @@ class EventsApi(Controller):
             raise NotFound("No such event")
         # Built from what the caller sent: a repeat answers like a new address (see register_public).
         return registration_json(
-            await registrations.register_public(event, fields(await checked(request, RegistrationIn)))
+            await registrations.register_public(event, fields(await checked(request, RegistrationIn, data)))
         )
 
     @get(

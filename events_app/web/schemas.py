@@ -4,10 +4,14 @@ values mean (a real time zone, an end after the start, answers to this event's q
 free slug) is the domain's business: handlers hand it plain dicts (`fields`) with only the
 fields the caller sent, so its signatures and messages do not change.
 
-Litestar converts a body into a Struct in lax mode (the string "5" becomes the integer 5), which
-is not what the document promises. `checked` converts the same JSON again, strictly; both passes
-report errors the same way (`reasons`): `{"title": "must be a string"}`, keyed by the JSON path
-(`questions[0].options`). Unknown fields are refused where the domain refused them before
+Litestar decodes a body once (its JSON is cached on the request) and converts it into a Struct in
+lax mode (the string "5" becomes the integer 5, 1 becomes true), which is not what the document
+promises. `checked` makes the answer strict without converting again: given Litestar's Struct,
+it walks the decoded JSON against the model's types (`_agrees`) and keeps that Struct when no
+value is one that lax mode coerces; only then (a string or an integer where a number or a
+boolean belongs, a whole float such as 5.0) does it convert the JSON strictly, as before. Both
+passes report errors the same way (`reasons`): `{"title": "must be a string"}`, keyed by the
+JSON path (`questions[0].options`). Unknown fields are refused where the domain refused them before
 (events, issues) and ignored where it ignored them (registrations, subscriptions).
 
 The answers are in web/responses.py; error answers share `Problem`.
@@ -24,6 +28,7 @@ from litestar import Request
 from litestar.openapi.spec import Example
 from litestar.params import Body
 from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import inspect as types
 
 from ..domain.errors import ValidationFailed
 
@@ -301,12 +306,25 @@ def fields(data: Struct | None) -> dict[str, Any]:
     return msgspec.to_builtins(data)
 
 
-async def checked(request: Request, model: type[S]) -> S:
+async def checked(request: Request, model: type[S], data: S | None = None) -> S:
     """The request's JSON as `model`, converted strictly (no string for a number or a boolean);
-    ValidationFailed naming the field otherwise. An empty body is the model's defaults."""
+    ValidationFailed naming the field otherwise. An empty body is the model's defaults.
+
+    `data`: what Litestar made of the same body (the handler's `data`). It is the answer when
+    strict conversion would give the same Struct, which `_agrees` tells from the decoded JSON
+    Litestar cached (the body is neither read nor decoded again); the JSON is converted a second
+    time only when it holds a value that lax mode coerced."""
     raw = await request.json()
     if raw is None:
         raw = {}
+    if data is not None and type(data) is model and isinstance(raw, dict) and _agrees(raw, _info(model)):
+        return data
+    return strict(raw, model)
+
+
+def strict(raw: Any, model: type[S]) -> S:
+    """`raw` (decoded JSON) as `model`, converted strictly after whole floats became integers;
+    ValidationFailed naming the field otherwise."""
     try:
         return msgspec.convert(_whole_numbers(raw), model, strict=True)
     except msgspec.ValidationError as exc:
@@ -324,6 +342,80 @@ def _whole_numbers(value: Any, key: str = "") -> Any:
     if isinstance(value, dict) and key != "answers":
         return {k: _whole_numbers(item, k) for k, item in value.items()}
     return value
+
+
+_INFOS: dict[type, Any] = {}
+
+
+def _info(model: type) -> Any:
+    info = _INFOS.get(model)
+    if info is None:
+        info = _INFOS[model] = types.type_info(model)
+    return info
+
+
+def _kinds(info: Any) -> tuple:
+    """The alternatives of a type, constraints (Metadata) taken off."""
+    while isinstance(info, types.Metadata):
+        info = info.type
+    if isinstance(info, types.UnionType):
+        return tuple(kind for alternative in info.types for kind in _kinds(alternative))
+    return (info,)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, float) and value.is_integer() and abs(value) < 2**63
+
+
+def _agrees(value: Any, info: Any, key: str = "", kept: bool = False) -> bool:
+    """Whether `value` (decoded JSON, found under `key`), converted to the type `info` after
+    `_whole_numbers`, gives in strict mode what lax mode gave, given that lax mode accepted it:
+    `_whole_numbers` leaves it as it is (no whole float outside `answers`; `kept`: inside them)
+    and every value has a JSON type that strict mode takes as it is (a string where a string
+    belongs, an integer where a number does, ...). False when unsure: the caller then converts
+    strictly."""
+    if not kept and _whole(value):
+        return False
+    kinds = _kinds(info)
+    if any(isinstance(kind, types.AnyType) for kind in kinds):
+        return kept or _agrees_any(value, key)
+    if value is None:
+        return any(isinstance(kind, types.NoneType) for kind in kinds)
+    if isinstance(value, str):
+        return any(isinstance(kind, (types.StrType, types.LiteralType)) for kind in kinds)
+    if isinstance(value, bool):
+        return any(isinstance(kind, types.BoolType) for kind in kinds)
+    if isinstance(value, int):
+        return any(isinstance(kind, (types.IntType, types.FloatType)) for kind in kinds)
+    if isinstance(value, float):
+        return any(isinstance(kind, types.FloatType) for kind in kinds)
+    if isinstance(value, list):
+        lists = [kind for kind in kinds if isinstance(kind, types.ListType)]
+        return len(lists) == 1 and all(_agrees(item, lists[0].item_type, "", kept) for item in value)
+    if isinstance(value, dict):
+        shapes = [kind for kind in kinds if isinstance(kind, (types.StructType, types.DictType))]
+        if len(shapes) != 1:
+            return False
+        shape, inner = shapes[0], kept or key == "answers"
+        if isinstance(shape, types.DictType):
+            return all(isinstance(k, str) and _agrees(v, shape.value_type, k, inner) for k, v in value.items())
+        return all(
+            _agrees(value[field.encode_name], field.type, field.encode_name, inner)
+            for field in shape.fields
+            if field.encode_name in value
+        )
+    return False
+
+
+def _agrees_any(value: Any, key: str) -> bool:
+    """For a value typed Any: whether `_whole_numbers` leaves it as it is."""
+    if _whole(value):
+        return False
+    if isinstance(value, list):
+        return all(_agrees_any(item, "") for item in value)
+    if isinstance(value, dict) and key != "answers":
+        return all(_agrees_any(item, k) for k, item in value.items())
+    return True
 
 
 _PATH = re.compile(r"^\$\.?")
