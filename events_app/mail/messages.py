@@ -5,6 +5,11 @@ registration and event as they are now, so a retried or late row never carries s
 times. Its Message-ID is derived from the row id, so a retry is the same message to the receiving
 side (and to anyone deduplicating on it).
 
+The worker sends `build_raw`'s message: for the kinds about a registration it is assembled from
+parts built once per event version, kind and identity (mail/transactional.py) and parses part by
+part as `build`'s does; `build` (also `build_reference`) is today's builder, used for the other
+kinds, staff previews and tests, and as the fallback.
+
 Messages about a registration that carry a calendar invite are
   multipart/mixed
     multipart/alternative: text/plain, text/html, text/calendar; method=REQUEST|CANCEL

@@ -25,18 +25,24 @@ The placeholders survive Jinja and the CSS inliner unchanged; a name goes into t
 as the inliner's serializer writes text (`&`, `<`, `>` and no-break space), into the text as
 it is. A placeholder holds a random per-process part, so no title or name can contain one.
 
-Invalidation: a change of the event raises its version, of the identity gives another
-`identity.snapshot()`, of a template file its modification time (looked at once a second); each
-is part of the key, so the next message renders anew. The cache is an LRU of `CACHE_SIZE`.
+Invalidation: the key holds the event's version and a fingerprint of its fields (every change
+raises the version; the fingerprint also catches a row changed behind the domain's back, or ids
+that start again in a fresh database), the identity snapshot (`identity.snapshot()`, a frozen
+value: any change of name, logo, colour, reply-to or address gives another), the settings that
+reach a message, and the email templates' modification times (looked at once a second). The
+cache is an LRU of `CACHE_SIZE` entries.
 
-`Batch.load(rows)` reads what a claimed batch's rows need (registrations with their event's
-version, the events not cached, waitlist places) in a few queries; `build()` without a batch
-reads one row's registration and event version in one query.
+Reading: `Batch.load(rows)` reads what a claimed batch's rows need (their registrations, their
+events, every waitlisted one's place) in three queries at most, whatever the batch's size; the
+worker's Delivery keeps one per claimed run (`Delivery.prepare`). Without a batch, a row reads its
+registration and event as `messages.build` does (two queries, three for a waitlist notice).
+Rows read with the batch are as they were when it was claimed, seconds before sending: a
+confirmation for a registration cancelled in between still goes, followed by the cancellation
+(queued after it, sent after it on the same connection).
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
@@ -157,10 +163,16 @@ class Body:
                 size += len(line)
                 qp_size += _qp_length(line)
         if qp_size > 4 * ((size + 2) // 3) + 1:
-            data = _fill(self.raw, values).encode("utf-8")
-            return "base64", base64.encodebytes(data).replace(b"\n", b"\r\n")
+            return "base64", _base64_lines(_fill(self.raw, values).encode("utf-8"))
         encoded = [_qp(v) for v in values]
         return "quoted-printable", b"=\r\n".join(encoded[p] if isinstance(p, int) else p for p in self.qp)
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """`data` in base64 as the email package writes it (lines of 76 characters, from 57 bytes
+    each), CRLF after every line."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    return b"".join(encoded[i : i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
 
 
 def _boundary() -> str:
@@ -470,7 +482,7 @@ def compose(
             # A cancellation removes the entry it was queued for (see messages.build).
             uid=(payload.get("uid") or None) if parts.method == "CANCEL" else None,
         )
-        encoded = base64.encodebytes(calendar).replace(b"\n", b"\r\n")
+        encoded = _base64_lines(calendar)
         outer = parts.outer
         data = b"".join(
             (

@@ -419,6 +419,7 @@ async def test_the_worker_sends_the_assembled_message():
     assert {p.get_content_type() for p in message.walk()} >= {"text/calendar", "application/ics"}
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_the_ascii_fold_is_icalendars():
     from events_app import ics
 
@@ -437,3 +438,30 @@ async def test_a_dtstamp_moves_with_the_clock_and_nothing_else_does():
         two = await _fast(dict(row), settings.get())
     assert calendars(one)[0].walk("VEVENT")[0]["DTSTAMP"].dt == moment
     assert calendars(two)[0].walk("VEVENT")[0]["DTSTAMP"].dt == moment + timedelta(seconds=5)
+
+
+async def test_a_delivery_prepared_for_the_batch_reads_no_registration_per_row(monkeypatch):
+    from events_app.mail.delivery import Delivery
+    from events_app.mail.pause import PausePolicy
+
+    config = settings.get()
+    event = await published_webinar(capacity=1)
+    for n in range(4):
+        await register(event, f"Person {n}", f"person{n}@example.org")
+    rows = await db.fetch("SELECT * FROM outbox ORDER BY id")
+    sender = Delivery(config, PausePolicy(config))
+    await sender.prepare(rows[:2])
+    await sender.prepare(rows[2:])  # a refill adds to what the run read
+    queries = []
+    real = db.fetch
+    monkeypatch.setattr(db, "fetch", lambda *a, **k: queries.append(a[0]) or real(*a, **k))
+    transport = MemoryTransport()
+    for row in rows:
+        await sender.send(row, transport)
+    assert not [q for q in queries if "FROM registration" in q or "FROM event" in q]
+    assert [m.get_body(("plain",)).get_content().split(",")[0] for m in transport.messages] == [
+        f"Hello Person {n}" for n in range(4)
+    ]
+    assert "number 3" in str(transport.messages[3]["Subject"])
+    sender.forget()
+    assert sender.batch is None
