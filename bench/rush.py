@@ -9,15 +9,15 @@ Deployments, each on a fresh database with one published event of `--seats` seat
   postgres  the scale-out deployment: two `serve --no-worker` processes sharing Redis, two
             `events-app worker` processes; attempts alternate between the two servers
 Each attempt is a new address; `--concurrency` (64) requests are in flight at once (keep-alive
-connections of a small asyncio HTTP/1.1 client). Mail goes to an aiosmtpd sink in this process that records when each message
-arrived and its Message-ID.
+connections of a small asyncio HTTP/1.1 client). Mail goes to an aiosmtpd sink in a process of its
+own that records when each message arrived and its Message-ID.
 
 Checks (the "must show"): every answer 201 (no 5xx), exactly `seats` registered, every other
 answer a waitlist place with the places 1..N each given once, outbox rows == registrations ==
 attempts, seats taken == seats, every confirmation delivered exactly once (no Message-ID twice).
 On PostgreSQL also the form rate limit across both servers (12 POSTs, exactly 10 accepted).
 Figures: answers/s, and the time from each 201 to its confirmation at the sink (p50/p99/max;
-target p99 <= 5 s). Exit status 0 when the run worked (targets met or not), 1 when a check
+targets p99 <= 10 s on SQLite, <= 5 s on PostgreSQL). Exit status 0 when the run worked (targets met or not), 1 when a check
 failed or it broke, 2 when PostgreSQL is missing. `--json` also prints one `BENCH_ROWS [...]`
 line (bench/README.md).
 """
@@ -47,48 +47,83 @@ import registration as bench  # noqa: E402
 import rows as rowfmt  # noqa: E402
 from registration_pg import _admin, throwaway_database  # noqa: E402
 
-MAIL_P99_TARGET_S = 5.0
+# The issue's targets for the confirmation at the sink, p99: one `serve` on SQLite, the scale-out
+# deployment on PostgreSQL.
+MAIL_P99_TARGET_S = {"sqlite": 10.0, "postgres": 5.0}
 REDIS_URL = os.environ.get("EVENTS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+SINK_PROGRAM = r"""
+import sys, time
+from aiosmtpd.controller import Controller
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        moment = time.time()
+        raw = envelope.original_content or envelope.content
+        mid = ""
+        for line in raw.split(b"\r\n\r\n", 1)[0].splitlines():
+            if line.lower().startswith(b"message-id:"):
+                mid = line.split(b":", 1)[1].strip().decode(errors="replace")
+        for rcpt in envelope.rcpt_tos:
+            sys.stdout.write(f"{moment!r}\t{mid}\t{rcpt.lower()}\n")
+        sys.stdout.flush()
+        return "250 2.0.0 accepted"
+
+controller = Controller(Handler(), hostname="127.0.0.1", port=int(sys.argv[1]))
+controller.start()
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+sys.stdin.read()  # until the bench closes it
+controller.stop()
+"""
+
+
 class Sink:
-    """aiosmtpd on loopback: arrival time and Message-ID of every message, per recipient."""
+    """aiosmtpd on loopback, in a process of its own (in the bench's process it shared one core
+    and one GIL with the rush's client, and could itself hold the messages back): the arrival
+    time and Message-ID of every message, per recipient, read from its output by a thread."""
 
     def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
         self.port = bench.free_port()
         self.lock = threading.Lock()
         self.arrivals: dict[str, list[float]] = {}
         self.message_ids: Counter = Counter()
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                moment = time.time()
-                raw = envelope.original_content or envelope.content
-                mid = ""
-                for line in raw.split(b"\r\n\r\n", 1)[0].splitlines():
-                    if line.lower().startswith(b"message-id:"):
-                        mid = line.split(b":", 1)[1].strip().decode(errors="replace")
-                with sink.lock:
-                    sink.message_ids[mid] += 1
-                    for rcpt in envelope.rcpt_tos:
-                        sink.arrivals.setdefault(rcpt.lower(), []).append(moment)
-                return "250 2.0.0 accepted"
-
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.proc: subprocess.Popen | None = None
+        self.reader: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            moment, mid, rcpt = line.rstrip("\n").split("\t")
+            with self.lock:
+                self.message_ids[mid] += 1
+                self.arrivals.setdefault(rcpt, []).append(float(moment))
+
     def __enter__(self) -> "Sink":
-        self.controller.start()
+        self.proc = subprocess.Popen([sys.executable, "-c", SINK_PROGRAM, str(self.port)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise bench.BenchError("the SMTP sink did not start")
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.controller.stop()
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.reader is not None:
+            self.reader.join(timeout=5)
 
 
 def _serve(env: dict, tmp: Path, name: str, worker: bool) -> tuple[bench.Server, str]:
@@ -114,6 +149,11 @@ def deployment(engine: str, args, sink: Sink):
             url = stack.enter_context(throwaway_database(args.admin_url))
         env = bench._real_env(tmp, 0, url)
         env.update(EVENTS_SMTP_URL=sink.url, EVENTS_WORKER_POLL_SECONDS="0.1")
+        for pair in args.env:  # experiments: other settings for every process of the deployment
+            key, _, value = pair.partition("=")
+            env[key] = value
+        if args.serve_worker:  # how the SQLite deployment's `serve` runs its worker (settings.py)
+            env["EVENTS_SERVE_WORKER"] = args.serve_worker
         if engine == "postgres":
             env.update(EVENTS_REDIS_URL=REDIS_URL, EVENTS_RATE_LIMITS="on")
         bench._cli(env, "migrate")
@@ -288,6 +328,10 @@ def main(argv=None) -> int:
     p.add_argument("--engines", default="sqlite,postgres")
     p.add_argument("--admin-url", default=os.environ.get("PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     p.add_argument("--mail-timeout", type=float, default=300.0, help="seconds to wait for every confirmation")
+    p.add_argument("--serve-worker", choices=("process", "task"), default="",
+                   help="EVENTS_SERVE_WORKER for the SQLite `serve` (default: the app's default)")
+    p.add_argument("--env", action="append", default=[], metavar="EVENTS_X=VALUE",
+                   help="a setting for the deployment's processes (repeatable; experiments)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -318,8 +362,9 @@ def main(argv=None) -> int:
         rows.append(rowfmt.row(f"rush {args.attempts:,}/{args.seats:,} on {label}: registered", res["counts"]["registered"],
                                args.seats, "seats", "== seats, checks hold", ok, unit="seats", ok=ok,
                                note="; ".join(k for k, v in res["checks"].items() if not v)))
-        rows.append(rowfmt.row(f"rush on {label}: confirmation at the sink, p99", res["mail_p99_s"], MAIL_P99_TARGET_S,
-                               "target", f"<= {MAIL_P99_TARGET_S:g} s", res["mail_p99_s"] <= MAIL_P99_TARGET_S,
+        target = MAIL_P99_TARGET_S[engine]
+        rows.append(rowfmt.row(f"rush on {label}: confirmation at the sink, p99", res["mail_p99_s"], target,
+                               "target", f"<= {target:g} s", res["mail_p99_s"] <= target,
                                unit="s", ok=ok, note=f"delivered {res['delivered_per_s']:,.0f}/s, answers {res['answers_per_s']:,.0f}/s"))
     if args.json:
         rowfmt.emit(rows)

@@ -1,8 +1,9 @@
 """The one place that wires the app: routes, templates, error mapping, OpenAPI and lifespan,
 and the edge (web/edge.py: HEAD, security headers, body limits, id ranges).
 
-`create_app(run_worker=True)` also runs the mail worker inside the server process, which is the
-simple default (`make run`); `events-app serve --no-worker` plus `events-app worker` split them.
+`create_app(run_worker=True)` also runs the mail worker for the server (`make run`): by default
+a child `events-app worker` process started and stopped with the server (mail/worker.py
+`run_beside`); `events-app serve --no-worker` plus `events-app worker` split them.
 """
 
 from __future__ import annotations
@@ -114,16 +115,17 @@ def create_app(run_worker: bool = False) -> Litestar:
         stop = asyncio.Event()
         task = None
         if run_worker:
-            from .mail.worker import Worker
+            from .mail.worker import STOP_GRACE_SECONDS, run_beside
 
-            task = asyncio.create_task(Worker(cfg).run(stop), name="mail-worker")
+            task = asyncio.create_task(run_beside(stop, cfg), name="mail-worker")
         try:
             yield
         finally:
             stop.set()
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, timeout=10)
+                    # A worker process is killed after its grace; this bound is for the task mode.
+                    await asyncio.wait_for(task, timeout=STOP_GRACE_SECONDS + 5)
             await db.stop()
 
     app = Litestar(

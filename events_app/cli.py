@@ -232,10 +232,10 @@ def _serve(host: str, port: int, worker: bool) -> None:
     serve(app, config, host=host, port=port, log_level=config.log_level_or("info"))
 
 
-def _worker() -> None:
+def _worker(parent_pid: int | None = None) -> None:
     from .mail.worker import run_forever
 
-    asyncio.run(run_forever())
+    asyncio.run(run_forever(parent_pid))
 
 
 def _listen_address(value: str) -> tuple[str, int]:
@@ -277,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="do not run the mail worker in this process")
-    sub.add_parser("worker", help="run the mail worker alone")
+    worker = sub.add_parser("worker", help="run the mail worker alone")
+    # Given by `serve` to the worker it starts (mail/worker.py run_beside): stop when that is gone.
+    worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     sub.add_parser("demo", help="load the demo content if it is not there yet")
     staff = sub.add_parser("staff", help="staff accounts").add_subparsers(
         dest="staff_command", required=True, parser_class=_Parser
@@ -333,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             _serve(args.host, args.port, not args.no_worker)
         elif args.command == "worker":
-            _worker()
+            _worker(args.parent_pid)
         elif args.command == "demo":
             asyncio.run(_with_db(_demo))
         elif args.command == "staff" and args.staff_command == "create":

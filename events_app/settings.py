@@ -44,6 +44,10 @@ class Settings:
     # second over all of them (0: as fast as the server takes them).
     smtp_connections: int = 2
     smtp_rate: float = 0.0
+    # How `events-app serve` runs its mail worker (mail/worker.py `run_beside`): "process", a
+    # child `events-app worker` on its own core, database connection and event loop, so that a
+    # rush of requests does not starve the confirmations; "task", on the server's own loop.
+    serve_worker: str = "process"
     # Longest wait for the SMTP server at each step (connect, greeting, each command): a server
     # that accepts and never answers is a temporary failure after this long.
     smtp_timeout_seconds: float = 30.0
@@ -237,6 +241,13 @@ def _dkim() -> dict:
     return {"dkim_key_path": path, "dkim_selector": selector}
 
 
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default).strip().lower() or default
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
 def load() -> Settings:
     """Read the environment; raise SettingsError naming the first bad variable."""
     var_dir = Path(os.environ.get("EVENTS_VAR_DIR", "var").strip() or "var")
@@ -277,6 +288,7 @@ def load() -> Settings:
         outbox_claim_timeout_seconds=_number("EVENTS_OUTBOX_CLAIM_TIMEOUT_SECONDS", "300", int, 1),
         smtp_connections=_number("EVENTS_SMTP_CONNECTIONS", "2", int, 1),
         smtp_rate=_number("EVENTS_SMTP_RATE", "0", float, 0),
+        serve_worker=_choice("EVENTS_SERVE_WORKER", "process", ("process", "task")),
         retry_base_seconds=_number("EVENTS_RETRY_BASE_SECONDS", "30", float, 0),
         bulk_pause_after=_number("EVENTS_BULK_PAUSE_AFTER", "50", int, 1),
         bulk_pause_minutes=_number("EVENTS_BULK_PAUSE_MINUTES", "10", float, 0),

@@ -83,6 +83,7 @@ def test_bad_arguments_and_environment_exit_2_with_one_line():
         (("serve", "--port", "eighty"), {}),
         (("migrate",), {"EVENTS_DATABASE_URL": "mysql://nope"}),
         (("migrate",), {"EVENTS_RATE_LIMITS": "sometimes"}),
+        (("serve",), {"EVENTS_SERVE_WORKER": "thread"}),
         (("migrate",), {"EVENTS_ENV": "production", "EVENTS_SECRET_KEY": ""}),
         (("staff", "token", "nobody@example.org"), {}),
     ]

@@ -19,6 +19,9 @@ pre-built messages over the same two connections.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,9 +82,33 @@ async def _claim(which: str, args: tuple, moment: datetime, limit: int) -> list[
     )
 
 
+# While set (`deferring_sent`), `mark_sent` collects row ids here instead of writing each.
+_deferred_sent: ContextVar[list[int] | None] = ContextVar("outbox_deferred_sent", default=None)
+
+
+@contextmanager
+def deferring_sent(pending: list[int]) -> Iterator[list[int]]:
+    """Within this block (and the tasks started in it), `mark_sent` appends the row id to
+    `pending` instead of writing it; the caller records them with `mark_sent_many`. A worker
+    sending a batch uses it: one statement per batch instead of one commit per message (on
+    SQLite each commit also takes the write lock the web server's registrations wait for). The
+    rows stay `sending` until then: a crash in between re-sends at most them, the messages in
+    flight, as for bulk mail."""
+    token = _deferred_sent.set(pending)
+    try:
+        yield pending
+    finally:
+        _deferred_sent.reset(token)
+
+
 async def mark_sent(row_id: int) -> None:
     """Record a message as handed over; tried again while the database is away (db.while_away),
-    because a row left `sending` is sent a second time after the claim time-out."""
+    because a row left `sending` is sent a second time after the claim time-out. Inside
+    `deferring_sent` only noted, for the caller to record with its batch."""
+    pending = _deferred_sent.get()
+    if pending is not None:
+        pending.append(row_id)
+        return
     sent_at = now()
     await db.while_away(
         lambda: db.fetch(
@@ -93,7 +120,7 @@ async def mark_sent(row_id: int) -> None:
 
 
 async def mark_sent_many(row_ids: list[int]) -> None:
-    """Record a batch of bulk messages as handed over in one statement. Until it runs they stay
+    """Record a batch of messages as handed over in one statement. Until it runs they stay
     `sending`: a crash in between re-sends at most them (the messages in flight)."""
     if row_ids:
         where, args = db.sql_in("id", row_ids)

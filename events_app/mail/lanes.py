@@ -8,8 +8,11 @@ has a couple of rows, the next batch is claimed, so that connections do not idle
 A lane hands a row back untried when its mailing was paused a moment ago (mail/pause.py) or when
 it waited past its `_send_by` time (half the claim time-out: sending is slower than claiming, so
 no more refills); once the server proved unreachable, the rest of the batch is queued again
-without trying (each would only wait for the same time-out while its claim ages). Bulk rows sent
-are recorded once per `limit` rows and at the end (domain/outbox.py `mark_sent_many`).
+without trying (each would only wait for the same time-out while its claim ages). Rows sent, bulk
+and transactional alike, are recorded once per `limit` rows and at the end (domain/outbox.py
+`mark_sent_many`; `deferring_sent` collects the transactional ones that delivery.py marks one by
+one): one statement per batch instead of a commit per message. When the worker is told to stop,
+each lane finishes the message in hand and the rows not yet tried go back to the queue.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class BatchRun:
         pause: PausePolicy,
         limit: int,
         refills: int,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.transports = transports
         self.claim = claim
@@ -64,24 +68,29 @@ class BatchRun:
         self.pause = pause
         self.limit = limit
         self.refills = refills
+        self.stop = stop
         self.queue = LaneQueues(len(transports))
         self.refilling: asyncio.Task | None = None
         self.claimed = 0
-        self.sent_bulk: list[int] = []  # bulk rows handed over, not yet recorded
+        self.sent: list[int] = []  # rows handed over, not yet recorded
         self.unreachable: str | None = None  # why the server could not be reached, once it could not
 
     async def run(self, rows: list[dict]) -> int:
         """Send `rows` (and what refills bring) to the end; returns how many rows were claimed."""
         self.queue.extend(rows)
         self.claimed = len(rows)
-        while True:
-            await asyncio.gather(*(self._lane(n, transport) for n, transport in enumerate(self.transports)))
-            if self.refilling is not None:  # rows it claims are this run's: wait for them
-                await self.refilling
-                self.refilling = None
-            if not self.queue:  # else a refill landed in the queue of a lane that had finished
-                break
-        await self._record_sent()
+        try:
+            # The lanes' tasks inherit the context: their transactional rows are noted in self.sent.
+            with outbox.deferring_sent(self.sent):
+                while True:
+                    await asyncio.gather(*(self._lane(n, transport) for n, transport in enumerate(self.transports)))
+                    if self.refilling is not None:  # rows it claims are this run's: wait for them
+                        await self.refilling
+                        self.refilling = None
+                    if not self.queue:  # else a refill landed in the queue of a lane that had finished
+                        break
+        finally:
+            await self._record_sent()
         return self.claimed
 
     async def _refill(self) -> None:
@@ -97,7 +106,9 @@ class BatchRun:
         self.queue.extend(rows)
 
     async def _record_sent(self) -> None:
-        ids, self.sent_bulk = self.sent_bulk, []
+        # The same list object stays in the lanes' context: take its contents, keep it.
+        ids = self.sent[:]
+        del self.sent[:]
         await self.delivery.record_sent(ids)
 
     async def _lane(self, lane: int, transport: Transport) -> None:
@@ -121,6 +132,11 @@ class BatchRun:
             if self.refilling is not None and self.refilling.done():
                 self.refilling = None
             row = mine.popleft()
+            if self.stop is not None and self.stop.is_set():
+                # Stopping: the message in hand was finished; the rest goes back untried.
+                self.refills = 0
+                await _settle(outbox.give_back(row))
+                continue
             if self.pause.holds(row):
                 # Paused a moment ago by this batch's failures: hand the row back untried.
                 await _settle(outbox.give_back(row))
@@ -137,13 +153,12 @@ class BatchRun:
                 await self.throttle.wait()
                 outcome = await self.delivery.send(row, transport)
                 if outcome.bulk_sent:
-                    # Appended now, not by send: a lane recording meanwhile took the list there was.
-                    self.sent_bulk.append(row["id"])
+                    self.sent.append(row["id"])
                 if outcome.unreachable is not None and self.unreachable is None:
                     self.unreachable = outcome.unreachable
             except Exception:  # the database failed while marking: the claim time-out recovers it
                 log.exception("outbox row %s: could not record the outcome", row["id"])
-            if len(self.sent_bulk) >= self.limit:
+            if len(self.sent) >= self.limit:
                 await self._record_sent()
 
 

@@ -9,8 +9,16 @@ bulk mail in `pause.py`; one row's message, bytes and outcome in `delivery.py` (
 `messages.py` and `bulk.py`, what an SMTP answer means in `transport.py`).
 
 Any number of workers may run against PostgreSQL (claims skip each other's rows); on SQLite one per
-database is the sensible number. `Worker.run(stop)` is used in the web process's lifespan;
-`run_forever()` by `events-app worker`.
+database is the sensible number. `run_forever()` is `events-app worker`; `run_beside(stop)` is how
+`events-app serve` runs its worker (the web process's lifespan): by default as a child
+`events-app worker` process, so that the worker has its own core, event loop and database
+connection. On its own loop inside the server (`EVENTS_SERVE_WORKER=task`, `Worker.run`), every
+step of a message (each SMTP command, each statement) waited behind the turn of the loop that
+answered up to 64 requests: during a rush of 10,000 registrations (bench/rush.py) on SQLite the
+confirmations went out at about 200/s while the rush was answered at 2,100/s. A child process
+is also what SQLite's WAL is made for (one writer at a time, readers beside it; short write
+transactions and a busy time-out on both sides), and a stop of the server stops it the same way
+as SIGTERM stops `events-app worker`: the message in hand is finished, the rest handed back.
 """
 
 from __future__ import annotations
@@ -18,7 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import subprocess
+import sys
 
 from .. import db
 from .. import settings as settings_module
@@ -60,6 +71,8 @@ class Worker:
         self.pause = PausePolicy(self.settings)
         self.delivery = Delivery(self.settings, self.pause)
         self.batch_size = batch_size(self.settings)
+        # Set by `run`: a run of sends stops after the message in hand when it is set.
+        self.stop: asyncio.Event | None = None
 
     async def run_once(self, limit: int = 50, refills: int = 0) -> int:
         """Claim up to `limit` due rows and settle each: sent, queued again with backoff, skipped
@@ -71,7 +84,7 @@ class Worker:
         rows = await self._claim(limit)
         if not rows:
             return 0
-        run = BatchRun(self.lanes, self._claim, self.delivery, self.throttle, self.pause, limit, refills)
+        run = BatchRun(self.lanes, self._claim, self.delivery, self.throttle, self.pause, limit, refills, self.stop)
         return await run.run(rows)
 
     async def _claim(self, limit: int) -> list[dict]:
@@ -112,6 +125,7 @@ class Worker:
         nothing was due; an error of its own (database unreachable) is logged and retried with a
         growing pause, never fatal. Closes the transport on the way out."""
         errors = 0
+        self.stop = stop
         try:
             next_schedule = 0.0
             last_tick = float("-inf")
@@ -150,9 +164,30 @@ class Worker:
             await self.close()
 
 
-async def run_forever() -> None:
+# How often a worker started by `serve` checks that its server is still there.
+PARENT_CHECK_SECONDS = 1.0
+# How long `serve` waits for its worker process to finish the messages in hand before killing it.
+STOP_GRACE_SECONDS = 20.0
+# Pause before a worker process that exited on its own is started again (doubling, up to 60 s).
+RESTART_PAUSE_SECONDS = 1.0
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """Set `stop` once the process that started this worker is gone (killed without a chance to
+    stop it): the worker must not outlive its server."""
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            log.warning("mail worker: the server that started it (pid %d) is gone; stopping", parent_pid)
+            stop.set()
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=PARENT_CHECK_SECONDS)
+
+
+async def run_forever(parent_pid: int | None = None) -> None:
     """`events-app worker`: open the database, send until SIGTERM or SIGINT, then finish the
-    message in hand, close the SMTP connection and the database pool."""
+    message in hand, close the SMTP connection and the database pool. With `parent_pid` (a
+    worker started by `serve`) also stop when that process is gone."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     await db.start()
@@ -165,10 +200,64 @@ async def run_forever() -> None:
             installed.append(sig)
     worker = Worker()
     log.info("mail worker started (%s)", type(worker.transport).__name__)
+    watch = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid is not None else None
     try:
         await worker.run(stop)
     finally:
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         for sig in installed:
             loop.remove_signal_handler(sig)
         await db.stop()
         log.info("mail worker stopped")
+
+
+async def run_beside(stop: asyncio.Event, settings: Settings) -> None:
+    """The mail worker of `events-app serve`, until `stop` is set: a child `events-app worker`
+    process (`serve_worker` "process", the default), started again with a growing pause should
+    it exit on its own, and stopped with SIGTERM (given STOP_GRACE_SECONDS to finish the
+    messages in hand, then killed); or, with "task", a Worker on this event loop."""
+    if settings.serve_worker == "task":
+        await Worker(settings).run(stop)
+        return
+    pause = RESTART_PAUSE_SECONDS
+    while not stop.is_set():
+        # Its own session: a Ctrl-C at the terminal reaches the server, which then stops the
+        # worker, rather than both at once (the server would take that exit for a crash).
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "events_app.cli",
+            "worker",
+            "--parent-pid",
+            str(os.getpid()),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        exited = asyncio.ensure_future(proc.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not exited.done():
+            stopping.cancel()
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(exited), timeout=STOP_GRACE_SECONDS)
+            except TimeoutError:
+                log.error("mail worker process %d did not stop in %g s; killing it", proc.pid, STOP_GRACE_SECONDS)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await exited
+            return
+        stopping.cancel()
+        if stop.is_set():
+            return
+        if asyncio.get_running_loop().time() - started > 60:
+            pause = RESTART_PAUSE_SECONDS
+        log.error("mail worker process exited (status %s); starting another in %g s", proc.returncode, pause)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=pause)
+        pause = min(pause * 2, 60.0)
