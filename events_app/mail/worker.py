@@ -81,6 +81,7 @@ class Worker:
         claimed (0: nothing was due)."""
         self.pause.new_batch()
         self.delivery.bulk.forget()
+        self.delivery.forget()
         rows = await self._claim(limit)
         if not rows:
             return 0
@@ -105,6 +106,10 @@ class Worker:
         except Exception:
             log.exception("preparing bulk messages failed; their rows wait for the claim time-out")
             rows = [r for r in rows if r.get("mailing") is None]
+        try:  # the batch's registrations in a few queries, not one (or more) per message
+            await self.delivery.prepare(rows)
+        except Exception:
+            log.exception("reading the batch's registrations failed; each message reads its own")
         return rows
 
     async def _tick(self) -> int:

@@ -195,3 +195,33 @@ async def test_a_batch_of_confirmations_is_recorded_sent_in_one_statement(config
     row = (await outbox.claim(1, 600))[0]
     await outbox.mark_sent(row["id"])
     assert [r["status"] for r in await outbox_rows()] == ["sent"] * 7
+
+
+async def test_a_claimed_batch_reads_its_registrations_together_not_per_message(config, monkeypatch):
+    """The worker asks delivery.py to read a claimed batch's registrations at once (Delivery.
+    prepare): the statements reading registrations do not grow with the batch."""
+    event = await published_webinar(capacity=2)
+    real_fetch = db.fetch
+    reads: list[str] = []
+
+    async def counting(sql: str, *args):
+        if "FROM registration" in sql:
+            reads.append(sql)
+        return await real_fetch(sql, *args)
+
+    async def statements_for(people: int) -> int:
+        start = len(await outbox_rows())
+        for i in range(people):
+            await register(event, f"Person {start + i}", f"p{start + i}@example.org")
+        reads.clear()
+        monkeypatch.setattr(db, "fetch", counting)
+        try:
+            transport = MemoryTransport()
+            assert await Worker(config, transport=transport).run_once(50) == people
+            assert len(transport.messages) == people
+        finally:
+            monkeypatch.setattr(db, "fetch", real_fetch)
+        return len(reads)
+
+    few, many = await statements_for(3), await statements_for(12)
+    assert many == few, (few, many)
