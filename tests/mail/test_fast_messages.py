@@ -64,7 +64,9 @@ NAMES = st.one_of(
         ]
     ),
 )
-LOCALS = st.sampled_from(["ada", "Ada.Lovelace", "o'brien", "first+tag", "x_y-z", "a" * 60])
+LOCALS = st.sampled_from(
+    ["ada", "Ada.Lovelace", "o'brien", "first+tag", "x_y-z", "a" * 60, "with space", "ünï", "cr\rlf"]
+)
 DOMAINS = st.sampled_from(["example.org", "bücher.example", "EXAMPLE.COM", "sub.domain.example.net"])
 TITLES = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=120),
