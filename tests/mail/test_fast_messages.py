@@ -43,7 +43,8 @@ STRICT = BytesParser(policy=policy.strict)
 CALENDAR_TYPES = {"text/calendar", "application/ics"}
 
 NAMES = st.one_of(
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+    # Any character PostgreSQL can store (not NUL): control characters, separators, quotes...
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40),
     st.sampled_from(
         [
             "Ada Lovelace",
