@@ -194,7 +194,9 @@ async def run_forever(parent_pid: int | None = None) -> None:
     message in hand, close the SMTP connection and the database pool. With `parent_pid` (a
     worker started by `serve`) also stop when that process is gone."""
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # EVENTS_LOG_LEVEL as for `serve` (it was ignored: a line per message at any level).
+        level = settings_module.get().log_level_or("info").upper()
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     await db.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
