@@ -14,6 +14,8 @@ refusals all ask it.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 from datetime import datetime
 from email.utils import parseaddr
@@ -21,6 +23,7 @@ from typing import Any, Literal, NamedTuple
 
 from .. import clock, db
 from ..settings import Settings
+from ..sqlite_engine import FastSQLiteEngine
 from ..timefmt import format_range
 from . import audit, identity, outbox, registrations
 from . import validation as v
@@ -153,8 +156,18 @@ async def current(event_id: int, verify: bool = False) -> dict:
     return event
 
 
+# Grows with every forget(): what is built from events elsewhere (web/present.py) names it in its
+# keys, so that ids and versions starting over (tests emptying the tables) never meet old parts.
+forgotten = 0
+
+
 def forget(event_id: int | None = None) -> None:
     """Drop cached events (one, or all when None)."""
+    global _kept_conn, _kept_stamp, forgotten
+    _kept.clear()
+    _kept_conn = _kept_stamp = None
+    _PAGE_EVENTS.clear()
+    forgotten += 1
     if event_id is None:
         _CACHE.clear()
     else:
@@ -322,30 +335,155 @@ def seats_left(event: dict) -> int | None:
     return max(event["capacity"] - event["taken"], 0)
 
 
-# What an event page shows that can change, in one indexed row and without parsing a timestamp:
-# the closing and end times are compared in SQL with the database's clock (stored in UTC, they
-# compare as values on PostgreSQL and as text on SQLite, whose CURRENT_TIMESTAMP has whole
-# seconds: a page turns "closed" up to a second late; the registration itself checks exactly).
-# `born` tells apart two rows that had the same id (SQLite may reuse the highest id after a
-# delete). It runs on every request for a public event page, cached or not, so it is one fixed
-# text (compiled once by db.fetch) and no builder: with it the cached page served 7,441 req/s
-# against 8,576 for a bare route returning the same bytes, 0.87x, and the 304 0.98x (README,
-# Benchmarks, figure 4; bench/pages.py, "page-cached" and "page-304").
-PAGE_KEY_SQL = (
-    "SELECT id, CAST(created_at AS TEXT) AS born, version, taken, status, "
-    "ends_at <= CURRENT_TIMESTAMP AS ended, "
-    "COALESCE(registration_closes_at, ends_at) <= CURRENT_TIMESTAMP AS closed FROM event WHERE slug = {}"
-)
+# What an event page shows that can change, in one indexed row. `born` tells apart two rows that
+# had the same id (SQLite may reuse the highest id after a delete). The state follows the one
+# clock (`state_of` from `ends_at` and `registration_closes_at` against clock.now(), as `state()` decides it), so a
+# key read a moment ago still turns "closed" or "past" on time.
+#
+# It is asked on every request for a public event page, cached or not, so it is made cheap
+# without ever answering from before a change, whichever process made it:
+# - SQLite: the rows read are kept per slug while nothing was committed to the database since.
+#   "Nothing" is `PRAGMA data_version` (it moves when any other connection, in any process,
+#   commits) together with this connection's `total_changes` (which moves with its own writes),
+#   read on the app's own connection: one tiny statement instead of the indexed row, its
+#   timestamps and the converters.
+# - PostgreSQL: reads that overlap are made one: a request joins the next read that starts
+#   after it arrived (never one already running, which may predate a commit it must see), and
+#   that read fetches the keys of every slug waiting, in one statement.
+PAGE_KEY_COLUMNS = "slug, id, CAST(created_at AS TEXT) AS born, version, taken, status, ends_at, registration_closes_at"
+PAGE_KEY_SQL = f"SELECT {PAGE_KEY_COLUMNS} FROM event WHERE slug = {{}}"
+PAGE_KEYS_PG_SQL = f"SELECT {PAGE_KEY_COLUMNS} FROM event WHERE slug = ANY({{}}::text[])"
+# Kept rows per slug while the database's stamp stays; bounded (a crawler's made-up slugs).
+PAGE_KEYS_KEPT = 4096
+
+_kept_conn: Any = None
+_kept_stamp: tuple[int, int] | None = None
+_kept: dict[str, dict | None] = {}
+
+
+def _sqlite_stamp() -> tuple[Any, tuple[int, int]] | None:
+    """(the app's SQLite connection of this loop, its stamp), or None when the stamp cannot
+    tell (PostgreSQL, a transaction open here, or the connection busy with another's)."""
+    eng = db.engine()
+    if not isinstance(eng, FastSQLiteEngine) or eng.current_transaction.get() is not None:
+        return None
+    conn = eng.loop_connection()
+    if conn.lock.locked():  # a unit of work is open on this connection: its writes are not ours to see
+        return None
+    raw = conn.raw
+    row = raw.execute("PRAGMA data_version").fetchone()
+    return conn, (raw.total_changes, row["data_version"])
 
 
 async def page_key(slug: str) -> dict | None:
     """What the public page of the event `slug` shows that can change, for the page cache:
-    `id`, `born`, `version`, `taken`, `status` and `state` (as `state()` decides, from the
-    database's clock). None when there is no such event (drafts are returned: the caller hides
-    them)."""
-    rows = await db.fetch(PAGE_KEY_SQL, slug)
-    if not rows:
+    `id`, `born`, `version`, `taken`, `status` and `state` (as `state()` decides, on the one
+    clock). None when there is no such event (drafts are returned: the caller hides them).
+    Always as committed when the call began, whichever process committed it."""
+    global _kept_conn, _kept_stamp
+    found = _sqlite_stamp()
+    if found is not None:
+        conn, stamp = found
+        if conn is not _kept_conn or stamp != _kept_stamp:
+            _kept.clear()
+            _kept_conn, _kept_stamp = conn, stamp
+        if slug in _kept:
+            row = _kept[slug]
+        else:
+            # Runs at once (no transaction here, the connection free): nothing in between.
+            rows = await db.fetch(PAGE_KEY_SQL, slug)
+            row = rows[0] if rows else None
+            if len(_kept) >= PAGE_KEYS_KEPT:
+                _kept.clear()
+            _kept[slug] = row
+    elif db.is_postgres() and db.engine().current_transaction.get() is None:
+        row = await _coalesced(slug)
+    else:
+        rows = await db.fetch(PAGE_KEY_SQL, slug)
+        row = rows[0] if rows else None
+    if row is None:
         return None
-    row = rows[0]
-    row["state"] = state_of(row["status"], bool(row["ended"]), bool(row["closed"]))
-    return row
+    moment = clock.now()
+    return {
+        "id": row["id"],
+        "born": row["born"],
+        "version": row["version"],
+        "taken": row["taken"],
+        "status": row["status"],
+        "ends_at": row["ends_at"],
+        "registration_closes_at": row["registration_closes_at"],
+        "state": state_of(
+            row["status"], row["ends_at"] <= moment, (row["registration_closes_at"] or row["ends_at"]) <= moment
+        ),
+    }
+
+
+_PAGE_EVENTS: dict[tuple, dict] = {}
+
+
+async def for_page(key: dict) -> dict:
+    """The event a page `key` (page_key's answer) names: read once per event version and
+    process, with what the key itself carries (seats taken, status, closing and end times) laid
+    over it, so that the page shows exactly what the key names. The dict is the caller's."""
+    found = _PAGE_EVENTS.get((key["id"], key["born"], key["version"]))
+    if found is None:
+        found = await get(key["id"])
+        if found["version"] != key["version"]:
+            return found  # changed since the key was read: newer than the key, kept by no one
+        if len(_PAGE_EVENTS) >= PAGE_KEYS_KEPT:
+            _PAGE_EVENTS.clear()
+        _PAGE_EVENTS[(key["id"], key["born"], key["version"])] = found
+    return {
+        **found,
+        "taken": key["taken"],
+        "status": key["status"],
+        "ends_at": key["ends_at"],
+        "registration_closes_at": key["registration_closes_at"],
+    }
+
+
+class _Reads:
+    """The PostgreSQL key reads of one event loop: slugs waiting for the next read, and the
+    task that runs reads while any wait."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: dict[str, asyncio.Future] = {}
+        self.task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting, {}
+            try:
+                rows = await db.fetch(PAGE_KEYS_PG_SQL, list(batch))
+            except BaseException as exc:
+                for future in batch.values():
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("key read stopped"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            by_slug = {row["slug"]: row for row in rows}
+            for slug, future in batch.items():
+                if not future.done():
+                    future.set_result(by_slug.get(slug))
+
+
+_reads: dict[int, _Reads] = {}
+
+
+async def _coalesced(slug: str) -> dict | None:
+    loop = asyncio.get_running_loop()
+    reads = _reads.get(id(loop))
+    if reads is None or reads.loop is not loop:
+        if len(_reads) > 16:  # loops of finished tests
+            _reads.clear()
+        reads = _reads[id(loop)] = _Reads(loop)
+    future = reads.waiting.get(slug)
+    if future is None:
+        future = reads.waiting[slug] = loop.create_future()
+    if reads.task is None or reads.task.done():
+        # A task of its own, in a context of its own: no request's transaction or cancellation.
+        reads.task = loop.create_task(reads.run(), context=contextvars.Context())
+    # Shielded: a request given up (client gone) must not cancel the others' answer.
+    return await asyncio.shield(future)

@@ -23,10 +23,12 @@ and light-green backgrounds, a contrast of at least 4.5:1 (WCAG AA), since links
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from .. import clock, db, settings
@@ -81,6 +83,12 @@ class Identity:
     # The narrowest stored copy of an uploaded logo (images.variants), for the pages' header.
     logo_small_url: str = ""
 
+    @cached_property
+    def key(self) -> str:
+        """A digest of every value, computed once per snapshot: what cached pages' keys and ETags
+        hold (web/cache.py), instead of hashing the whole identity on every lookup."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:32]
+
     @property
     def initial(self) -> str:
         """The first letter or digit of the name (the favicon's letter)."""
@@ -94,8 +102,16 @@ class Identity:
         return [line.strip() for line in self.postal_address.splitlines() if line.strip()]
 
 
+_default: Identity | None = None
+
+
 def default() -> Identity:
-    return Identity(name=settings.get().org_name)
+    """The first defaults (EVENTS_ORG_NAME), one object while the setting stays."""
+    global _default
+    name = settings.get().org_name
+    if _default is None or _default.name != name:
+        _default = Identity(name=name)
+    return _default
 
 
 _current: Identity | None = None

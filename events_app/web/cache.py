@@ -30,7 +30,6 @@ ENABLED = True
 LIMIT = 1024
 HTML = "text/html; charset=utf-8"
 
-_pages: dict[tuple, tuple[RawPage, RawPage]] = {}
 _salt: str | None = None
 
 
@@ -52,32 +51,54 @@ def _build_salt() -> str:
     return _salt
 
 
-_etags: dict[tuple, str] = {}
+class _Entry:
+    """What this process knows of one key: its ETag, the 304 answer, and the kept 200 (None
+    until rendered, or when the cache is off)."""
+
+    __slots__ = ("etag", "page", "not_modified")
+
+    def __init__(self, etag: str, not_modified: RawPage) -> None:
+        self.etag, self.not_modified = etag, not_modified
+        self.page: RawPage | None = None
+
+
+_entries: dict[tuple, _Entry] = {}
 
 
 def _with_identity(key: tuple) -> tuple:
     """Every cached page shows the organisation's identity (name, logo, colour, footer): the
-    whole identity (with its `version`) is part of every key, so a settings change gives new
-    pages and ETags (app.py reads the identity again before each request, domain/identity.py
-    `fresh`). The values, not only the version: a database emptied and set again starts its
-    versions over."""
-    return (*key, identity.snapshot())
+    whole identity is part of every key, so a settings change gives new pages and ETags (app.py
+    reads the identity again before each request, domain/identity.py `fresh`). The values, not
+    only the version (a database emptied and set again starts its versions over), as the
+    digest the identity computes once (`Identity.key`), not hashed anew per lookup."""
+    return (*key, identity.snapshot().key)
+
+
+def _entry(full: tuple) -> _Entry:
+    entry = _entries.get(full)
+    if entry is None:
+        if len(_entries) >= LIMIT:
+            _entries.clear()  # keys only go stale (versions grow): starting over is enough
+        tag = 'W/"' + hashlib.sha256(f"{_build_salt()}|{full!r}".encode()).hexdigest()[:32] + '"'
+        entry = _entries[full] = _Entry(
+            tag, RawPage(304, [(b"etag", tag.encode("latin-1")), (b"cache-control", b"no-cache")], b"")
+        )
+    return entry
 
 
 def etag(key: tuple) -> str:
-    key = _with_identity(key)
-    tag = _etags.get(key)
-    if tag is None:
-        if len(_etags) >= LIMIT:
-            _etags.clear()
-        tag = _etags[key] = 'W/"' + hashlib.sha256(f"{_build_salt()}|{key!r}".encode()).hexdigest()[:32] + '"'
-    return tag
+    return _entry(_with_identity(key)).etag
 
 
 def matches(request: Request, tag: str) -> bool:
     """True when the request's If-None-Match names `tag` (weak comparison, RFC 9110 13.1.2)."""
+    return scope_matches(request.scope, tag)
+
+
+def scope_matches(scope: Any, tag: str) -> bool:
+    """`matches` for a bare ASGI scope."""
     # The raw ASGI headers: building request.headers cost more per request than the lookup.
-    for name, value in request.scope["headers"]:
+    for name, value in scope["headers"]:
         if name == b"if-none-match":
             header = value.decode("latin-1")
             break
@@ -107,21 +128,18 @@ class RawPage:
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
 
 
-def _raw_headers(key: tuple, media_type: str, extra: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
-    # no-cache: browsers keep the page but ask every time, so a change shows at once.
-    fields = {"etag": etag(key), "cache-control": "no-cache", **{k.lower(): v for k, v in (extra or {}).items()}}
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields.items()]
-
-
 def cached(request: Request, key: tuple) -> RawPage | None:
     """304 when the client holds the page for `key`, the kept page when this process has it,
     else None (the caller renders and calls `keep`). `key` must name everything the page shows."""
-    kept = _pages.get(_with_identity(key)) if ENABLED else None
-    if matches(request, etag(key)):
-        if kept is not None:
-            return kept[1]
-        return RawPage(304, [(b"etag", etag(key).encode("latin-1")), (b"cache-control", b"no-cache")], b"")
-    return kept[0] if kept is not None else None
+    return cached_for(request.scope, key)
+
+
+def cached_for(scope: Any, key: tuple) -> RawPage | None:
+    """`cached` for a bare ASGI scope."""
+    entry = _entry(_with_identity(key))
+    if scope_matches(scope, entry.etag):
+        return entry.not_modified
+    return entry.page
 
 
 def keep(
@@ -129,7 +147,10 @@ def keep(
 ) -> RawPage:
     """Answer with `body`, rendered for `key`, and keep it unless `store` is False (the caller
     rendered newer content than the key names)."""
-    fields = _raw_headers(key, media_type, headers)
+    entry = _entry(_with_identity(key))
+    # no-cache: browsers keep the page but ask every time, so a change shows at once.
+    named = {"etag": entry.etag, "cache-control": "no-cache", **{k.lower(): v for k, v in (headers or {}).items()}}
+    fields = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in named.items()]
     page = RawPage(
         200,
         [
@@ -140,9 +161,7 @@ def keep(
         body,
     )
     if ENABLED and store:
-        if len(_pages) >= LIMIT:
-            _pages.clear()  # keys only go stale (versions grow): starting over is enough
-        _pages[_with_identity(key)] = (page, RawPage(304, fields, b""))
+        entry.page, entry.not_modified = page, RawPage(304, fields, b"")
     return page
 
 
@@ -151,10 +170,15 @@ def render_template(request: Request, name: str, context: dict[str, Any]) -> byt
     neither the request nor a CSRF field, but they are given as Litestar gives them)."""
     engine = request.app.template_engine
     assert engine is not None  # app.py always configures the Jinja engine
-    template = engine.get_template(name)
-    return template.render(**context, request=request, csrf_input="").encode("utf-8")
+    found = _templates.get(name)
+    if found is None or found[0] is not engine:
+        # Compiled once per app: asking the engine each time also checks every file's time.
+        found = _templates[name] = (engine, engine.get_template(name))
+    return found[1].render(**context, request=request, csrf_input="").encode("utf-8")
+
+
+_templates: dict[str, tuple[Any, Any]] = {}
 
 
 def clear() -> None:
-    _pages.clear()
-    _etags.clear()
+    _entries.clear()

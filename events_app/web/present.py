@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import Markup
+
 from .. import settings
-from ..domain import identity, images
+from ..domain import events, identity, images
 from ..domain.events import seats_left
 from ..domain.events import state as event_state
 from ..markdown import to_html
@@ -70,17 +74,43 @@ def event_page(event: dict) -> dict[str, Any]:
     """Template context for one event: times in its zone, rendered description, state."""
     state = event_state(event)  # the domain's one decision (domain/events.py)
     seats = seats_left(event)
+    parts = _parts(event)
     return {
         "event": event,
-        "when": format_range(event["starts_at"], event["ends_at"], event["timezone"]),
-        "starts_iso": event["starts_at"].isoformat(),
-        "ends_iso": event["ends_at"].isoformat(),
-        "utc_when": format_range(event["starts_at"], event["ends_at"], "UTC"),
-        "description_html": to_html(event["description"]),
+        "when": parts["when"],
+        "starts_iso": parts["starts_iso"],
+        "ends_iso": parts["ends_iso"],
+        "utc_when": parts["utc_when"],
+        "description_html": parts["description_html"],
         "state": state,
         "seats_left": seats,
         "full": seats == 0,
     }
+
+
+# What a page shows of an event that changes only with the event's `version` (every change of a
+# shown column raises it), the organisation's identity and the base URL: built once per event
+# version and process, not per request. Seats, state and the cover's stored sizes are not here.
+PARTS_KEPT = 512
+_PARTS: dict[tuple, dict[str, Any]] = {}
+
+
+def _parts(event: dict) -> dict[str, Any]:
+    base = settings.get().base_url
+    key = (events.forgotten, event["id"], event["created_at"], event["version"], identity.snapshot().key, base)
+    parts = _PARTS.get(key)
+    if parts is None:
+        if len(_PARTS) >= PARTS_KEPT:
+            _PARTS.clear()
+        parts = _PARTS[key] = {
+            "when": format_range(event["starts_at"], event["ends_at"], event["timezone"]),
+            "starts_iso": event["starts_at"].isoformat(),
+            "ends_iso": event["ends_at"].isoformat(),
+            "utc_when": format_range(event["starts_at"], event["ends_at"], "UTC"),
+            "description_html": to_html(event["description"]),
+            "json_ld": {},  # by (has_cover, sold out): built when first asked
+        }
+    return parts
 
 
 # The cover is shown in a 1.91:1 frame (the shape link previews use), so the page reserves its
@@ -174,8 +204,10 @@ async def event_detail(event: dict) -> dict[str, Any]:
     """`event_page` plus what the public page alone shows: the cover with its phone-width copy,
     speakers with initials, the meta description, link-preview tags and the JSON-LD."""
     context = event_page(event)
+    parts = _parts(event)
     cover = None
     if event.get("cover_image_url"):
+        # Read per page: a picture's stored sizes may arrive after the event's last change.
         sizes = await images.variants(event["cover_image_url"])
         cover = {
             "src": event["cover_image_url"],
@@ -184,15 +216,35 @@ async def event_detail(event: dict) -> dict[str, Any]:
             "width": COVER_SIZE[0],
             "height": COVER_SIZE[1],
         }
-    page_url = f"{settings.get().base_url.rstrip('/')}/events/{event['slug']}"
+    if "page_url" not in parts:
+        parts.update(
+            speakers=[dict(p, initials=initials(p["name"])) for p in event.get("speakers") or []],
+            meta_description=plain_description(event),
+            page_url=f"{settings.get().base_url.rstrip('/')}/events/{event['slug']}",
+        )
+    ld_key = (cover is not None, seats_left(event) == 0)
+    ld = parts["json_ld"].get(ld_key)
+    if ld is None:
+        data = json_ld(event, has_cover=cover is not None)
+        # As the template's `tojson` filter writes it (Jinja's default policy), once.
+        ld = parts["json_ld"][ld_key] = (data, Markup(htmlsafe_json_dumps(data, dumps=json.dumps, sort_keys=True)))
     context.update(
         cover=cover,
-        speakers=[dict(p, initials=initials(p["name"])) for p in event.get("speakers") or []],
-        meta_description=plain_description(event),
-        page_url=page_url,
+        speakers=parts["speakers"],
+        meta_description=parts["meta_description"],
+        page_url=parts["page_url"],
         og_image=absolute(event["cover_image_url"]) if cover else "",
-        json_ld=json_ld(event, has_cover=cover is not None),
+        json_ld=ld[0],
+        json_ld_script=ld[1],
         show_count=bool(event.get("show_registered_count")),
         registered=event["taken"],
     )
     return context
+
+
+def calendar_links_of(event: dict, build: Any) -> Any:
+    """The event's add-to-calendar links as `build(event)` makes them, once per event version."""
+    parts = _parts(event)
+    if "links" not in parts:
+        parts["links"] = build(event)
+    return parts["links"]

@@ -21,7 +21,7 @@ from .. import clock, settings, tokens
 from ..domain import events, health, identity, registrations
 from ..domain.errors import Conflict, NotFound, ValidationFailed
 from . import cache
-from .present import event_detail, event_page
+from .present import calendar_links_of, event_detail, event_page
 from .responses import Health, answer
 
 ICS_TYPE = "text/calendar; charset=utf-8"
@@ -148,41 +148,21 @@ class PublicPages(Controller):
     @get("/events/{slug:str}")
     async def show(self, request: Request, slug: FromPath[str]) -> ASGIApp:
         # Litestar matches whole segments, so /events/x.ics arrives here as slug "x.ics".
-        is_ics = slug.endswith(".ics")
-        row = await events.page_key(slug[:-4] if is_ics else slug)
-        if row is None or row["status"] == "draft":
-            raise NotFound("No such event")
-        if is_ics:
-            key: tuple = ("event.ics", row["id"], row["born"], row["version"])
-            headers = _ics_headers(slug)
-            media = ICS_TYPE
-        else:
-            # The version covers every column the page shows (cover, speakers, the shown count,
-            # the cancellation note: each change raises it); the organisation's identity is on
-            # the page too (name, logo, JSON-LD organiser).
-            key = (
-                "event",
-                row["id"],
-                row["born"],
-                row["version"],
-                row["taken"],
-                row["state"],
-                identity.snapshot().version,
-            )
-            headers, media = None, cache.HTML
-        hit = cache.cached(request, key)
+        hit, row, key = await _event_key(request.scope, slug)
         if hit is not None:
             return hit
-        event = await events.get(row["id"])
-        # Rendered from a later read than the key: a change in between gives newer content
-        # than the key names, which is served but not kept under the older key.
+        if row is None:
+            raise NotFound("No such event")
+        is_ics = key[0] == "event.ics"
+        event = await events.for_page(row)
+        # Read after the key when this process had not read this version yet: a change in
+        # between gives newer content than the key names, served but not kept under that key.
         same = event["version"] == row["version"] and (is_ics or event["taken"] == row["taken"])
         if is_ics:
             await registrations.calendar_uid("event", event)
-            body = _feed([event], None)
-        else:
-            body = cache.render_template(request, "events/detail.html", await page_context(event))
-        return cache.keep(key, body, media, headers, store=same)
+            return cache.keep(key, _feed([event], None), ICS_TYPE, _ics_headers(slug), store=same)
+        body = cache.render_template(request, "events/detail.html", await page_context(event))
+        return cache.keep(key, body, cache.HTML, None, store=same)
 
     async def _page(
         self,
@@ -282,6 +262,48 @@ class PublicPages(Controller):
         return {"status": "ok"}
 
 
+async def _event_key(scope: Any, slug: str) -> tuple[ASGIApp | None, dict | None, tuple]:
+    """(the cached answer or None, the page key's row or None for no such page, the cache key)
+    of GET /events/{slug} (an event page, or its .ics when `slug` ends so)."""
+    is_ics = slug.endswith(".ics")
+    row = await events.page_key(slug[:-4] if is_ics else slug)
+    if row is None or row["status"] == "draft":
+        return None, None, ()
+    if is_ics:
+        key: tuple = ("event.ics", row["id"], row["born"], row["version"])
+    else:
+        # The version covers every column the page shows (cover, speakers, the shown count,
+        # the cancellation note: each change raises it); the organisation's identity is on
+        # the page too (name, logo, JSON-LD organiser), and web/cache.py adds it to every key.
+        key = ("event", row["id"], row["born"], row["version"], row["taken"], row["state"])
+    return cache.cached_for(scope, key), row, key
+
+
+class CachedPages:
+    """ASGI, in front of Litestar's routing (app.py wraps the app's handler in it, inside
+    web/edge.py's Edge, which still adds the security headers and answers HEAD): a GET of an
+    event page or its .ics that the cache holds is answered here, the way the bare route answers,
+    without routing, the route's middleware, the handler's signature or a Response. Everything
+    else (a miss, no such event, any other path or method) goes on to Litestar unchanged, where
+    `PublicPages.show` answers it. The same checks run: the organisation's identity as app.py's
+    before_request reads it, then the page key of every request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].startswith("/events/"):
+            slug = scope["path"][8:]
+            # One path segment, as the route matches it; a NUL is no stored slug (and no query).
+            if slug and "/" not in slug and "\x00" not in slug:
+                await identity.fresh()
+                hit = (await _event_key(scope, slug))[0]
+                if hit is not None:
+                    await hit(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def _same(given: str, expected: str) -> bool:
     import hmac
 
@@ -300,7 +322,7 @@ async def page_context(
         errors=errors or {},
         values=values or {"answers": {}},
         notice=notice,
-        links=calendar_links(event, base_url=settings.get().base_url)
+        links=calendar_links_of(event, lambda e: calendar_links(e, base_url=settings.get().base_url))
         if context["state"] in ("open", "closed", "draft")
         else None,
     )

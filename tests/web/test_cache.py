@@ -69,7 +69,9 @@ async def test_two_processes_agree_on_etags_and_see_each_others_changes(client, 
         async with httpx.AsyncClient(base_url=base, timeout=30) as other:
             there = await other.get("/events/careers")
             assert there.headers["etag"] == here.headers["etag"]
-            assert (await other.get("/events/careers", headers={"If-None-Match": here.headers["etag"]})).status_code == 304
+            assert (
+                await other.get("/events/careers", headers={"If-None-Match": here.headers["etag"]})
+            ).status_code == 304
             # The other process changes the event; this one shows it at once, and back.
             answer = await other.patch(f"/api/v1/events/{event['id']}", json={"title": "Changed there"}, headers=auth)
             assert answer.status_code == 200
@@ -92,3 +94,53 @@ async def test_the_page_follows_the_clock_when_registration_closes(client):
     page = await client.get("/events/careers", headers={"If-None-Match": open_page.headers["etag"]})
     assert page.status_code == 200 and "Registration closed" in page.text
     assert 'action="/events/careers/register"' not in page.text
+
+
+async def test_the_fast_path_answers_hits_as_the_route_does_and_passes_everything_else_on(app, auth):
+    """web/public.py CachedPages in front of routing: a kept page, its 304 and its .ics go out
+    byte for byte and header for header as through the route (security headers and HEAD
+    included, Edge still wraps it); a miss, an unknown slug, a draft, a POST and other paths go
+    on to Litestar; a change is seen by the next request through it."""
+    from events_app.web.public import CachedPages
+
+    app.asgi_handler.app = CachedPages(app.asgi_handler.app)
+    passed: list[str] = []
+    inner = app.asgi_handler.app.app
+
+    async def watching(scope, receive, send):
+        passed.append(f"{scope['method']} {scope['path']}")
+        await inner(scope, receive, send)
+
+    app.asgi_handler.app.app = watching
+    event = await published_event(slug="careers", title="Old title", capacity=5)
+    await published_event(slug="hidden", status="draft")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as fast:
+        for path in ("/events/careers", "/events/careers.ics"):
+            first = await fast.get(path)  # a miss: rendered by the route, and kept
+            assert passed[-1] == f"GET {path}"
+            passed.clear()
+            again = await fast.get(path)
+            assert passed == [], f"{path}: a kept page went through routing"
+            assert again.content == first.content and dict(again.headers) == dict(first.headers)
+            head = await fast.head(path)
+            assert head.content == b"" and head.headers["etag"] == first.headers["etag"]
+            assert head.headers["content-length"] == first.headers["content-length"]
+            not_modified = await fast.get(path, headers={"If-None-Match": first.headers["etag"]})
+            assert not_modified.status_code == 304 and not_modified.content == b""
+            assert "content-security-policy" in not_modified.headers
+        for method, path in (
+            ("GET", "/events/nothing"),
+            ("GET", "/events/hidden"),
+            ("POST", "/events/careers"),
+            ("GET", "/events/careers/registered"),
+            ("GET", "/events"),
+        ):
+            passed.clear()
+            answer = await fast.request(method, path)
+            assert passed == [f"{method} {path}"]
+            assert answer.status_code in (200, 303, 404, 405), (method, path, answer.status_code)
+        tag = (await fast.get("/events/careers")).headers["etag"]
+        await db.fetch("UPDATE event SET title = 'New title', version = version + 1 WHERE id = {}", event["id"])
+        page = await fast.get("/events/careers", headers={"If-None-Match": tag})
+        assert page.status_code == 200 and "New title" in page.text and page.headers["etag"] != tag

@@ -15,8 +15,12 @@ from events_app import db
 from events_app.domain import events, identity, images
 
 SPEAKERS = [
-    {"name": "Ada Lovelace", "role": "Implementation lead", "bio": "Moved from a PhD to health services.",
-     "photo_url": "https://example.org/ada.jpg"},
+    {
+        "name": "Ada Lovelace",
+        "role": "Implementation lead",
+        "bio": "Moved from a PhD to health services.",
+        "photo_url": "https://example.org/ada.jpg",
+    },
     {"name": "Grace Hopper", "role": "Programme manager"},
 ]
 
@@ -29,8 +33,13 @@ def _jpeg(width: int, height: int) -> bytes:
 
 async def test_cover_speakers_and_a_call_to_action_before_the_description(client):
     cover = await images.store(_jpeg(1600, 900), field="cover")
-    await published_event(slug="careers", cover_image_url=cover, cover_alt="Three panelists on a video call",
-                          speakers=SPEAKERS, description="Long description. " * 200)
+    await published_event(
+        slug="careers",
+        cover_image_url=cover,
+        cover_alt="Three panelists on a video call",
+        speakers=SPEAKERS,
+        description="Long description. " * 200,
+    )
     page = (await client.get("/events/careers")).text
     img = re.search(r'<img class="cover"[^>]*>', page).group(0)
     assert f'src="{cover}"' in img and 'alt="Three panelists on a video call"' in img
@@ -155,3 +164,44 @@ async def test_every_public_page_has_one_meta_description(client):
         assert len(found) == 1, (path, found)
     careers = (await client.get("/events/careers")).text
     assert re.findall(r'<meta name="description" content="([^"]*)"', careers) == ["A one-hour webinar on careers."]
+
+
+async def test_pieces_built_once_per_version_give_the_page_a_fresh_build_gives(client, auth, app):
+    """web/present.py keeps what depends only on the event's version (times, description, speakers,
+    meta description, JSON-LD, add-to-calendar links) per process: the page from those pieces is
+    byte for byte the page built from nothing, the JSON-LD written once reads as the template's
+    own `tojson`, and a change of the event (a new version) is on the next page."""
+    from events_app.web import cache, present
+    from events_app.web.public import page_context
+
+    questions = [{"key": "stage", "label": "Stage", "type": "single", "options": ["A", "B"], "required": True}]
+    event = await published_event(
+        slug="careers",
+        speakers=SPEAKERS,
+        questions=questions,
+        capacity=1,
+        description="Meet **them** & <b>us</b>.",
+        summary="",
+    )
+    first = (await client.get("/events/careers")).content
+    cache.clear()
+    present._PARTS.clear()
+    assert (await client.get("/events/careers")).content == first
+    template = app.template_engine.get_template("events/detail.html")
+    context = await page_context(await events.get(event["id"]))
+    assert "json_ld_script" in context
+    built = template.render(**context, request=None, csrf_input="")
+    del context["json_ld_script"]
+    assert template.render(**context, request=None, csrf_input="") == built
+    # A registration fills the only seat: the offer's availability moves, and it shows.
+    await client.post(
+        f"/api/v1/events/{event['id']}/registrations",
+        json={"name": "A", "email": "a@example.org", "answers": {"stage": "A"}},
+    )
+    assert "SoldOut" in (await client.get("/events/careers")).text
+    answer = await client.patch(
+        f"/api/v1/events/{event['id']}", json={"description": "Now **other** words."}, headers=auth
+    )
+    assert answer.status_code == 200
+    page = (await client.get("/events/careers")).text
+    assert "<strong>other</strong>" in page and "<strong>them</strong>" not in page
