@@ -3,11 +3,11 @@
 A seat is claimed by one conditional statement inside the transaction that also writes the
 registration and its confirmation's outbox row (domain/seats.py holds the statements and the
 ways of running them; on PostgreSQL new addresses arriving together for one event share one
-statement and one commit, seats.GroupClaims). One person (event, email) holds at most one row, enforced by a unique
-index; a repeat takes no second seat and re-sends the confirmation at most once per
-`resend_interval_seconds`. What an anonymous caller is told (`register_public`) is built from
-what they sent and the status a new address would get now, never from the stored row: knowing
-an address reveals nothing about its registration. Whether an event takes registrations is
+statement and one commit, seats.GroupClaims). One person (event, email) holds at most one row,
+enforced by a unique index; a repeat takes no second seat and re-sends the confirmation at
+most once per `resend_interval_seconds`. What an anonymous caller is told (`register_public`) is
+built from what they sent and the status a new address would get now, never from the stored
+row: knowing an address reveals nothing about its registration. Whether an event takes registrations is
 events.state(); the links and tokens live in domain/registration_links.py (re-exported here).
 
 The waitlist is served in arrival order (registration id). A freed seat goes to the first
