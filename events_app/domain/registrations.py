@@ -7,8 +7,8 @@ statement and one commit, seats.GroupClaims). One person (event, email) holds at
 enforced by a unique index; a repeat takes no second seat and re-sends the confirmation at
 most once per `resend_interval_seconds`. What an anonymous caller is told (`register_public`) is
 built from what they sent and the status a new address would get now, never from the stored
-row: knowing an address reveals nothing about its registration. Whether an event takes registrations is
-events.state(); the links and tokens live in domain/registration_links.py (re-exported here).
+row: knowing an address reveals nothing about its registration. Whether an event takes
+registrations is events.state(); the links and tokens live in domain/registration_links.py (re-exported here).
 
 The waitlist is served in arrival order (registration id). A freed seat goes to the first
 waitlisted person in the same transaction that freed it, while registration is open
