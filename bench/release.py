@@ -10,9 +10,26 @@
    in its own process. Target: at least 0.9x.
 3. Peak memory: an `events-app worker` process releasing an issue to 100,000 subscribers, its
    peak RSS (VmHWM) read from /proc. Target: under 150 MB.
+4. PostgreSQL, 1,000,000 subscribers (a throwaway database from --admin-url / PG_ADMIN_URL,
+   migrated; the subscribers and their subscriptions inserted with generate_series, not timed):
+   an issue released while `--pg-workers` `events-app worker` processes run against the same
+   sink, and a staff member's client polls the delivery page.
+   - ledger: release time to the mailing's `expanded_at`, with the row count checked (exactly
+     one row per recipient). Target <= 60 s. For scale, the same rows written by one bare
+     INSERT ... SELECT into an empty copy of the outbox (same indexes), timed after the run.
+   - hand-off: rows recorded sent per second over a fixed window (--pg-window s) that starts
+     once the ledger is complete (sending all 1,000,000 would take longer than the run may),
+     against raw aiosmtplib sending pre-built messages of this issue over the same number of
+     connections in as many processes (measured before and after the release, averaged).
+     Target >= 0.9x.
+   - memory: each worker's VmHWM at the end of the run. Target < 150 MB.
+   - delivery page: GET /staff/issues/ID/progress/live (every fifth the whole progress page)
+     about 4 times a second from a signed-in client during the release, p99, against the same
+     client polling the same pages before the release. Target p99 < 200 ms.
 
-    .venv/bin/python bench/release.py                   # ~3 min
-    .venv/bin/python bench/release.py --handoff 3000 --memory 20000 --json
+    .venv/bin/python bench/release.py                   # ~10 min
+    .venv/bin/python bench/release.py --handoff 3000 --memory 20000 --pg-subscribers 100000 --json
+    .venv/bin/python bench/release.py --only-pg --pg-subscribers 200000 --pg-window 20
 """
 
 from __future__ import annotations
@@ -119,6 +136,7 @@ async def build_cost(n: int, rounds: int) -> list[dict]:
     from events_app import markdown
 
     body_html = markdown.to_html(issue["body"])
+    brand = render.brand()  # the identity's parts every email template reads (once, as ours does)
     subs = {s["id"]: s for s in await db.fetch("SELECT id, email, name, status, token_salt, paused_until, bounced_at FROM subscriber")}
 
     def bare() -> float:
@@ -129,7 +147,7 @@ async def build_cost(n: int, rounds: int) -> list[dict]:
             context = {
                 "greeting": f"Hello {s['name']},", "topic_name": issue["topic_name"], "organizer_name": "Events",
                 "site_host": cfg.host, "issue": {**issue, "date": issue["issue_date"]}, "body_html": body_html,
-                "body_text": issue["body"], "subject": "x",
+                "body_text": issue["body"], "subject": "x", "brand": brand,
                 "links": {"site": base + "/", "manage": f"{base}/s/{token}", "unsubscribe": f"{base}/s/{token}/unsubscribe",
                           "archive": base + "/bulletin", "issue": base + "/bulletin/x"},
             }
@@ -272,19 +290,296 @@ def _done(folder: str) -> bool:
         con.close()
 
 
+# -- 4. PostgreSQL, a million subscribers ----------------------------------------------------------
+
+async def _pg_admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
+
+
+async def _pg_setup(count: int) -> tuple[int, int]:
+    """Topics, a staff member, `count` confirmed bulletin subscribers (SQL), an issue: its id and
+    the topic's."""
+    from events_app import db
+    from events_app.domain import issues, seed, staff
+
+    await seed.topics()
+    await staff.create("bench@example.org", "bench password 12345", "Bench")
+    topic = (await db.fetch("SELECT id FROM topic WHERE slug = 'bulletin'"))[0]["id"]
+    started = time.perf_counter()
+    await db.fetch(
+        "INSERT INTO subscriber (email, email_hash, name, status, token_salt, source, created_at, confirmed_at) "
+        "SELECT 'reader' || g || '@example.org', encode(sha256(('reader' || g || '@example.org')::bytea), 'hex'), "
+        "'Reader ' || g, 'confirmed', md5(g::text), 'import', now() - interval '1 day', now() - interval '1 day' "
+        "FROM generate_series(1, {}::integer) g",
+        count,
+    )
+    await db.fetch(
+        "INSERT INTO subscription (subscriber, topic, created_at) "
+        "SELECT id, {}::integer, now() - interval '1 day' FROM subscriber",
+        topic,
+    )
+    await db.fetch("ANALYZE subscriber")
+    await db.fetch("ANALYZE subscription")
+    print(f"pg: {count:,} subscribers inserted in {time.perf_counter() - started:.1f} s (not timed)", flush=True)
+    issue = await issues.create({
+        "title": "October 2019", "issue_date": "2019-10-15", "summary": "Non-academic careers with impact",
+        "body": (ROOT / "events_app" / "demo.py").read_text().split('ISSUE_BODY = """\\\n', 1)[1].split('"""', 1)[0],
+    })
+    return issue["id"], topic
+
+
+async def _prebuilt(issue_id: int, n: int) -> list[tuple[str, bytes]]:
+    """The issue's messages to its first `n` subscribers, as the worker builds them."""
+    from events_app import db, settings
+    from events_app.domain import issues
+    from events_app.mail import bulk
+
+    cfg = settings.get()
+    shared = bulk.render_issue(await issues.get(issue_id), cfg)
+    subs = await db.fetch("SELECT id, email, name, status, token_salt FROM subscriber ORDER BY id LIMIT {}", n)
+    return [(s["email"], bulk.compose(shared, {"id": i + 1, "created_at": None}, s, s["email"], cfg).data)
+            for i, s in enumerate(subs)]
+
+
+def _raw_process(port: int, messages: list, connections: int, out) -> None:
+    out.put(asyncio.run(raw_send(port, messages, connections)))
+
+
+def raw_rate_processes(port: int, messages: list, connections: int, processes: int) -> float:
+    """raw aiosmtplib over `connections` each in `processes` processes (the workers' shape)."""
+    if processes == 1:
+        return asyncio.run(raw_send(port, messages, connections))
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    share = len(messages) // processes
+    procs = [ctx.Process(target=_raw_process, args=(port, messages[i * share:(i + 1) * share], connections, out))
+             for i in range(processes)]
+    for p in procs:
+        p.start()
+    rates = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(rates)
+
+
+class Poller:
+    """A signed-in staff client polling the delivery page at a steady pace."""
+
+    def __init__(self, base: str, issue_id: int, every: float = 0.25) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(base_url=base, timeout=30)
+        self.issue_id, self.every = issue_id, every
+        self.times: list[float] = []
+        self.errors = 0
+
+    async def sign_in(self) -> None:
+        import re
+
+        page = (await self.client.get("/staff/login")).text
+        token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page).group(1)
+        answer = await self.client.post("/staff/login", data={
+            "csrf_token": token, "email": "bench@example.org", "password": "bench password 12345"})
+        assert answer.status_code == 303, answer.status_code
+
+    async def run(self, stop: asyncio.Event) -> None:
+        n = 0
+        next_at = time.perf_counter()
+        while not stop.is_set():
+            path = f"/staff/issues/{self.issue_id}/progress" + ("" if n % 5 == 0 else "/live")
+            start = time.perf_counter()
+            answer = await self.client.get(path)
+            self.times.append((time.perf_counter() - start) * 1000)
+            if answer.status_code != 200 or (path.endswith("/live") and "delivery-counts" not in answer.text):
+                self.errors += 1
+                if self.errors <= 3:
+                    print(f"pg: delivery page {path}: {answer.status_code} {answer.text[:200]!r}", flush=True)
+            n += 1
+            next_at += self.every
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def pg_release(args, port: int) -> list[dict]:
+    import signal
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    from events_app import db, settings
+
+    count, workers, connections = args.pg_subscribers, args.pg_workers, 2
+    name = f"bench_release_{uuid.uuid4().hex[:8]}"
+    await _pg_admin(args.admin_url, f'CREATE DATABASE "{name}"')
+    parts = urlsplit(args.admin_url)
+    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
+    started_run = time.perf_counter()
+    procs: list[subprocess.Popen] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-release-pg-") as folder:
+            env = {**os.environ, **setup_env(folder, port), "EVENTS_DATABASE_URL": url,
+                   "EVENTS_SMTP_CONNECTIONS": str(connections)}
+            os.environ.update(env)
+            settings.reset()
+            db.reset()
+            subprocess.run([PY, "-m", "events_app.cli", "migrate"], check=True, env=env, capture_output=True)
+            await db.start()
+            issue_id, _ = await _pg_setup(count)
+            messages = await _prebuilt(issue_id, args.pg_baseline)
+            raw = [await asyncio.to_thread(raw_rate_processes, port, messages, connections, workers)]
+            print(f"pg: raw aiosmtplib before {raw[0]:,.0f} msg/s", flush=True)
+
+            web_port = free_port()
+            procs.append(subprocess.Popen(
+                [PY, "-m", "events_app.cli", "serve", "--no-worker", "--port", str(web_port)], env=env,
+                stdout=subprocess.DEVNULL, stderr=open(f"{folder}/serve.log", "w")))
+            base = f"http://127.0.0.1:{web_port}"
+            poller = Poller(base, issue_id)
+            for _ in range(200):
+                try:
+                    await poller.client.get("/staff/login")
+                    break
+                except Exception:
+                    await asyncio.sleep(0.1)
+            await poller.sign_in()
+            # The page's baseline: the same client and pages before the release.
+            stop = asyncio.Event()
+            task = asyncio.create_task(poller.run(stop))
+            await asyncio.sleep(8)
+            stop.set()
+            await task
+            idle_times, poller.times = poller.times, []
+
+            worker_procs = [subprocess.Popen([PY, "-m", "events_app.cli", "worker"], env=env,
+                                             stdout=subprocess.DEVNULL, stderr=open(f"{folder}/worker{i}.log", "w"))
+                            for i in range(workers)]
+            procs += worker_procs
+            await asyncio.sleep(3)  # started and idle
+            if os.environ.get("BENCH_PYSPY"):  # profile the first worker during the window
+                spy_out = os.environ["BENCH_PYSPY"]
+                procs.append(subprocess.Popen(
+                    [str(Path(PY).parent / "py-spy"), "record", "-p", str(worker_procs[0].pid), "-d", str(int(args.pg_window) + 15),
+                     "-f", "raw", "-o", spy_out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            from events_app.domain import issues
+
+            stop = asyncio.Event()
+            task = asyncio.create_task(poller.run(stop))
+            released = await issues.release(issue_id)
+            mailing_id = released["mailing"]
+            print(f"pg: released to {released['recipients']:,}", flush=True)
+            peak = [0.0] * workers
+            ledger_s = None
+            while ledger_s is None:
+                await asyncio.sleep(0.5)
+                peak = [max(p, _vm_hwm_mb(w.pid)) for p, w in zip(peak, worker_procs, strict=True)]
+                m = (await db.fetch("SELECT release_at, expanded_at FROM mailing WHERE id = {}", mailing_id))[0]
+                if m["expanded_at"] is not None:
+                    ledger_s = (m["expanded_at"] - m["release_at"]).total_seconds()
+                elif time.perf_counter() - started_run > 900:
+                    raise RuntimeError("the ledger was not written in 15 minutes")
+            print(f"pg: ledger written in {ledger_s:.1f} s", flush=True)
+            sent_sql = "SELECT count(*) AS n FROM outbox WHERE mailing = {} AND status = 'sent'"
+            t_a, sent_a = time.perf_counter(), (await db.fetch(sent_sql, mailing_id))[0]["n"]
+            window_end = t_a + args.pg_window
+            while time.perf_counter() < window_end:
+                await asyncio.sleep(0.5)
+                peak = [max(p, _vm_hwm_mb(w.pid)) for p, w in zip(peak, worker_procs, strict=True)]
+            t_b, sent_b = time.perf_counter(), (await db.fetch(sent_sql, mailing_id))[0]["n"]
+            rate = (sent_b - sent_a) / (t_b - t_a)
+            stop.set()
+            await task
+            busy_times = poller.times
+            await poller.close()
+            peak = [max(p, _vm_hwm_mb(w.pid)) for p, w in zip(peak, worker_procs, strict=True)]
+            for w in worker_procs:
+                w.send_signal(signal.SIGTERM)
+            for w in worker_procs:
+                w.wait(timeout=60)
+            figures = await db.fetch(
+                "SELECT count(*) AS n, count(DISTINCT subscriber) AS people, "
+                "count(*) FILTER (WHERE status = 'sent') AS sent FROM outbox WHERE mailing = {}", mailing_id)
+            exact = figures[0]["n"] == figures[0]["people"] == count
+            raw.append(await asyncio.to_thread(raw_rate_processes, port, messages, connections, workers))
+            print(f"pg: raw aiosmtplib after {raw[1]:,.0f} msg/s", flush=True)
+            # For scale: the same rows by one bare statement into an empty copy of the outbox.
+            await db.fetch("CREATE TABLE outbox_bare (LIKE outbox INCLUDING ALL)")
+            t0 = time.perf_counter()
+            await db.fetch(
+                "INSERT INTO outbox_bare (kind, recipient, payload, status, attempts, next_attempt_at, last_error, "
+                "created_at, mailing, subscriber) SELECT 'issue', s.email, '{}', 'queued', 0, now(), '', now(), 1, "
+                "s.id FROM subscriber s JOIN subscription t ON t.subscriber = s.id")
+            bare_s = time.perf_counter() - t0
+            await db.stop()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=30)
+        db.reset()
+        await _pg_admin(args.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    raw_rate = statistics.mean(raw)
+    busy_p99, idle_p99 = _p99(busy_times), _p99(idle_times)
+    wall = time.perf_counter() - started_run
+    print(f"pg: {count:,} subscribers, {workers} worker(s) x {connections} connections: ledger {ledger_s:.1f} s "
+          f"(bare INSERT ... SELECT {bare_s:.1f} s), {figures[0]['n']:,} rows, exact {exact}; hand-off "
+          f"{rate:,.0f} msg/s over {args.pg_window:.0f} s vs raw {raw_rate:,.0f} ({rate / raw_rate:.2f}x); "
+          f"peak RSS {', '.join(f'{p:.0f}' for p in peak)} MB; page p99 {busy_p99:.0f} ms during, "
+          f"{idle_p99:.0f} ms before ({len(busy_times)} requests, {poller.errors} bad); section {wall:.0f} s")
+    label = f"{count:,}"
+    return [
+        row(f"release pg {label}: ledger written", ledger_s, bare_s, "one bare INSERT ... SELECT of the same rows",
+            "<= 60 s", ledger_s <= 60, unit="s", ok=exact,
+            note=f"{figures[0]['n']:,} rows, one per recipient: {exact}"),
+        row(f"release pg {label}: hand-off rate", rate, raw_rate,
+            f"raw aiosmtplib, pre-built, {workers}x{connections} connections", ">= 0.9x", rate / raw_rate >= 0.9,
+            unit="msg/s", note=f"sent rows over a {args.pg_window:.0f} s window once the ledger was complete "
+                               f"({sent_b:,} of {count:,} sent by then)"),
+        row(f"release pg {label}: worker peak memory", max(peak), None, "-", "< 150 MB", max(peak) < 150,
+            unit="MB", note=f"VmHWM of {workers} worker(s): {', '.join(f'{p:.0f}' for p in peak)} MB"),
+        row(f"release pg {label}: delivery page p99", busy_p99, idle_p99, "same pages polled before the release",
+            "< 200 ms", busy_p99 < 200, unit="ms", ok=poller.errors == 0,
+            note=f"{len(busy_times)} requests during the release; section wall time {wall:.0f} s"),
+    ]
+
+
 async def main_async(args) -> list[dict]:
     sink, port = start_sink()
     out: list[dict] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-release-") as folder:
-            setup_env(folder, port)
-            from events_app import db
+        if not args.only_pg:
+            with tempfile.TemporaryDirectory(prefix="bench-release-") as folder:
+                setup_env(folder, port)
+                from events_app import db
 
-            await prepare(max(args.build, args.handoff), folder)
-            out += await build_cost(args.build, args.rounds)
-            out += await handoff(args.handoff, port, args.rounds)
-            await db.stop()
-        out += await asyncio.to_thread(peak_memory, args.memory, port)
+                await prepare(max(args.build, args.handoff), folder)
+                out += await build_cost(args.build, args.rounds)
+                out += await handoff(args.handoff, port, args.rounds)
+                await db.stop()
+            out += await asyncio.to_thread(peak_memory, args.memory, port)
+        if args.pg_subscribers:
+            out += await pg_release(args, port)
     finally:
         sink.terminate()
         sink.wait()
@@ -298,6 +593,12 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=100_000, help="recipients of the memory run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the BENCH_ROWS line for run_all.py")
+    parser.add_argument("--admin-url", default=os.environ.get("PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--pg-subscribers", type=int, default=1_000_000, help="PostgreSQL release audience (0: skip)")
+    parser.add_argument("--pg-window", type=float, default=60.0, help="seconds of the PostgreSQL hand-off window")
+    parser.add_argument("--pg-workers", type=int, default=1, help="`events-app worker` processes on PostgreSQL")
+    parser.add_argument("--pg-baseline", type=int, default=20_000, help="pre-built messages per raw baseline run")
+    parser.add_argument("--only-pg", action="store_true", help="skip the SQLite figures (iterating)")
     args = parser.parse_args()
     rows = asyncio.run(main_async(args))
     print()

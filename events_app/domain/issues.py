@@ -331,14 +331,19 @@ async def mailing_of(issue_id: int) -> dict:
     return mailing
 
 
-async def delivery(issue_id: int) -> dict:
+async def delivery(issue_id: int, *, live: bool = False) -> dict:
     """Ledger counts (queued, sending, sent, failed, skipped, total) and the mailing's state; all
-    zero with status `draft` before release."""
+    zero with status `draft` before release. `live`: for a page polled during the release, the
+    figures of the latest count shared by the process's requests, with `as_of`, its time
+    (mailings.delivery_live)."""
     issue = await get(issue_id)
     mailing = await mailings.latest_for_issue(issue_id)
     if mailing is None:
         counts = {state: 0 for state in mailings.STATES}
-        return {**counts, "total": 0, "status": issue["status"], "mailing": None, "paused_until": None}
+        empty = {**counts, "total": 0, "status": issue["status"], "mailing": None, "paused_until": None}
+        return {**empty, "as_of": now()} if live else empty
+    if live:
+        return await mailings.delivery_live(mailing["id"])
     return await mailings.delivery(mailing["id"])
 
 

@@ -250,14 +250,16 @@ def _plain(errors: dict) -> dict:
 
 
 async def _live(issue_id: int) -> dict:
-    """What the delivery page and its live part show: the figures, as of now, in staff's zone."""
-    delivery = await issues.delivery(issue_id)
+    """What the delivery page and its live part show: the figures as of their count (shared by
+    the requests of this process while the mailing sends), in staff's zone."""
+    delivery = await issues.delivery(issue_id, live=True)
     return delivery_context(delivery, await issues.default_zone())
 
 
 def delivery_context(delivery: dict, zone: str) -> dict:
-    """The context of staff/_delivery_live.html for a mailing's delivery figures."""
-    moment = clock.now()
+    """The context of staff/_delivery_live.html for a mailing's delivery figures (as of their
+    `as_of`, the time of the count, when they have one; else now)."""
+    moment = delivery.get("as_of") or clock.now()
     return {
         "d": delivery,
         "moving": delivery.get("mailing") is not None and delivery["status"] != "done",
