@@ -5,7 +5,7 @@
 Targets, alternated round by round so that drift hits all of them alike:
   bare          bench/bare_app.py: one JSON POST route answering 201 {"ok": true}, no database;
                 uvicorn with uvloop + httptools, one process, access log off.
-  real-open     `events-app serve --no-worker` on a fresh SQLite database (migrated, a staff
+  real-open     `events-app serve --no-worker` (--worker: `serve`, its mail worker beside it) on a fresh SQLite database (migrated, a staff
                 token from the CLI, an event created and published through the staff API) with
                 capacity null: POST /api/v1/events/{id}/registrations.
   real-capped   the same with a capacity (default 1,000,000, never reached) so the conditional
@@ -21,7 +21,9 @@ connections are accepted before the load starts: a saturated uvicorn accepts lat
 slowly and their first requests would otherwise wait up to 1-2 s and make p99 a measure of the
 connection ramp rather than of steady state (--first-delay-ms 0 shows it).
 
-Besides req/s and wrk's latency percentiles, the server's CPU time per request is read from /proc:
+Besides req/s and wrk's latency percentiles, the server's CPU time per request is read from /proc
+(the server process's own: with --worker, `serve` runs its mail worker as a child process, whose CPU
+is reported apart as the worker's and is neither in the server's figure nor in "other load"):
 the machine is shared (other people's tests run on it), and CPU per request moves much less with
 such neighbours than req/s does. The CPU used by other processes during each run is reported.
 
@@ -55,7 +57,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,7 @@ ROOT = HERE.parent
 LUA = HERE / "register.lua"
 RESULTS = HERE / "results" / "registration.json"
 HOST = "127.0.0.1"  # loopback only
-TARGET_RATIO = 0.30
+TARGET_RATIO = 0.50  # issue 15, must show 6: nothing already met gets worse (0.54x was met)
 TARGET_P99_MS = 50.0
 NOISE_CORES = 0.25  # other processes' CPU use during a measured run above which we warn
 STAFF_EMAIL = "bench-staff@example.org"
@@ -202,6 +204,31 @@ def _process_cpu(pid: int | None) -> float:
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
+def _descendants(pid: int | None) -> list[int]:
+    """The processes started by `pid`, and theirs (a `serve` runs its mail worker as a child)."""
+    if pid is None:
+        return []
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _descendants_cpu(pids: list[int]) -> dict[int, float]:
+    return {pid: _process_cpu(pid) for pid in pids}
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -221,6 +248,9 @@ def run_wrk(
         f"--timeout={args.timeout:g}s", "--latency", "-s", str(lua), url, "--", path, prefix,
         str(args.first_delay_ms), str(-(-args.connections // args.threads)),
     ]
+    # The server's CPU is its own process's only: a mail worker it runs as a child process
+    # (`serve` without --no-worker, see --worker) is counted apart, as "worker".
+    helpers0 = _descendants_cpu(_descendants(server_pid))
     server0, (busy0, steal0), wrk0, wall0 = _process_cpu(server_pid), _system_cpu(), _children_cpu(), time.monotonic()
     try:
         out = subprocess.run(
@@ -231,6 +261,9 @@ def run_wrk(
         raise BenchError(f"wrk did not finish: {' '.join(argv)}") from exc
     wall = time.monotonic() - wall0
     server_cpu = _process_cpu(server_pid) - server0
+    # (A child that ended during the run is not counted: it then shows as "other load".)
+    helpers1 = _descendants_cpu(_descendants(server_pid))
+    worker_cpu = sum(max(used - helpers0.get(pid, 0.0), 0.0) for pid, used in helpers1.items())
     busy, steal = _system_cpu()
     wrk_cpu = _children_cpu() - wrk0
     if out.returncode != 0:
@@ -254,7 +287,8 @@ def run_wrk(
         "wrk_s": round(wrk_cpu, 3),
         # Everything else on the machine: other people's tests, the kernel's network work that is
         # not charged to our processes, py-spy. More than a few tenths of a core means noise.
-        "others_cores": round(max(busy - busy0 - server_cpu - wrk_cpu, 0.0) / wall, 3),
+        "others_cores": round(max(busy - busy0 - server_cpu - wrk_cpu - worker_cpu, 0.0) / wall, 3),
+        "worker_s": round(worker_cpu, 3),
         "steal_cores": round((steal - steal0) / wall, 3),
         "server_util": round(server_cpu / wall, 3),
         "server_us_per_request": round(server_cpu / result["requests"] * 1e6, 1) if result["requests"] else None,
@@ -389,6 +423,8 @@ def _db_counts(db_path: Path, event_id: int) -> dict:
 @contextmanager
 def real_server(args, label: str, capacity: int | None, server_prefix: list[str] | None = None,
                 database_url: str | None = None):
+    # `events-app serve --no-worker` unless --worker: then `serve` runs its mail worker beside it
+    # (a child process; its CPU is reported apart and not in the server's).
     """A fresh database (migrated, a staff token, one published event) served by
     `events-app serve --no-worker`. Yields (server, base URL, registration path, event id, db
     path); the server is stopped on exit, before the database is read, and the folder removed."""
@@ -402,12 +438,13 @@ def real_server(args, label: str, capacity: int | None, server_prefix: list[str]
         token = _cli(env, "staff", "token", STAFF_EMAIL, "--label", "bench").splitlines()[-1].strip()
         server = Server(
             f"events-app ({label})",
-            [*(server_prefix or _events_cli()), "serve", "--no-worker", "--host", HOST, "--port", str(port)],
+            [*(server_prefix or _events_cli()), "serve", *([] if getattr(args, "worker", False) else ["--no-worker"]),
+             "--host", HOST, "--port", str(port)],
             env, tmp / "server.log", args.server_cpus,
         )
         try:
             wait_ready(server, "GET", base + "/health", None, 200, args.ready_timeout)
-            starts = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=30)
+            starts = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
             status, event = http("POST", base + "/api/v1/events/", {
                 "title": f"Bench {label}",
                 "starts_at": starts.isoformat(),
@@ -483,7 +520,7 @@ def machine_facts(args) -> dict:
             from importlib.metadata import version
 
             versions[name] = version(name)
-        except Exception:  # noqa: BLE001 - a missing package is just not reported
+        except Exception:
             versions[name] = None
     try:
         commit = subprocess.run(
@@ -514,6 +551,9 @@ def summarise(results: list[RunResult], targets: list[str]) -> dict:
             "p99_ms_median": statistics.median(r.p99_ms for r in runs),
             "p99_ms_worst": max(r.p99_ms for r in runs),
             "server_us_per_request_median": statistics.median(r.cpu["server_us_per_request"] or 0 for r in runs),
+            "worker_us_per_request_median": statistics.median(
+                r.cpu.get("worker_s", 0.0) / r.requests * 1e6 if r.requests else 0.0 for r in runs
+            ),
             "server_util_median": statistics.median(r.cpu["server_util"] for r in runs),
             "others_cores_max": max(r.cpu["others_cores"] for r in runs),
         }
@@ -550,7 +590,7 @@ def print_report(facts: dict, args, results: list[RunResult], summary: dict, tar
         met = ""
         if target != "bare":
             met = ("[green]yes[/]" if s["meets_ratio"] and s["meets_p99"] else "[red]no[/]") + (
-                f" (ratio {'ok' if s['meets_ratio'] else '<0.30'}, p99 {'ok' if s['meets_p99'] else '>=50ms'})"
+                f" (ratio {'ok' if s['meets_ratio'] else f'<{TARGET_RATIO:.2f}'}, p99 {'ok' if s['meets_p99'] else '>=50ms'})"
             )
         table.add_row(
             target, f"{s['rps_median']:,.0f}", " / ".join(f"{x:,.0f}" for x in s["rps_rounds"]),
@@ -561,7 +601,8 @@ def print_report(facts: dict, args, results: list[RunResult], summary: dict, tar
     console.print(table)
     console.print(
         "req/s, latencies and CPU figures are medians over rounds; ratio = real req/s / bare req/s; "
-        "CPU ratio = bare server CPU per request / real server CPU per request; srv util = server "
+        "CPU ratio = bare server CPU per request / real server CPU per request (the server process's own "
+        "CPU: a mail worker it runs beside it, with --worker, is not in it); srv util = server "
         "CPU time / wall time (~100% = the server's core was the bottleneck)."
     )
     checks = Table(title="Correctness (each real run, warm-up + measured)")
@@ -621,6 +662,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=5.0, help="wrk per-request timeout in seconds (default 5)")
     p.add_argument("--ready-timeout", type=float, default=30.0, help="seconds to wait for a server to answer")
     p.add_argument("--no-pin", action="store_true", help="do not pin the server to CPU 0 and wrk to CPU 1")
+    p.add_argument(
+        "--worker", action="store_true",
+        help="run `serve` with its mail worker beside it (default: --no-worker, the figure of record); the "
+        "server CPU per request stays the server process's own, the worker's is reported apart",
+    )
     p.add_argument("--targets", default="bare,real-open,real-capped", help="comma list (bare is always run)")
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(ROOT)})")
     p.add_argument("--json", action="store_true", help="print one BENCH_ROWS line for bench/run_all.py")
@@ -687,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = {
         "benchmark": "registration",
-        "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "elapsed_s": round(time.time() - started, 1),
         "machine": facts,
         "settings": {
@@ -715,7 +761,10 @@ def main(argv: list[str] | None = None) -> int:
             out_rows.append(rowfmt.row(
                 f"registration POST, SQLite, {args.connections} clients, {names[target]} (req/s)", s["rps_median"],
                 bare["rps_median"], "bare Litestar route", f">= {TARGET_RATIO:.2f}x", s["meets_ratio"],
-                unit="req/s", ok=not problems, note=f"CPU ratio {s['cpu_ratio_to_bare']:.2f}",
+                unit="req/s", ok=not problems,
+                note=f"CPU ratio {s['cpu_ratio_to_bare']:.2f} (server {s['server_us_per_request_median']:.0f} us/req, "
+                f"bare {bare['server_us_per_request_median']:.0f})"
+                + (f", worker beside it {s['worker_us_per_request_median']:.0f} us/req" if args.worker else ""),
             ))
             out_rows.append(rowfmt.row(
                 f"registration POST, SQLite, {args.connections} clients, {names[target]}: p99", s["p99_ms_median"],

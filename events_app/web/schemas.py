@@ -20,6 +20,7 @@ The answers are in web/responses.py; error answers share `Problem`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import available_timezones
 
@@ -364,7 +365,11 @@ def _kinds(info: Any) -> tuple:
 
 
 def _whole(value: Any) -> bool:
-    return isinstance(value, float) and value.is_integer() and abs(value) < 2**63
+    return type(value) is float and value.is_integer() and abs(value) < 2**63
+
+
+Check = Callable[[Any, str, bool], bool]
+_CHECKS: dict[int, tuple[Any, Check]] = {}
 
 
 def _agrees(value: Any, info: Any, key: str = "", kept: bool = False) -> bool:
@@ -374,37 +379,59 @@ def _agrees(value: Any, info: Any, key: str = "", kept: bool = False) -> bool:
     and every value has a JSON type that strict mode takes as it is (a string where a string
     belongs, an integer where a number does, ...). False when unsure: the caller then converts
     strictly."""
-    if not kept and _whole(value):
-        return False
+    return _check(info)(value, key, kept)
+
+
+def _check(info: Any) -> Check:
+    """`_agrees` for one type, worked out once (this runs on every typed request)."""
+    known = _CHECKS.get(id(info))
+    if known is not None:
+        return known[1]
     kinds = _kinds(info)
-    if any(isinstance(kind, types.AnyType) for kind in kinds):
-        return kept or _agrees_any(value, key)
-    if value is None:
-        return any(isinstance(kind, types.NoneType) for kind in kinds)
-    if isinstance(value, str):
-        return any(isinstance(kind, (types.StrType, types.LiteralType)) for kind in kinds)
-    if isinstance(value, bool):
-        return any(isinstance(kind, types.BoolType) for kind in kinds)
-    if isinstance(value, int):
-        return any(isinstance(kind, (types.IntType, types.FloatType)) for kind in kinds)
-    if isinstance(value, float):
-        return any(isinstance(kind, types.FloatType) for kind in kinds)
-    if isinstance(value, list):
-        lists = [kind for kind in kinds if isinstance(kind, types.ListType)]
-        return len(lists) == 1 and all(_agrees(item, lists[0].item_type, "", kept) for item in value)
-    if isinstance(value, dict):
-        shapes = [kind for kind in kinds if isinstance(kind, (types.StructType, types.DictType))]
-        if len(shapes) != 1:
+    has = lambda *classes: any(isinstance(kind, classes) for kind in kinds)  # noqa: E731
+    anything, none_ok, str_ok = has(types.AnyType), has(types.NoneType), has(types.StrType, types.LiteralType)
+    bool_ok, int_ok, float_ok = has(types.BoolType), has(types.IntType, types.FloatType), has(types.FloatType)
+    lists = [kind for kind in kinds if isinstance(kind, types.ListType)]
+    shapes = [kind for kind in kinds if isinstance(kind, (types.StructType, types.DictType))]
+    items = lists[0].item_type if len(lists) == 1 else None
+    shape = shapes[0] if len(shapes) == 1 else None
+    scalars = {type(None): none_ok, str: str_ok, bool: bool_ok, int: int_ok, float: float_ok}
+    # A Struct's fields by name (their checks are made at first use: _check(type) is cached).
+    fields = {field.encode_name: field.type for field in shape.fields} if isinstance(shape, types.StructType) else {}
+
+    def check(value: Any, key: str, kept: bool) -> bool:
+        kind = type(value)
+        if not kept and kind is float and _whole(value):
             return False
-        shape, inner = shapes[0], kept or key == "answers"
-        if isinstance(shape, types.DictType):
-            return all(isinstance(k, str) and _agrees(v, shape.value_type, k, inner) for k, v in value.items())
-        return all(
-            _agrees(value[field.encode_name], field.type, field.encode_name, inner)
-            for field in shape.fields
-            if field.encode_name in value
-        )
-    return False
+        if anything:
+            return kept or _agrees_any(value, key)
+        if kind in scalars:
+            return scalars[kind]
+        if kind is list:
+            if items is None:
+                return False
+            inner = _check(items)
+            for item in value:
+                if not inner(item, "", kept):
+                    return False
+            return True
+        if kind is dict and shape is not None:
+            kept_inside = kept or key == "answers"
+            if isinstance(shape, types.DictType):
+                inner = _check(shape.value_type)
+                for k, v in value.items():
+                    if type(k) is not str or not inner(v, k, kept_inside):
+                        return False
+                return True
+            for k, v in value.items():
+                field = fields.get(k)  # fields the model does not name are ignored by both modes
+                if field is not None and not _check(field)(v, k, kept_inside):
+                    return False
+            return True
+        return False
+
+    _CHECKS[id(info)] = (info, check)  # the type is held, so that its id is never reused
+    return check
 
 
 def _agrees_any(value: Any, key: str) -> bool:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
+from factories import event_data
 
 from events_app import db
-from factories import event_data
 
 
 async def test_staff_creates_publishes_and_reads_an_event(client, auth):
@@ -68,9 +69,7 @@ async def test_invalid_event_input_names_the_field(client, auth):
         assert answer.status_code == 400, (override, answer.text)
         assert field in answer.json()["errors"], (override, answer.json())
     for body in ("[1, 2]", "not json", '"text"'):
-        answer = await client.post(
-            "/api/v1/events", content=body, headers={**auth, "Content-Type": "application/json"}
-        )
+        answer = await client.post("/api/v1/events", content=body, headers={**auth, "Content-Type": "application/json"})
         assert answer.status_code == 400, body
     assert (await db.fetch("SELECT COUNT(*) AS n FROM event"))[0]["n"] == 0
 
@@ -78,7 +77,9 @@ async def test_invalid_event_input_names_the_field(client, auth):
 async def test_unknown_and_out_of_range_ids_are_404_not_500(client, auth):
     for path in ("/api/v1/events/999", "/api/v1/events/99999999999999", "/api/v1/events/0"):
         assert (await client.get(path)).status_code == 404
-        assert (await client.post(path + "/registrations", json={"name": "A", "email": "a@example.org"})).status_code == 404
+        assert (
+            await client.post(path + "/registrations", json={"name": "A", "email": "a@example.org"})
+        ).status_code == 404
     assert (await client.get("/api/v1/events/abc")).status_code in (400, 404)
 
 
@@ -116,21 +117,35 @@ async def test_registration_errors_are_400_with_every_field(client, auth):
     event = (
         await client.post(
             "/api/v1/events",
-            json=event_data(questions=[
-                {"key": "stage", "label": "Career stage", "type": "single", "options": ["Student", "Graduate"], "required": True},
-                {"key": "topics", "label": "Topics", "type": "multiple", "options": ["Jobs", "Skills"]},
-                {"key": "first", "label": "First webinar?", "type": "yesno"},
-            ]),
+            json=event_data(
+                questions=[
+                    {
+                        "key": "stage",
+                        "label": "Career stage",
+                        "type": "single",
+                        "options": ["Student", "Graduate"],
+                        "required": True,
+                    },
+                    {"key": "topics", "label": "Topics", "type": "multiple", "options": ["Jobs", "Skills"]},
+                    {"key": "first", "label": "First webinar?", "type": "yesno"},
+                ]
+            ),
             headers=auth,
         )
     ).json()
     path = f"/api/v1/events/{event['id']}/registrations"
-    answer = await client.post(path, json={"name": "", "email": "nope", "answers": {"topics": ["Cooking"], "first": "maybe"}})
+    answer = await client.post(
+        path, json={"name": "", "email": "nope", "answers": {"topics": ["Cooking"], "first": "maybe"}}
+    )
     assert answer.status_code == 400
     assert set(answer.json()["errors"]) == {"name", "email", "answers.stage", "answers.topics", "answers.first"}
     ok = await client.post(
         path,
-        json={"name": "Ada", "email": "ada@example.org", "answers": {"stage": "Student", "topics": ["Jobs"], "first": True}},
+        json={
+            "name": "Ada",
+            "email": "ada@example.org",
+            "answers": {"stage": "Student", "topics": ["Jobs"], "first": True},
+        },
     )
     assert ok.status_code == 201
     assert ok.json()["answers"] == {"stage": "Student", "topics": ["Jobs"], "first": True}
@@ -138,10 +153,18 @@ async def test_registration_errors_are_400_with_every_field(client, auth):
 
 
 async def test_closed_draft_cancelled_and_past_events_refuse_with_409(client, auth):
-    past = (await client.post("/api/v1/events", json=event_data(
-        starts_at="2022-11-29T12:00", ends_at="2022-11-29T13:00"), headers=auth)).json()
-    closed = (await client.post("/api/v1/events", json=event_data(
-        registration_closes_at=datetime(2020, 1, 1, tzinfo=timezone.utc).isoformat()), headers=auth)).json()
+    past = (
+        await client.post(
+            "/api/v1/events", json=event_data(starts_at="2022-11-29T12:00", ends_at="2022-11-29T13:00"), headers=auth
+        )
+    ).json()
+    closed = (
+        await client.post(
+            "/api/v1/events",
+            json=event_data(registration_closes_at=datetime(2020, 1, 1, tzinfo=UTC).isoformat()),
+            headers=auth,
+        )
+    ).json()
     cancelled = (await client.post("/api/v1/events", json=event_data(), headers=auth)).json()
     await client.post(f"/api/v1/events/{cancelled['id']}/cancel", headers=auth)
     draft = (await client.post("/api/v1/events", json=event_data(status="draft"), headers=auth)).json()
@@ -157,10 +180,17 @@ async def test_closed_draft_cancelled_and_past_events_refuse_with_409(client, au
 
 
 async def test_csv_export_lists_registrants_with_answers(client, auth):
-    event = (await client.post("/api/v1/events", json=event_data(questions=[
-        {"key": "stage", "label": "Career stage", "type": "text"}]), headers=auth)).json()
-    await client.post(f"/api/v1/events/{event['id']}/registrations",
-                      json={"name": "=HYPERLINK(1)", "email": "ada@example.org", "answers": {"stage": "PhD"}})
+    event = (
+        await client.post(
+            "/api/v1/events",
+            json=event_data(questions=[{"key": "stage", "label": "Career stage", "type": "text"}]),
+            headers=auth,
+        )
+    ).json()
+    await client.post(
+        f"/api/v1/events/{event['id']}/registrations",
+        json={"name": "=HYPERLINK(1)", "email": "ada@example.org", "answers": {"stage": "PhD"}},
+    )
     answer = await client.get(f"/api/v1/events/{event['id']}/registrations.csv", headers=auth)
     assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     lines = answer.text.strip().splitlines()
@@ -177,12 +207,20 @@ async def test_health_and_openapi(client):
 async def test_staff_see_how_many_a_change_will_email_before_saving(client, auth):
     event = (await client.post("/api/v1/events", json=event_data(capacity=2), headers=auth)).json()
     for who in ("ada", "grace", "alan"):  # alan is waitlisted: holds no invite
-        await client.post(f"/api/v1/events/{event['id']}/registrations", json={"name": who, "email": f"{who}@example.org"})
+        await client.post(
+            f"/api/v1/events/{event['id']}/registrations", json={"name": who, "email": f"{who}@example.org"}
+        )
     path = f"/api/v1/events/{event['id']}"
-    preview = await client.post(path + "/change-preview", json={"join_url": "https://meet.example.org/new"}, headers=auth)
+    preview = await client.post(
+        path + "/change-preview", json={"join_url": "https://meet.example.org/new"}, headers=auth
+    )
     assert preview.json() == {"would_email": 2}
-    assert (await client.post(path + "/change-preview", json={"summary": "Words only"}, headers=auth)).json() == {"would_email": 0}
-    assert (await client.get(path, headers=auth)).json()["join_url"] == "https://meet.example.org/room", "preview saves nothing"
+    assert (await client.post(path + "/change-preview", json={"summary": "Words only"}, headers=auth)).json() == {
+        "would_email": 0
+    }
+    assert (await client.get(path, headers=auth)).json()["join_url"] == "https://meet.example.org/room", (
+        "preview saves nothing"
+    )
     assert (await db.fetch("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'event_changed'"))[0]["n"] == 0
     changed = await client.patch(path, json={"join_url": "https://meet.example.org/new"}, headers=auth)
     assert changed.json()["notified"] == 2 and changed.json()["join_url"] == "https://meet.example.org/new"
@@ -203,11 +241,41 @@ async def test_a_preview_refuses_what_the_change_would_refuse_whatever_the_event
         bad = await client.post(path + "/change-preview", json=body, headers=auth)
         assert bad.status_code == 400 and field in bad.json()["errors"], (body, bad.text)
         assert (await client.patch(path, json=body, headers=auth)).status_code == 400
-    assert (await client.post(path + "/change-preview", json={"summary": "Fine"}, headers=auth)).json() == {"would_email": 0}
+    assert (await client.post(path + "/change-preview", json={"summary": "Fine"}, headers=auth)).json() == {
+        "would_email": 0
+    }
 
 
 async def test_doors_and_follow_up_settings(client, auth):
-    created = await client.post("/api/v1/events", json=event_data(doors_open_minutes=30, follow_up_minutes=60), headers=auth)
+    created = await client.post(
+        "/api/v1/events", json=event_data(doors_open_minutes=30, follow_up_minutes=60), headers=auth
+    )
     assert created.json()["doors_open_minutes"] == 30 and created.json()["follow_up_minutes"] == 60
     bad = await client.post("/api/v1/events", json=event_data(doors_open_minutes=-5), headers=auth)
     assert bad.status_code == 400 and "doors_open_minutes" in bad.json()["errors"]
+
+
+async def test_a_registration_answers_what_litestars_response_would(client):
+    """The registration route answers with a pre-encoded JSON answer (web/api.py JsonAnswer):
+    status, headers and body are those a Litestar Response gives for the same value."""
+    import httpx
+    from factories import published_event
+    from litestar import Litestar, post
+
+    event = await published_event()
+    answer = await client.post(
+        f"/api/v1/events/{event['id']}/registrations", json={"name": "Ada Lovelace", "email": "ada@example.org"}
+    )
+    assert answer.status_code == 201
+    value = answer.json()
+
+    @post("/", status_code=201)
+    async def same() -> dict:
+        return value
+
+    transport = httpx.ASGITransport(app=Litestar(route_handlers=[same]))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as bare:
+        litestar_answer = await bare.post("/")
+    assert answer.content == litestar_answer.content
+    ours = [(name, val) for name, val in answer.headers.raw if name.lower() in (b"content-type", b"content-length")]
+    assert ours == litestar_answer.headers.raw
