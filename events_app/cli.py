@@ -206,7 +206,16 @@ def serve_banner(config, host: str, port: int, worker: bool) -> tuple[list[str],
     )
     lines = [
         f"Open {where}/events (staff workspace: {where}/staff, API documents: {where}/schema).",
-        f"Mail is {mail}; " + ("this process sends it." if worker else "an `events-app worker` must run to send it."),
+        f"Mail is {mail}; "
+        + (
+            (
+                "a worker process started with this server sends it."
+                if config.serve_worker == "process"
+                else "this process sends it."
+            )
+            if worker
+            else "an `events-app worker` must run to send it."
+        ),
     ]
     base = urlsplit(config.base_url)
     base_port = base.port or (443 if base.scheme == "https" else 80)

@@ -143,7 +143,9 @@ def test_serve_says_where_to_look_and_warns_when_links_would_miss_it():
     config = replace(settings.get(), base_url="http://127.0.0.1:8000", smtp_url=None)
     lines, warning = serve_banner(config, "127.0.0.1", 8000, True)
     assert lines[0].startswith("Open http://127.0.0.1:8000/events") and warning is None
-    assert ".eml files to" in lines[1] and "this process sends it" in lines[1]
+    assert ".eml files to" in lines[1] and "a worker process started with this server sends it" in lines[1]
+    lines, warning = serve_banner(replace(config, serve_worker="task"), "127.0.0.1", 8000, True)
+    assert "this process sends it" in lines[1]
     lines, warning = serve_banner(config, "127.0.0.1", 8001, False)
     assert "an `events-app worker` must run" in lines[1]
     assert warning is not None and "EVENTS_BASE_URL=http://127.0.0.1:8001" in warning
