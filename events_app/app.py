@@ -21,6 +21,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
 from . import db, settings
+from .domain import identity
 from .resources import resource_dir
 from .web import api_docs, settings_api
 from .web.allow import AllowEveryMethod
@@ -31,7 +32,7 @@ from .web.errors import HANDLERS
 from .web.issues_api import IssuesApi
 from .web.mailings_api import announce, mailing_delivery
 from .web.media import MEDIA_HANDLERS
-from .web.public import PublicPages
+from .web.public import CachedPages, PublicPages
 from .web.registrant import RegistrantPages
 from .web.settings_api import SETTINGS_API_HANDLERS
 from .web.staff import STAFF_HANDLERS
@@ -61,6 +62,9 @@ def _template_engine() -> TemplateConfig:
         )
         engine.engine.trim_blocks = True
         engine.engine.lstrip_blocks = True
+        # Compiled once: with auto_reload each render stat()ed every template it used (base.html,
+        # _macros.html, ...). Template edits need a restart of the server.
+        engine.engine.auto_reload = False
 
     return TemplateConfig(directory=resource_dir("templates"), engine=JinjaTemplateEngine, engine_callback=configure)
 
@@ -96,8 +100,6 @@ async def _fresh_identity(request: Request) -> None:
     """Before every request: the organisation's identity as stored, read again at most once a
     second per process (domain/identity.py `fresh`; it never raises), so a change made in any
     process shows on pages, and in cached pages' keys, within about a second."""
-    from .domain import identity
-
     await identity.fresh()
 
 
@@ -178,5 +180,7 @@ def create_app(run_worker: bool = False) -> Litestar:
     settings_api.tighten(app.openapi_schema)
     AllowEveryMethod.learn(app.routes)
     # Outside routing, so that 404s and 405s get the headers too and HEAD reaches GET routes.
-    app.asgi_handler = Edge(app.asgi_handler, cfg)
+    # Cache hits of event pages and their .ics are answered in front of routing (web/public.py
+    # CachedPages); everything else, and every miss, goes on to Litestar unchanged.
+    app.asgi_handler = Edge(CachedPages(app.asgi_handler), cfg)
     return app
