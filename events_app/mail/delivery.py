@@ -154,7 +154,7 @@ class Delivery:
             log.exception("could not record %d bulk messages as sent", len(ids))
             return
         if ids:
-            log.info("%d bulk messages sent", len(ids))
+            log.info("%d messages recorded as sent", len(ids))
 
 
 def _log_unexpected(row: dict, what: str) -> None:
