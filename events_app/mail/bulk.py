@@ -105,12 +105,12 @@ def _pieces(body: str) -> list[bytes | int]:
         if part in _MARKS:
             out.append(_MARKS.index(part))
         elif part:
-            out.append(_qp(part))
+            out.append(qp_piece(part))
     return out
 
 
 def _join(pieces: list[bytes | int], values: tuple[bytes, bytes, bytes]) -> bytes:
-    # Each piece's last line leaves room for the "=" of the soft break (see _qp).
+    # Each piece's last line leaves room for the "=" of the soft break (see qp_piece).
     return b"=\r\n".join(values[p] if isinstance(p, int) else p for p in pieces)
 
 
@@ -195,8 +195,8 @@ def _list_id(name: str, slug: str, settings: Settings) -> str:
     return headers.fold_list_id(headers.safe_phrase(name), label)
 
 
-def _qp(text: str) -> bytes:
-    """`text` quoted-printable with CRLF line ends. binascii keeps lines within 76 characters,
+def qp_piece(text: str) -> bytes:
+    """`text` quoted-printable with CRLF line ends (bulk and transactional pieces alike). binascii keeps lines within 76 characters,
     but a piece is followed by a soft break ("=" at the end of its last line): a last line of 76
     would become 77, so it is cut at 75, before any "=XX" escape it would split."""
     data = binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
@@ -271,8 +271,12 @@ def compose(
         to_line, envelope = headers.to_line(name, address)
     except headers.BadAddress as exc:
         raise Unbuildable(f"the message cannot be built: {exc}") from None
-    plain = (_qp(greeting), _qp(manage), _qp(unsubscribe))
-    marked = (_qp(html_lib.escape(greeting)), _qp(html_lib.escape(manage)), _qp(html_lib.escape(unsubscribe)))
+    plain = (qp_piece(greeting), qp_piece(manage), qp_piece(unsubscribe))
+    marked = (
+        qp_piece(html_lib.escape(greeting)),
+        qp_piece(html_lib.escape(manage)),
+        qp_piece(html_lib.escape(unsubscribe)),
+    )
     lines = [
         sender[0],
         to_line,

@@ -60,7 +60,7 @@ from .. import clock, db, ics
 from ..domain import events, identity, registrations, retention
 from ..settings import Settings
 from . import headers, messages, render, verp
-from .bulk import RawMessage
+from .bulk import RawMessage, qp_piece
 
 log = logging.getLogger(__name__)
 
@@ -91,21 +91,6 @@ def _fill(pieces: list[str | int], values: tuple[str, ...]) -> str:
     return "".join(values[p] if isinstance(p, int) else p for p in pieces)
 
 
-def _qp(text: str) -> bytes:
-    """`text` quoted-printable with CRLF line ends, its last line leaving room for the "=" of a
-    soft break (pieces are joined with "=\\r\\n", which decoders remove)."""
-    data = binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
-    start = data.rfind(b"\n") + 1
-    if len(data) - start > 75:
-        tail = data[start:]
-        cut = 75
-        escape = tail.rfind(b"=", cut - 2, cut)
-        if escape != -1:
-            cut = escape
-        data = data[:start] + tail[:cut] + b"=\r\n" + tail[cut:]
-    return data
-
-
 def _qp_length(line: bytes) -> int:
     """The length the email package's quoted-printable encoder gives one line (no line end)."""
     return len(quoprimime.body_encode(line.decode("latin-1"), _LINE_LIMIT)) if line else 0
@@ -125,7 +110,7 @@ class Body:
         # The email package's normal form: lines split at CR or LF, joined with LF, one at the end.
         text = "\n".join(line.decode("utf-8") for line in content.encode("utf-8").splitlines()) + "\n"
         self.raw = _pieces(text)
-        self.qp = [p if isinstance(p, int) else _qp(p) for p in self.raw]
+        self.qp = [p if isinstance(p, int) else qp_piece(p) for p in self.raw]
         self.static_ascii = True
         self.static_max = 0
         self.dynamic: list[list[str | int]] = []  # the lines with a placeholder
@@ -164,7 +149,7 @@ class Body:
                 qp_size += _qp_length(line)
         if qp_size > 4 * ((size + 2) // 3) + 1:
             return "base64", _base64_lines(_fill(self.raw, values).encode("utf-8"))
-        encoded = [_qp(v) for v in values]
+        encoded = [qp_piece(v) for v in values]
         return "quoted-printable", b"=\r\n".join(encoded[p] if isinstance(p, int) else p for p in self.qp)
 
 
