@@ -168,13 +168,18 @@ def keep(
 def render_template(request: Request, name: str, context: dict[str, Any]) -> bytes:
     """A template rendered as Litestar's Template response would (our public templates use
     neither the request nor a CSRF field, but they are given as Litestar gives them)."""
+    return template(request, name).render(**context, request=request, csrf_input="").encode("utf-8")
+
+
+def template(request: Request, name: str) -> Any:
+    """The app's compiled template `name`."""
     engine = request.app.template_engine
     assert engine is not None  # app.py always configures the Jinja engine
     found = _templates.get(name)
     if found is None or found[0] is not engine:
         # Compiled once per app: asking the engine each time also checks every file's time.
         found = _templates[name] = (engine, engine.get_template(name))
-    return found[1].render(**context, request=request, csrf_input="").encode("utf-8")
+    return found[1]
 
 
 _templates: dict[str, tuple[Any, Any]] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import secrets
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -95,9 +96,13 @@ PARTS_KEPT = 512
 _PARTS: dict[tuple, dict[str, Any]] = {}
 
 
-def _parts(event: dict) -> dict[str, Any]:
+def _parts_key(event: dict) -> tuple:
     base = settings.get().base_url
-    key = (events.forgotten, event["id"], event["created_at"], event["version"], identity.snapshot().key, base)
+    return (events.forgotten, event["id"], event["created_at"], event["version"], identity.snapshot().key, base)
+
+
+def _parts(event: dict) -> dict[str, Any]:
+    key = _parts_key(event)
     parts = _PARTS.get(key)
     if parts is None:
         if len(_PARTS) >= PARTS_KEPT:
@@ -204,6 +209,7 @@ async def event_detail(event: dict) -> dict[str, Any]:
     """`event_page` plus what the public page alone shows: the cover with its phone-width copy,
     speakers with initials, the meta description, link-preview tags and the JSON-LD."""
     context = event_page(event)
+    parts_key = _parts_key(event)
     parts = _parts(event)
     cover = None
     if event.get("cover_image_url"):
@@ -238,6 +244,8 @@ async def event_detail(event: dict) -> dict[str, Any]:
         json_ld_script=ld[1],
         show_count=bool(event.get("show_registered_count")),
         registered=event["taken"],
+        # What the pieces above were built for (render_event_page keeps frames by it).
+        parts_key=parts_key,
     )
     return context
 
@@ -248,3 +256,106 @@ def calendar_links_of(event: dict, build: Any) -> Any:
     if "links" not in parts:
         parts["links"] = build(event)
     return parts["links"]
+
+
+# --- The event page's frame ---------------------------------------------------------------------
+# A GET of an event page (nothing typed: no errors, values or notice) depends on the seats taken
+# only through the state badge ("12 seats left", "Full – waitlist open") and the registered
+# count; all the rest is fixed by what `_parts` is keyed by (the event's version, the
+# organisation's identity, the base URL), the template (one per app: its globals), the state,
+# whether the event is full and the cover's stored sizes. So the whole template is rendered once
+# per such combination with two stand-ins ("slots") where those two go, and kept as the bytes
+# between them; a request renders the badge (the template's own macro) and the count and joins.
+# A render after a registration (the usual cache miss: seats changed, the version did not) does
+# only that; a new version, state or crossing to full renders the whole template again.
+FRAMES_KEPT = 256
+FRAMES = True  # bench/serve_uncached.py --whole turns frames off to measure the whole render
+_FRAMES: dict[tuple, tuple[tuple[bytes, ...], tuple[str, ...], Any] | None] = {}
+# Marks no typed text can hold by chance: a NUL and 128 random bits, new in every process.
+_NONCE = secrets.token_hex(16)
+_SLOT_NAMES = ("badge", "registered")
+_SPLIT = re.compile("\x00" + _NONCE + ":(" + "|".join(_SLOT_NAMES) + ")\x00")
+
+
+class SlotMisuse(Exception):
+    """A template did more with a slot than print it: that page is rendered whole."""
+
+
+class _Slot:
+    """Stands where a per-request value is printed, and counts how often it is: a frame holds
+    exactly as many marks as its slots were printed, or it is not used."""
+
+    __slots__ = ("mark", "uses")
+
+    def __init__(self, name: str) -> None:
+        self.mark, self.uses = f"\x00{_NONCE}:{name}\x00", 0
+
+    def __html__(self) -> str:
+        self.uses += 1
+        return self.mark
+
+    def _misuse(self, *args: Any) -> Any:
+        raise SlotMisuse(self.mark)
+
+    __str__ = __bool__ = __eq__ = __ne__ = __lt__ = __gt__ = __int__ = __len__ = __iter__ = _misuse
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _frame_key(template: Any, context: dict) -> tuple | None:
+    """What the page's frame depends on besides the parts' key, or None when the page is not
+    one a frame may stand for (a form shown again, a notice)."""
+    if context["errors"] or context["notice"] is not None or context["values"] != {"answers": {}}:
+        return None
+    parts_key = context["parts_key"]
+    if parts_key != _parts_key(context["event"]):
+        return None  # the identity changed while the cover's sizes were read: this page is mixed
+    cover = context["cover"]
+    return (
+        parts_key,
+        template,
+        context["state"],
+        context["full"],
+        None if cover is None else tuple(cover.items()),
+        context["links"] is not None,
+    )
+
+
+def _build_frame(template: Any, context: dict) -> tuple[tuple[bytes, ...], tuple[str, ...], Any] | None:
+    slots = {name: _Slot(name) for name in _SLOT_NAMES}
+    try:
+        text = template.render(**{**context, **slots}, request=None, csrf_input="")
+    except SlotMisuse:
+        return None
+    pieces = _SPLIT.split(text)
+    names = tuple(pieces[1::2])
+    if any(names.count(name) != slot.uses for name, slot in slots.items()):
+        return None  # a mark the slots did not print (cannot happen by chance): rendered whole
+    badge = template.environment.get_template("_macros.html").module.state_badge
+    return tuple(p.encode("utf-8") for p in pieces[::2]), names, badge
+
+
+def render_event_page(template: Any, context: dict, request: Any = None) -> bytes:
+    """The event page `template` (events/detail.html) gives for `context` (public.page_context's),
+    as `template.render` gives it, from the kept frame when there is one for this page."""
+    key = _frame_key(template, context) if FRAMES else None
+    frame = None
+    if key is not None:
+        if key in _FRAMES:
+            frame = _FRAMES[key]
+        else:
+            if len(_FRAMES) >= FRAMES_KEPT:
+                _FRAMES.clear()
+            # None kept too: a page that cannot have a frame is not tried again.
+            frame = _FRAMES[key] = _build_frame(template, context)
+    if frame is None:
+        return template.render(**context, request=request, csrf_input="").encode("utf-8")
+    segments, names, badge = frame
+    values = {
+        "badge": str(badge({"state": context["state"], "full": context["full"], "seats_left": context["seats_left"]})),
+        "registered": str(context["registered"]),
+    }
+    out = [segments[0]]
+    for name, segment in zip(names, segments[1:], strict=True):
+        out.append(values[name].encode("utf-8"))
+        out.append(segment)
+    return b"".join(out)

@@ -21,7 +21,7 @@ from .. import clock, settings, tokens
 from ..domain import events, health, identity, registrations
 from ..domain.errors import Conflict, NotFound, ValidationFailed
 from . import cache
-from .present import calendar_links_of, event_detail, event_page
+from .present import calendar_links_of, event_detail, event_page, render_event_page
 from .responses import Health, answer
 
 ICS_TYPE = "text/calendar; charset=utf-8"
@@ -148,7 +148,9 @@ class PublicPages(Controller):
     @get("/events/{slug:str}")
     async def show(self, request: Request, slug: FromPath[str]) -> ASGIApp:
         # Litestar matches whole segments, so /events/x.ics arrives here as slug "x.ics".
-        hit, row, key = await _event_key(request.scope, slug)
+        read: tuple | None = request.scope.get(KEY_READ)  # type: ignore[assignment]
+        # CachedPages read the key of this very request: not read again.
+        hit, row, key = read[1] if read is not None and read[0] == slug else await _event_key(request.scope, slug)
         if hit is not None:
             return hit
         if row is None:
@@ -161,7 +163,8 @@ class PublicPages(Controller):
         if is_ics:
             await registrations.calendar_uid("event", event)
             return cache.keep(key, _feed([event], None), ICS_TYPE, _ics_headers(slug), store=same)
-        body = cache.render_template(request, "events/detail.html", await page_context(event))
+        context = await page_context(event)
+        body = render_event_page(cache.template(request, "events/detail.html"), context, request)
         return cache.keep(key, body, cache.HTML, None, store=same)
 
     async def _page(
@@ -279,13 +282,18 @@ async def _event_key(scope: Any, slug: str) -> tuple[ASGIApp | None, dict | None
     return cache.cached_for(scope, key), row, key
 
 
+# Where CachedPages leaves the page key it read for a request it passes on (a miss).
+KEY_READ = "events_app.page_key"
+
+
 class CachedPages:
     """ASGI, in front of Litestar's routing (app.py wraps the app's handler in it, inside
     web/edge.py's Edge, which still adds the security headers and answers HEAD): a GET of an
     event page or its .ics that the cache holds is answered here, the way the bare route answers,
     without routing, the route's middleware, the handler's signature or a Response. Everything
     else (a miss, no such event, any other path or method) goes on to Litestar unchanged, where
-    `PublicPages.show` answers it. The same checks run: the organisation's identity as app.py's
+    `PublicPages.show` answers it (a miss or no such event with the key read here, under
+    KEY_READ in the scope, so that the key is read once per request). The same checks run: the organisation's identity as app.py's
     before_request reads it, then the page key of every request."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -297,10 +305,12 @@ class CachedPages:
             # One path segment, as the route matches it; a NUL is no stored slug (and no query).
             if slug and "/" not in slug and "\x00" not in slug:
                 await identity.fresh()
-                hit = (await _event_key(scope, slug))[0]
-                if hit is not None:
-                    await hit(scope, receive, send)
+                found = await _event_key(scope, slug)
+                if found[0] is not None:
+                    await found[0](scope, receive, send)
                     return
+                # A miss: PublicPages.show renders from this read instead of reading again.
+                scope[KEY_READ] = (slug, found)
         await self.app(scope, receive, send)
 
 
