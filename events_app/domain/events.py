@@ -137,11 +137,12 @@ async def current(event_id: int, verify: bool = False) -> dict:
     change that matters to registering (status, times, questions, closing) raises it. The
     returned dict is shared: do not modify it, and do not rely on its `taken`.
 
-    On PostgreSQL a cached published event is returned without asking (`verify` forces the
-    check): the version test is a round trip there, and registrations.register checks the
-    version inside its own statement and judges again on the current event when it moved."""
+    A cached published event is returned without asking (`verify` forces the check): the
+    registration tests the version again inside its own transaction (seats.py: in the statement
+    that takes the seat) and registrations.register judges again on the current event when it
+    moved. A draft or cancelled copy is always checked."""
     cached = _CACHE.get(event_id)
-    if not verify and cached is not None and cached["status"] == "published" and db.is_postgres():
+    if not verify and cached is not None and cached["status"] == "published":
         return cached
     rows = await db.fetch("SELECT version FROM event WHERE id = {}", event_id)
     if not rows:

@@ -12,7 +12,17 @@ outbox row, calendar UID and token salt. A claim used to hold the event row's lo
 own commit's flush, so one event took about as many registrations per second as the disk takes
 flushes (470/s); a group pays one flush for all its members. The row lock still serialises the
 groups of several processes. A repeat, a comeback after cancelling and a changed event go the
-general way (`_register_once`), as before. domain/registrations.py decides when to call these
+general way (`_register_general`), as before.
+
+On SQLite (`_register_once`; BEGIN IMMEDIATE makes the transaction exclusive, and units arriving
+together share one commit, sqlite_engine.py) a new address with a seat free takes three
+statements: the seat, taken only while the event is the version the caller judged
+(VERSIONED_CLAIM_SQL: events.current hands out its cached copy of a published event without
+reading), the row, written only when the address has none (NEW_INSERT_SQL, ON CONFLICT DO
+NOTHING), and the outbox row. A repeat gives the seat back and goes the general way; so does a
+failed claim, where VERSIONED_EXISTING_SQL reads the version and the person's row in one
+statement: a moved version is StaleEvent (judged again on the current event), otherwise the event
+is full. domain/registrations.py decides when to call these
 (after checking the person, the answers and that the event is open); the SQL texts are fixed so
 that db.fetch compiles each once, and bench/ imports them to measure the same statements.
 
@@ -67,6 +77,22 @@ EXISTING_SQL = (
     "SELECT id, event, status, name, email, answers, created_at, confirmation_sent_at "
     "FROM registration WHERE event = {} AND email = {}"
 )
+# SQLite's first two statements for a new address (`_register_once`): the seat, taken only while
+# the event is the version the caller judged, and the row, written only when the address has
+# none (the unique index registration_event_email).
+VERSIONED_CLAIM_SQL = (
+    "UPDATE event SET taken = taken + 1 WHERE id = {} AND version = {} "
+    "AND (capacity IS NULL OR taken < capacity) RETURNING taken"
+)
+NEW_INSERT_SQL = INSERT_SQL.replace(" RETURNING id", " ON CONFLICT (event, email) DO NOTHING RETURNING id")
+UNCLAIM_SQL = "UPDATE event SET taken = taken - 1 WHERE id = {}"
+# EXISTING_SQL with the event's version in front (`event_version`); the registration's columns
+# are NULL when the address has no row.
+VERSIONED_EXISTING_SQL = (
+    "SELECT e.version AS event_version, r.id, r.event, r.status, r.name, r.email, r.answers, r.created_at, "
+    "r.confirmation_sent_at FROM event e LEFT JOIN registration r ON r.event = e.id AND r.email = {} "
+    "WHERE e.id = {}"
+)
 
 
 class StaleEvent(Exception):
@@ -83,7 +109,8 @@ async def _as_new(event_id: int) -> tuple[str, int | None]:
     if rows[0]["capacity"] is None or rows[0]["taken"] < rows[0]["capacity"]:
         return "registered", None
     waiting = await db.fetch(
-        "SELECT COUNT(*) AS n FROM registration WHERE event = {} AND status = 'waitlisted'", event_id
+        "SELECT COUNT(*) AS n FROM registration WHERE event = {} AND status = 'waitlisted'",
+        event_id,
     )
     return "waitlisted", waiting[0]["n"] + 1
 
@@ -94,7 +121,15 @@ async def _register_fast_pg(event, name, email, answers, subscribe, moment) -> d
     must decide (a repeat, or the event changed since it was read)."""
     if db.in_transaction():
         return await _register_alone_pg(event, name, email, answers, subscribe, moment)
-    row = await group_claims().claim(event["id"], event["version"], name, email, json.dumps(answers), subscribe, moment)
+    row = await group_claims().claim(
+        event["id"],
+        event["version"],
+        name,
+        email,
+        json.dumps(answers),
+        subscribe,
+        moment,
+    )
     if row is None:
         return None
     if isinstance(row, Alone):
@@ -154,22 +189,70 @@ async def _register_alone_pg(event, name, email, answers, subscribe, moment) -> 
 
 async def _register_once(event, name, email, answers, subscribe, moment) -> dict:
     """One attempt, run atomically by the caller (db.atomic)."""
+    full = False
+    if not db.is_postgres():
+        # SQLite (the transaction is exclusive: nothing changes between these statements). A new
+        # address with a seat free, the common case, takes three statements: the seat (with the
+        # version test), the row, the outbox row.
+        if await db.fetch(VERSIONED_CLAIM_SQL, event["id"], event["version"]):
+            rows = await db.fetch(
+                NEW_INSERT_SQL,
+                event["id"],
+                email,
+                name,
+                json.dumps(answers) if answers else "{}",
+                "registered",
+                tokens.new_salt(),
+                subscribe,
+                moment,
+                moment,
+                moment,
+                new_calendar_uid(),
+            )
+            if rows:
+                return await _queued(event, rows[0]["id"], name, email, "registered", answers, moment)
+            # The address has a row already: the seat goes back and the general way decides.
+            await db.fetch(UNCLAIM_SQL, event["id"])
+        else:
+            # No seat, or the event moved: the version test below tells which.
+            full = True
+    return await _register_general(event, name, email, answers, subscribe, moment, full)
+
+
+async def _register_general(event, name, email, answers, subscribe, moment, full: bool) -> dict:
+    """Every case on PostgreSQL's general path, and on SQLite all but a new address taking a free
+    seat. `full`: SQLite found no free seat in this transaction (so no claim is tried again)."""
     interval = timedelta(seconds=settings.get().resend_interval_seconds)
+    # The caller may hold a cached event (events.current trusts its copy of a published event):
+    # judge nothing on a changed event. The version is read inside this transaction.
     if db.is_postgres():
-        # The caller may hold a cached event (events.current trusts its cache there, and the
-        # fast path's version test sent us here): judge nothing on a changed event.
         rows = await db.fetch("SELECT version FROM event WHERE id = {}", event["id"])
         if not rows or rows[0]["version"] != event["version"]:
             raise StaleEvent()
-    existing = await db.fetch(EXISTING_SQL, event["id"], email)
+        existing = await db.fetch(EXISTING_SQL, event["id"], email)
+    else:
+        # On SQLite the version and the person's row come in one statement (BEGIN IMMEDIATE has
+        # made the transaction exclusive already).
+        rows = await db.fetch(VERSIONED_EXISTING_SQL, email, event["id"])
+        if not rows or rows[0]["event_version"] != event["version"]:
+            raise StaleEvent()
+        existing = rows if rows[0]["id"] is not None else []
     if existing and existing[0]["status"] != "cancelled":
         row = existing[0]
         sent = row["confirmation_sent_at"]
         if sent is None or moment - sent >= interval:
-            await db.fetch("UPDATE registration SET confirmation_sent_at = {} WHERE id = {}", moment, row["id"])
-            await outbox.enqueue("registration_confirmed", email, {"registration_id": row["id"], "resend": True})
+            await db.fetch(
+                "UPDATE registration SET confirmation_sent_at = {} WHERE id = {}",
+                moment,
+                row["id"],
+            )
+            await outbox.enqueue(
+                "registration_confirmed",
+                email,
+                {"registration_id": row["id"], "resend": True},
+            )
         return {**await _shown(row), "as_new": await _as_new(event["id"])}
-    claimed = await db.fetch(CLAIM_SQL, event["id"])
+    claimed = [] if full else await db.fetch(CLAIM_SQL, event["id"])
     status = "registered" if claimed else "waitlisted"
     if not claimed and db.is_postgres():
         # A failed claim locks nothing on PostgreSQL; take the event row's lock so that people
@@ -198,13 +281,14 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
             # The same person came back at the same moment in another transaction (PostgreSQL;
             # SQLite's are exclusive): ours, seat included, is rolled back and tried again.
             raise Raced()
+        await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
     else:
         rows = await db.fetch(
             INSERT_SQL,
             event["id"],
             email,
             name,
-            json.dumps(answers),
+            json.dumps(answers) if answers else "{}",
             status,
             tokens.new_salt(),
             subscribe,
@@ -213,8 +297,35 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
             moment,
             new_calendar_uid(),
         )
-        reg_id = rows[0]["id"]
-    await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
+        return await _queued(event, rows[0]["id"], name, email, status, answers, moment)
+    # Built from what was just written (no re-read); the waitlist place is counted inside the
+    # transaction so that it is exact.
+    return await _shown(
+        {
+            "id": reg_id,
+            "event": event["id"],
+            "name": name,
+            "email": email,
+            "status": status,
+            "answers": answers,
+            "created_at": moment,
+        }
+    )
+
+
+async def _queued(event, reg_id, name, email, status, answers, moment) -> dict:
+    """A new registration's confirmation queued, and the registration as `_shown` gives it."""
+    queued_at = outbox.now()  # the outbox's own clock, as outbox.enqueue stamps it
+    # The row outbox.enqueue writes, its payload as enqueue encodes it (without building a JSON
+    # encoder for one integer: json.dumps with separators makes one per call).
+    await db.fetch(
+        outbox.INSERT_SQL,
+        "registration_confirmed",
+        email,
+        f'{{"registration_id":{reg_id}}}',
+        queued_at,
+        queued_at,
+    )
     # Built from what was just written (no re-read); the waitlist place is counted inside the
     # transaction so that it is exact.
     return await _shown(
@@ -360,11 +471,25 @@ class GroupClaims:
         self.statements = 0  # group statements run (tests read it)
 
     async def claim(
-        self, event_id: int, version: int, name: str, email: str, answers: str, subscribe: bool, moment: datetime
+        self,
+        event_id: int,
+        version: int,
+        name: str,
+        email: str,
+        answers: str,
+        subscribe: bool,
+        moment: datetime,
     ) -> dict | None | Alone:
         loop = asyncio.get_running_loop()
         arrival = _Arrival(
-            email, name, answers, tokens.new_salt(), subscribe, moment, new_calendar_uid(), loop.create_future()
+            email,
+            name,
+            answers,
+            tokens.new_salt(),
+            subscribe,
+            moment,
+            new_calendar_uid(),
+            loop.create_future(),
         )
         key = (event_id, version)
         self._waiting.setdefault(key, []).append(arrival)
