@@ -99,7 +99,7 @@ class IssuesApi(Controller):
 
     @post("/", status_code=HTTP_201_CREATED, responses=answer(out.Issue, 201), summary="Write an issue (a draft)")
     async def create(self, request: Request, data: Annotated[IssueIn, example(ISSUE_EXAMPLE)]) -> dict:
-        issue = await issues.create(fields(await checked(request, IssueIn)), actor=staff_id(request))
+        issue = await issues.create(fields(await checked(request, IssueIn, data)), actor=staff_id(request))
         return issue_json(issue)
 
     @get("/", responses=answer(list[out.Issue]), summary="Every issue, newest first")
@@ -113,7 +113,9 @@ class IssuesApi(Controller):
 
     @patch("/{issue_id:int}", responses=answer(out.Issue), summary="Change an issue (the topic only before release)")
     async def change(self, request: Request, issue_id: FromPath[int], data: JSONBody[IssueChange]) -> dict:
-        issue = await issues.update(issue_id, fields(await checked(request, IssueChange)), actor=staff_id(request))
+        issue = await issues.update(
+            issue_id, fields(await checked(request, IssueChange, data)), actor=staff_id(request)
+        )
         return issue_json(issue)
 
     @get(
@@ -151,7 +153,7 @@ class IssuesApi(Controller):
         summary="Send the email to one address, marked [Test]",
     )
     async def test(self, request: Request, issue_id: FromPath[int], data: JSONBody[SendTestIn | None] = None) -> dict:
-        body = fields(await checked(request, SendTestIn))
+        body = fields(await checked(request, SendTestIn, data))
         address = str(body.get("email") or (request.state.staff or {}).get("email") or "")
         await issues.send_test(issue_id, address, actor=staff_id(request))
         return {"queued": 1, "email": v.email(address)}
@@ -171,7 +173,7 @@ class IssuesApi(Controller):
         summary="Release now or at release_at",
     )
     async def release(self, request: Request, issue_id: FromPath[int], data: JSONBody[ReleaseIn | None] = None) -> dict:
-        at = _release_at(fields(await checked(request, ReleaseIn)))
+        at = _release_at(fields(await checked(request, ReleaseIn, data)))
         result = await issues.release(issue_id, at, actor=staff_id(request))
         count = await issues.recipient_count(issue_id, result["release_at"])
         return {
@@ -191,7 +193,7 @@ class IssuesApi(Controller):
     async def retry_failed(
         self, request: Request, issue_id: FromPath[int], data: JSONBody[RetryIn | None] = None
     ) -> dict:
-        include = (await checked(request, RetryIn)).include_bounced
+        include = (await checked(request, RetryIn, data)).include_bounced
         count = await issues.retry_failed(issue_id, include, actor=staff_id(request))
         return {"queued": count}
 

@@ -25,7 +25,7 @@ from .schemas import AnnounceIn, checked
     summary="Email the event to the events topic (and careers for events tagged career)",
 )
 async def announce(request: Request, event_id: FromPath[int], data: JSONBody[AnnounceIn | None] = None) -> dict:
-    again = (await checked(request, AnnounceIn)).again
+    again = (await checked(request, AnnounceIn, data)).again
     mailing = await mailings.announce(event_id, actor=staff_id(request), again=again)
     return {"mailing": mailing["id"], "recipients": mailing["recipients"], "status": mailing["status"]}
 

@@ -115,7 +115,7 @@ class SettingsApi(Controller):
 
     @patch("/", responses=answer(Organisation), summary="Change the organisation's identity (staff)")
     async def change(self, request: Request, data: Annotated[OrganisationChange, example(CHANGE_EXAMPLE)]) -> dict:
-        changes = fields(await checked(request, OrganisationChange))
+        changes = fields(await checked(request, OrganisationChange, data))
         return organisation_json(await identity.update(changes, actor=request.state.staff["id"]))
 
 

@@ -29,7 +29,7 @@ class SubscriberApi(Controller):
         summary="Subscribe (double opt-in); same answer for any address",
     )
     async def subscribe(self, request: Request, data: Annotated[SubscribeIn, example(SUBSCRIBE_EXAMPLE)]) -> Response:
-        email, name, topics = subscriptions.clean_request(fields(await checked(request, SubscribeIn)))
+        email, name, topics = subscriptions.clean_request(fields(await checked(request, SubscribeIn, data)))
         ids = await subscriptions.topic_ids(topics)  # an unknown topic is the caller's mistake: say so
         await subscriptions.subscribe(email, name, ids, source="api")
         body = {"email": email, "name": name, "topics": list(ids), "detail": ACCEPTED}
