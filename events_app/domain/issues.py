@@ -343,7 +343,7 @@ async def delivery(issue_id: int, *, live: bool = False) -> dict:
         empty = {**counts, "total": 0, "status": issue["status"], "mailing": None, "paused_until": None}
         return {**empty, "as_of": now()} if live else empty
     if live:
-        return await mailings.delivery_live(mailing["id"])
+        return await mailings.delivery_live(mailing["id"], mailing=mailing)
     return await mailings.delivery(mailing["id"])
 
 

@@ -45,16 +45,18 @@ async def enqueue(kind: str, recipient: str, payload: dict[str, Any], at: dateti
 RETURNING = "RETURNING id, kind, recipient, payload, attempts, created_at, mailing, subscriber, claimed_at"
 
 
-async def claim(limit: int, claim_timeout: float) -> list[dict]:
-    """Take up to `limit` due rows for sending, first releasing rows stuck in `sending`.
+async def claim(limit: int, claim_timeout: float, recover: bool = True) -> list[dict]:
+    """Take up to `limit` due rows for sending, first releasing rows stuck in `sending` (with
+    `recover`; a worker's refills within one run skip that statement, its first claim does it).
     Transactional rows (confirmations, changes, reminders) come first, so that a registration's
     confirmation never waits behind a bulk release; then the rows of mailings that are sending
     (not scheduled or paused), oldest mailing first."""
     moment = now()
-    await db.fetch(
-        "UPDATE outbox SET status = 'queued' WHERE status = 'sending' AND claimed_at < {}",
-        moment - timedelta(seconds=claim_timeout),
-    )
+    if recover:
+        await db.fetch(
+            "UPDATE outbox SET status = 'queued' WHERE status = 'sending' AND claimed_at < {}",
+            moment - timedelta(seconds=claim_timeout),
+        )
     rows = await _claim("mailing IS NULL", (), moment, limit)
     if len(rows) < limit:
         for mailing in await db.fetch("SELECT id FROM mailing WHERE status = 'sending' ORDER BY id"):

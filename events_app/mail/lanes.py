@@ -3,7 +3,8 @@
 Owns the order promise and the pace of a batch. All rows to one address go to the same connection
 (lane) in claim order, so a person's messages arrive in the order they were queued (a confirmation
 before the reminder queued after it), while different people's go in parallel. While a lane still
-has a couple of rows, the next batch is claimed, so that connections do not idle between batches.
+has its share of half a batch, the next batch is claimed, so that connections do not idle between
+batches.
 
 A lane hands a row back untried when its mailing was paused a moment ago (mail/pause.py) or when
 it waited past its `_send_by` time (half the claim time-out: sending is slower than claiming, so
@@ -11,8 +12,9 @@ no more refills); once the server proved unreachable, the rest of the batch is q
 without trying (each would only wait for the same time-out while its claim ages). Rows sent, bulk
 and transactional alike, are recorded once per `limit` rows and at the end (domain/outbox.py
 `mark_sent_many`; `deferring_sent` collects the transactional ones that delivery.py marks one by
-one): one statement per batch instead of a commit per message. When the worker is told to stop,
-each lane finishes the message in hand and the rows not yet tried go back to the queue.
+one): one statement per batch instead of a commit per message, run beside the sending (the run
+waits for it before it ends). When the worker is told to stop, each lane finishes the message in
+hand and the rows not yet tried go back to the queue.
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ class BatchRun:
         self.refilling: asyncio.Task | None = None
         self.claimed = 0
         self.sent: list[int] = []  # rows handed over, not yet recorded
+        # Statements recording sent rows, running while the lanes go on sending.
+        self.recording: set[asyncio.Task] = set()
+        # A lane asks for the next batch while it still has this many rows: about half a batch
+        # in all, so that the claim (a few statements, each a round trip that waits its turn for
+        # a core on a busy machine) can finish before the lanes run dry. With 2 (the old figure) a
+        # lane ran dry whenever a claim took longer than sending two messages.
+        self.ahead = max(2, limit // (2 * max(1, len(transports))))
         self.unreachable: str | None = None  # why the server could not be reached, once it could not
 
     async def run(self, rows: list[dict]) -> int:
@@ -90,6 +99,8 @@ class BatchRun:
                     if not self.queue:  # else a refill landed in the queue of a lane that had finished
                         break
         finally:
+            while self.recording:
+                await asyncio.gather(*list(self.recording))
             await self._record_sent()
         return self.claimed
 
@@ -115,9 +126,9 @@ class BatchRun:
         """One connection's share of the batch: take rows from its own queue until none are left."""
         mine = self.queue.lanes[lane]
         while True:
-            # Claim the next batch while this lane still has a couple of rows: a lane must not
+            # Claim the next batch while this lane still has `ahead` rows: a lane must not
             # idle because the rows of this batch happened to fall to the other lanes.
-            if len(mine) <= 2 and self.refills > 0 and self.refilling is None:
+            if len(mine) <= self.ahead and self.refills > 0 and self.refilling is None:
                 self.refilling = asyncio.create_task(self._refill())
             if not mine:
                 refilling = self.refilling
@@ -159,7 +170,11 @@ class BatchRun:
             except Exception:  # the database failed while marking: the claim time-out recovers it
                 log.exception("outbox row %s: could not record the outcome", row["id"])
             if len(self.sent) >= self.limit:
-                await self._record_sent()
+                # Recorded beside the sending (the ids are taken at once): the lane does not wait
+                # for the statement; the run waits for it before it ends.
+                recording = asyncio.create_task(self._record_sent())
+                self.recording.add(recording)
+                recording.add_done_callback(self.recording.discard)
 
 
 async def _settle(marking: Awaitable[None]) -> None:

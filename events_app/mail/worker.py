@@ -82,15 +82,17 @@ class Worker:
         self.pause.new_batch()
         self.delivery.bulk.forget()
         self.delivery.forget()
-        rows = await self._claim(limit)
+        rows = await self._claim(limit, recover=True)
         if not rows:
             return 0
         run = BatchRun(self.lanes, self._claim, self.delivery, self.throttle, self.pause, limit, refills, self.stop)
         return await run.run(rows)
 
-    async def _claim(self, limit: int) -> list[dict]:
-        """Claim due rows and load what their bulk messages need; each row carries `_send_by`."""
-        rows = await outbox.claim(limit, self.settings.outbox_claim_timeout_seconds)
+    async def _claim(self, limit: int, recover: bool = False) -> list[dict]:
+        """Claim due rows and load what their bulk messages need; each row carries `_send_by`.
+        Rows stuck in `sending` are released by the first claim of a run (`recover`), not by each
+        refill: one statement fewer between batches."""
+        rows = await outbox.claim(limit, self.settings.outbox_claim_timeout_seconds, recover)
         if rows:
             try:  # the organisation's identity as staff last saved it, for this batch's emails
                 await render.refresh()

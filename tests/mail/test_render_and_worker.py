@@ -122,11 +122,11 @@ async def test_the_loop_survives_errors_and_stops_when_asked(monkeypatch):
     await register(event, "Ada Lovelace", "ada@example.com")
     real_claim, calls = outbox.claim, []
 
-    async def flaky_claim(limit, claim_timeout):
+    async def flaky_claim(limit, claim_timeout, recover=True):
         calls.append(limit)
         if len(calls) == 1:
             raise ConnectionError("database went away")
-        return await real_claim(limit, claim_timeout)
+        return await real_claim(limit, claim_timeout, recover)
 
     monkeypatch.setattr(outbox, "claim", flaky_claim)
     transport.fail_next.append(RuntimeError("unexpected bug in a transport"))
