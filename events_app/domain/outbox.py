@@ -34,11 +34,15 @@ INSERT_SQL = (
 )
 
 
+# json.dumps with separators builds an encoder per call; one kept encoder gives the same text.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 async def enqueue(kind: str, recipient: str, payload: dict[str, Any], at: datetime | None = None) -> int:
     """Queue one message. Call inside the transaction of the change that causes it, so the
     message exists if and only if the change does. `at` delays the first attempt."""
     moment = now()
-    rows = await db.fetch(INSERT_SQL, kind, recipient, json.dumps(payload, separators=(",", ":")), at or moment, moment)
+    rows = await db.fetch(INSERT_SQL, kind, recipient, _COMPACT.encode(payload), at or moment, moment)
     return rows[0]["id"]
 
 

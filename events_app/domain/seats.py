@@ -281,7 +281,7 @@ async def _register_general(event, name, email, answers, subscribe, moment, full
             # The same person came back at the same moment in another transaction (PostgreSQL;
             # SQLite's are exclusive): ours, seat included, is rolled back and tried again.
             raise Raced()
-        await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
+        return await _queued(event, reg_id, name, email, status, answers, moment)
     else:
         rows = await db.fetch(
             INSERT_SQL,
@@ -298,34 +298,11 @@ async def _register_general(event, name, email, answers, subscribe, moment, full
             new_calendar_uid(),
         )
         return await _queued(event, rows[0]["id"], name, email, status, answers, moment)
-    # Built from what was just written (no re-read); the waitlist place is counted inside the
-    # transaction so that it is exact.
-    return await _shown(
-        {
-            "id": reg_id,
-            "event": event["id"],
-            "name": name,
-            "email": email,
-            "status": status,
-            "answers": answers,
-            "created_at": moment,
-        }
-    )
 
 
 async def _queued(event, reg_id, name, email, status, answers, moment) -> dict:
     """A new registration's confirmation queued, and the registration as `_shown` gives it."""
-    queued_at = outbox.now()  # the outbox's own clock, as outbox.enqueue stamps it
-    # The row outbox.enqueue writes, its payload as enqueue encodes it (without building a JSON
-    # encoder for one integer: json.dumps with separators makes one per call).
-    await db.fetch(
-        outbox.INSERT_SQL,
-        "registration_confirmed",
-        email,
-        f'{{"registration_id":{reg_id}}}',
-        queued_at,
-        queued_at,
-    )
+    await outbox.enqueue("registration_confirmed", email, {"registration_id": reg_id})
     # Built from what was just written (no re-read); the waitlist place is counted inside the
     # transaction so that it is exact.
     return await _shown(
