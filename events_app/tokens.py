@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 from functools import lru_cache
 
@@ -26,6 +27,16 @@ from .tables import MAX_ID
 
 def new_salt() -> str:
     return secrets.token_hex(16)
+
+
+def new_salt_and_uuid() -> tuple[str, str]:
+    """(`new_salt()`, `uuid.uuid4().hex`) from one read of the system's random source, for a new
+    registration, which needs both: 128 random bits as 32 hex digits, and a random UUID's 32 hex
+    digits (122 random bits, the version and variant bits set as uuid4 sets them)."""
+    raw = bytearray(os.urandom(32))
+    raw[22] = raw[22] & 0x0F | 0x40  # version 4
+    raw[24] = raw[24] & 0x3F | 0x80  # variant RFC 4122
+    return raw[:16].hex(), raw[16:].hex()
 
 
 @lru_cache(maxsize=4)

@@ -80,9 +80,10 @@ EXISTING_SQL = (
 # SQLite's first two statements for a new address (`_register_once`): the seat, taken only while
 # the event is the version the caller judged, and the row, written only when the address has
 # none (the unique index registration_event_email).
+# The claim is run with db.changes (no RETURNING: on SQLite that clause costs a temporary table
+# per statement), and the insert's RETURNING id is answered from the rowid (db.fetch).
 VERSIONED_CLAIM_SQL = (
-    "UPDATE event SET taken = taken + 1 WHERE id = {} AND version = {} "
-    "AND (capacity IS NULL OR taken < capacity) RETURNING taken"
+    "UPDATE event SET taken = taken + 1 WHERE id = {} AND version = {} AND (capacity IS NULL OR taken < capacity)"
 )
 NEW_INSERT_SQL = INSERT_SQL.replace(" RETURNING id", " ON CONFLICT (event, email) DO NOTHING RETURNING id")
 UNCLAIM_SQL = "UPDATE event SET taken = taken - 1 WHERE id = {}"
@@ -194,7 +195,11 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
         # SQLite (the transaction is exclusive: nothing changes between these statements). A new
         # address with a seat free, the common case, takes three statements: the seat (with the
         # version test), the row, the outbox row.
-        if await db.fetch(VERSIONED_CLAIM_SQL, event["id"], event["version"]):
+        if await db.changes(VERSIONED_CLAIM_SQL, event["id"], event["version"]):
+            # The salt and the calendar UID from one random read (as new_salt and
+            # new_calendar_uid make them), the moment converted once for its three columns.
+            salt, uid = tokens.new_salt_and_uuid()
+            stamp = db.sqlite_datetime(moment)
             rows = await db.fetch(
                 NEW_INSERT_SQL,
                 event["id"],
@@ -202,12 +207,12 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
                 name,
                 json.dumps(answers) if answers else "{}",
                 "registered",
-                tokens.new_salt(),
+                salt,
                 subscribe,
-                moment,
-                moment,
-                moment,
-                new_calendar_uid(),
+                stamp,
+                stamp,
+                stamp,
+                f"{uid}@{settings.get().host}"[:64],
             )
             if rows:
                 return await _queued(event, rows[0]["id"], name, email, "registered", answers, moment)
