@@ -103,12 +103,12 @@ class Builder:
     async def build(self, row: dict) -> RawMessage:
         """The message for one row; Superseded when its recipient left after the release."""
         if row["kind"] == "issue_test":
-            return await self._test_message(row)
-        return self.build_now(row)
-
-    def build_now(self, row: dict) -> RawMessage:
-        """`build` of a mailing's row (issue, announcement), which asks the database nothing:
-        the batch's subscribers and mailings were loaded by `prepare`."""
+            payload = json.loads(row["payload"])
+            try:
+                issue = await issues.get(payload["issue_id"])
+            except (NotFound, KeyError):
+                raise Undeliverable("the issue of this test no longer exists") from None
+            return compose(render_issue(issue, self.settings, test=True), row, None, row["recipient"], self.settings)
         mailing = self.mailings.get(row["mailing"]) if row.get("mailing") is not None else None
         if mailing is None:
             raise Undeliverable(f"mailing {row.get('mailing')} no longer exists")
@@ -123,11 +123,3 @@ class Builder:
             ids = shared.encoded.topic_ids
             topics = tuple(slug for slug, _ in shared.topics if ids.get(slug) in held) or None
         return compose(shared, row, subscriber, subscriber["email"], self.settings, topics)
-
-    async def _test_message(self, row: dict) -> RawMessage:
-        payload = json.loads(row["payload"])
-        try:
-            issue = await issues.get(payload["issue_id"])
-        except (NotFound, KeyError):
-            raise Undeliverable("the issue of this test no longer exists") from None
-        return compose(render_issue(issue, self.settings, test=True), row, None, row["recipient"], self.settings)

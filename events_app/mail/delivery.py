@@ -38,8 +38,6 @@ class Outcome(NamedTuple):
 
 
 DONE = Outcome()  # the outcome is recorded
-# Rows whose message `Delivery.prebuild` may build ahead (no database read).
-PREBUILT = frozenset({"issue", "announcement"})
 
 
 class Delivery:
@@ -74,13 +72,11 @@ class Delivery:
         caller records those once per batch (`record_sent`)."""
         row_id = row["id"]
         try:
-            message = row.pop("_wire", None)  # built ahead (`prebuild`)
-            if message is None:
-                if row["kind"] in BULK_KINDS:
-                    built = await self.bulk.build(row)
-                else:
-                    built = await messages.build_raw(row, self.settings, self.batch)
-                message = self.wire(row, built)
+            if row["kind"] in BULK_KINDS:
+                built = await self.bulk.build(row)
+            else:
+                built = await messages.build_raw(row, self.settings, self.batch)
+            message = self.wire(row, built)
         except messages.UnknownKind as exc:
             log.warning("outbox row %s: %s; retrying later", row_id, exc)
             await self.retry(row, str(exc))
@@ -130,21 +126,6 @@ class Delivery:
         # Row ids, not addresses, in the log: it outlives the personal data it would copy.
         log.info("outbox row %s (%s) sent", row_id, row["kind"])
         return DONE
-
-    def prebuild(self, row: dict) -> None:
-        """Build a mailing row's bytes ahead of its turn, kept in the row for `send`. The lanes
-        call it for a connection's next row while the message before it is in flight: building
-        (about a tenth of a release worker's CPU per message) then overlaps the SMTP server's
-        work on that message instead of sitting between its last answer and the next MAIL. Only
-        what asks the database nothing (issue and announcement rows, the batch loaded by
-        `prepare`); a row that cannot be built is left as it was, for `send` to build again and
-        record why it failed."""
-        if row["kind"] not in PREBUILT or "_wire" in row:
-            return
-        try:
-            row["_wire"] = self.wire(row, self.bulk.build_now(row))
-        except Exception:  # send() meets the same refusal and records it
-            return
 
     def wire(self, row: dict, message: RawMessage | EmailMessage) -> RawMessage:
         """The bytes to hand over for `message` (a bulk RawMessage or an EmailMessage), with the

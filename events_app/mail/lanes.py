@@ -125,7 +125,6 @@ class BatchRun:
     async def _lane(self, lane: int, transport: Transport) -> None:
         """One connection's share of the batch: take rows from its own queue until none are left."""
         mine = self.queue.lanes[lane]
-        loop = asyncio.get_running_loop()
         while True:
             # Claim the next batch while this lane still has `ahead` rows: a lane must not
             # idle because the rows of this batch happened to fall to the other lanes.
@@ -153,7 +152,7 @@ class BatchRun:
                 # Paused a moment ago by this batch's failures: hand the row back untried.
                 await _settle(outbox.give_back(row))
                 continue
-            if loop.time() > row["_send_by"]:
+            if asyncio.get_running_loop().time() > row["_send_by"]:
                 self.refills = 0  # sending is slower than claiming: claim less
                 await _settle(outbox.give_back(row))
                 continue
@@ -163,8 +162,6 @@ class BatchRun:
                 continue
             try:
                 await self.throttle.wait()
-                if mine:  # the next message is built while this one is in flight (Delivery.prebuild)
-                    loop.call_soon(self.delivery.prebuild, mine[0])
                 outcome = await self.delivery.send(row, transport)
                 if outcome.bulk_sent:
                     self.sent.append(row["id"])

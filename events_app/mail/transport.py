@@ -22,7 +22,6 @@ not at all, so a full disk is a temporary failure that leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import ssl
@@ -32,7 +31,6 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
-from aiosmtplib.email import parse_address
 
 from .. import clock
 from ..settings import Settings, smtp_server
@@ -132,7 +130,7 @@ class SMTPTransport:
 
     async def send_raw(self, sender: str, recipient: str, data: bytes, *, outbox_id: int | None = None) -> None:
         """Send bytes already formatted as a message (bulk mail, mail/bulk.py)."""
-        await self._deliver(lambda client: sendmail(client, sender, recipient, data))
+        await self._deliver(lambda client: client.sendmail(sender, [recipient], data))
 
     async def _deliver(self, action) -> None:
         async with self._lock:
@@ -191,47 +189,6 @@ class SMTPTransport:
     async def close(self) -> None:
         async with self._lock:
             await self._drop()
-
-
-def on_the_wire(data: bytes) -> bool:
-    """True when `data` already is what DATA transmits before dot-stuffing: every line ending
-    is CRLF (no lone CR or LF) and the last line has one. Then its SIZE is its length."""
-    crlf = data.count(b"\r\n")
-    return data.endswith(b"\r\n") and data.count(b"\n") == crlf and data.count(b"\r") == crlf
-
-
-async def sendmail(client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
-    """`client.sendmail(sender, [recipient], data)`: the same commands, bytes and exceptions,
-    without the work sendmail repeats for a message already on the wire (every message the
-    worker sends: CRLF throughout). sendmail converts the line endings twice (once to count the
-    SIZE, once in DATA) and parses each address twice (once to check it before MAIL, once to
-    quote it); those regular expressions were about a sixth of a release worker's CPU per
-    message (py-spy, PostgreSQL release at 1,000,000). Here the SIZE is the length and the
-    sender is parsed once, by MAIL (the recipient is still checked before MAIL, so that an
-    address that cannot be written never opens an envelope). A message not on the wire, or a
-    connection without its EHLO yet, goes through sendmail itself."""
-    if client.is_ehlo_or_helo_needed or not on_the_wire(data):
-        await client.sendmail(sender, [recipient], data)
-        return
-    parse_address(recipient)  # ValueError before MAIL, as sendmail (the sender's is MAIL's own)
-    options = [f"size={len(data)}"] if client.supports_extension("size") else []
-    try:
-        await client.mail(sender, options=options)
-        try:
-            await client.rcpt(recipient)
-        except aiosmtplib.SMTPRecipientRefused as exc:
-            raise aiosmtplib.SMTPRecipientsRefused([exc]) from None
-        await client.data(data)
-    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
-        await _reset(client)  # as sendmail does
-        raise
-
-
-async def _reset(client: aiosmtplib.SMTP) -> None:
-    """RSET after a failed envelope; a failure of the reset itself is not reported (sendmail's
-    way: it would hide the reason that matters)."""
-    with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
-        await client.rset()
 
 
 class FileTransport:
