@@ -28,10 +28,11 @@ def join_token(row: dict) -> str:
     return tokens.link(settings.get().secret_key, JOIN_PURPOSE, row["id"], row["token_salt"])
 
 
-def new_calendar_uid() -> str:
+def new_calendar_uid(random_hex: str | None = None) -> str:
     """A calendar UID (RFC 5545 3.8.4.7) for a new registration or event: random, so that no
-    other database or installation behind the same address ever makes it again."""
-    return f"{uuid4().hex}@{settings.get().host}"[:64]
+    other database or installation behind the same address ever makes it again. `random_hex`:
+    a random UUID's hex already drawn (tokens.new_salt_and_uuid), else a new uuid4's."""
+    return f"{random_hex or uuid4().hex}@{settings.get().host}"[:64]
 
 
 async def calendar_uid(table: str, row: dict) -> str:

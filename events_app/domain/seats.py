@@ -212,7 +212,7 @@ async def _register_once(event, name, email, answers, subscribe, moment) -> dict
                 stamp,
                 stamp,
                 stamp,
-                f"{uid}@{settings.get().host}"[:64],
+                new_calendar_uid(uid),
             )
             if rows:
                 return await _queued(event, rows[0]["id"], name, email, "registered", answers, moment)
