@@ -136,6 +136,27 @@ async def fetch(sql: str, *args: Any) -> list[dict]:
     return [dict(row) for row in rows]
 
 
+async def has_statistics(table: str, column: str) -> bool:
+    """Whether PostgreSQL's planner has statistics of `table`.`column` (ANALYZE, by hand or by
+    autovacuum, has sampled it); always True on SQLite, whose planner keeps none."""
+    if not is_postgres():
+        return True
+    rows = await fetch(
+        "SELECT EXISTS (SELECT 1 FROM pg_stats WHERE schemaname = ANY (current_schemas(false)) "
+        "AND tablename = {} AND attname = {}) AS known",
+        table,
+        column,
+    )
+    return bool(rows[0]["known"])
+
+
+async def analyze(table: str) -> None:
+    """Have PostgreSQL's planner sample `table` now (ANALYZE; no-op on SQLite). Plans cached on
+    every connection are made again from the new statistics at their next run."""
+    if is_postgres():
+        await fetch(f'ANALYZE "{table}"')
+
+
 async def changes(sql: str, *args: Any) -> int:
     """Run one INSERT, UPDATE or DELETE with `{}` placeholders, as `fetch` does, and return the
     number of rows it changed. Cheaper than asking for rows with RETURNING when only whether it
