@@ -467,15 +467,9 @@ class GroupClaims:
         moment: datetime,
     ) -> dict | None | Alone:
         loop = asyncio.get_running_loop()
+        salt, uid_hex = tokens.new_salt_and_uuid()  # one random read for both
         arrival = _Arrival(
-            email,
-            name,
-            answers,
-            tokens.new_salt(),
-            subscribe,
-            moment,
-            new_calendar_uid(),
-            loop.create_future(),
+            email, name, answers, salt, subscribe, moment, new_calendar_uid(uid_hex), loop.create_future()
         )
         key = (event_id, version)
         self._waiting.setdefault(key, []).append(arrival)
