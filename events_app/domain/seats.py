@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from datetime import datetime, timedelta
 from .. import db, settings, tokens
 from . import outbox
 from .registration_links import new_calendar_uid
+
+log = logging.getLogger(__name__)
 
 CLAIM_SQL = (
     "UPDATE event SET taken = taken + 1 WHERE id = {} AND (capacity IS NULL OR taken < capacity) RETURNING taken"
@@ -438,7 +441,8 @@ class GroupClaims:
     {id, email, status, place}, None when the general path must answer (an address already
     registered, a second arrival of one address in the group, or an event that changed since it
     was read), or ALONE. An outage fails every arrival with its error. `fetch(sql, *args)` runs
-    one statement on its own (default: the engine's pool, outside any transaction); `sql` is the group statement (the tests' control takes the lock away)."""
+    one statement on its own (default: the engine's pool, outside any transaction); `sql` is
+    the group statement (the tests' control takes the lock away)."""
 
     def __init__(
         self,
@@ -538,10 +542,14 @@ class GroupClaims:
         if now < self._next_check:
             return
         self._next_check = now + 1.0
-        known = await db.has_statistics("registration", "event")
-        if not known:
-            await db.analyze("registration")
+        try:
             known = await db.has_statistics("registration", "event")
+            if not known:
+                await db.analyze("registration")
+                known = await db.has_statistics("registration", "event")
+        except Exception as exc:  # the group goes on; the next check is a second away
+            log.warning("could not have the registration table analysed: %s", exc)
+            return
         self._planned = known
 
     async def _run(self, key: tuple[int, int], items: list[_Arrival]) -> list[dict]:

@@ -93,6 +93,22 @@ async def test_statistics_are_asked_for_at_most_once_a_second_and_not_once_known
     assert analysed == ["registration"] and len(asked) == 3, "once known, nobody asks again"
 
 
+@pg_only
+async def test_a_failing_statistics_check_never_fails_the_group(monkeypatch, caplog):
+    async def broken(table, column):
+        raise RuntimeError("permission denied for pg_stats")
+
+    monkeypatch.setattr(db, "has_statistics", broken)
+    event = await published_event(capacity=1)
+    group = seats.GroupClaims()
+    rows = [
+        await group.claim(event["id"], event["version"], "P", f"{who}@example.org", "{}", False, now())
+        for who in ("a", "b")
+    ]
+    assert [r["status"] for r in rows] == ["registered", "waitlisted"]
+    assert "could not have the registration table analysed" in caplog.text
+
+
 # -- the fault itself, in PostgreSQL's own terms ----------------------------------------------------
 
 
