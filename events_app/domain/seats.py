@@ -449,8 +449,10 @@ class GroupClaims:
         fetch: Callable[..., Awaitable[list[dict]]] | None = None,
         sql: str = GROUP_PG_SQL,
         limit: int = GROUP_LIMIT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
+        self._clock = clock  # paces the statistics check (tests pass their own)
         self._planned = False  # see _planner_knows_registrations
         self._next_check = 0.0
         self._sql = sql
@@ -538,7 +540,7 @@ class GroupClaims:
         connection are then made again from the statistics."""
         if self._planned:
             return
-        now = time.monotonic()
+        now = self._clock()
         if now < self._next_check:
             return
         self._next_check = now + 1.0

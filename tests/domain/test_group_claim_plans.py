@@ -46,11 +46,10 @@ async def test_a_group_on_a_table_without_statistics_has_it_analysed(monkeypatch
     """Real statistics, dropped (as on a new database), come back with the groups: the first
     group's ANALYZE finds the table empty (no statistics), the next second's finds its row."""
     clock = {"t": 1000.0}
-    monkeypatch.setattr(seats.time, "monotonic", lambda: clock["t"])
     event = await published_event(capacity=100)
     await db.fetch("DELETE FROM pg_statistic WHERE starelid = 'registration'::regclass")
     assert not await db.has_statistics("registration", "event")
-    group = seats.GroupClaims()
+    group = seats.GroupClaims(clock=lambda: clock["t"])
     for who in ("a", "b"):
         row = await group.claim(event["id"], event["version"], "P", f"{who}@example.org", "{}", False, now())
         assert isinstance(row, dict) and row["status"] == "registered"
@@ -74,9 +73,8 @@ async def test_statistics_are_asked_for_at_most_once_a_second_and_not_once_known
     monkeypatch.setattr(db, "has_statistics", has_statistics)
     monkeypatch.setattr(db, "analyze", analyze)
     clock = {"t": 1000.0}
-    monkeypatch.setattr(seats.time, "monotonic", lambda: clock["t"])
     event = await published_event(capacity=100)
-    group = seats.GroupClaims()
+    group = seats.GroupClaims(clock=lambda: clock["t"])
 
     async def one(who):
         row = await group.claim(event["id"], event["version"], "P", f"{who}@example.org", "{}", False, now())
