@@ -39,8 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,8 +46,6 @@ from datetime import datetime, timedelta
 from .. import db, settings, tokens
 from . import outbox
 from .registration_links import new_calendar_uid
-
-log = logging.getLogger(__name__)
 
 CLAIM_SQL = (
     "UPDATE event SET taken = taken + 1 WHERE id = {} AND (capacity IS NULL OR taken < capacity) RETURNING taken"
@@ -449,12 +445,8 @@ class GroupClaims:
         fetch: Callable[..., Awaitable[list[dict]]] | None = None,
         sql: str = GROUP_PG_SQL,
         limit: int = GROUP_LIMIT,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
-        self._clock = clock  # paces the statistics check (tests pass their own)
-        self._planned = False  # see _planner_knows_registrations
-        self._next_check = 0.0
         self._sql = sql
         self._limit = limit
         self._waiting: dict[tuple[int, int], list[_Arrival]] = {}
@@ -529,35 +521,11 @@ class GroupClaims:
                 first = firsts[arrival.email] is arrival
                 arrival.future.set_result(by_email.get(arrival.email) if first else None)
 
-    async def _planner_knows_registrations(self) -> None:
-        """On a new database PostgreSQL has no statistics of the registration table until
-        autovacuum's first ANALYZE, up to a minute after the rows come (the length of a rush),
-        and meanwhile the planner takes an event's (event, created_at) or (event, status) index
-        to find an address as readily as (event, email): measured on a fresh database, each group
-        then read every registration of its event (a group of 32 in 3 ms at the start, 19 ms
-        10,000 rows later, generic and custom plans alike). So while there are none this process
-        has the table analysed, asking at most once a second; the plans cached on every
-        connection are then made again from the statistics."""
-        if self._planned:
-            return
-        now = self._clock()
-        if now < self._next_check:
-            return
-        self._next_check = now + 1.0
-        try:
-            known = await db.has_statistics("registration", "event")
-            if not known:
-                await db.analyze("registration")
-                known = await db.has_statistics("registration", "event")
-        except Exception as exc:  # the group goes on; the next check is a second away
-            log.warning("could not have the registration table analysed: %s", exc)
-            return
-        self._planned = known
-
     async def _run(self, key: tuple[int, int], items: list[_Arrival]) -> list[dict]:
         event_id, version = key
         if self._fetch is None:
-            await self._planner_knows_registrations()
+            # A new database's first rush: plans made without statistics read the whole event.
+            await db.ensure_statistics("registration", "event")
         fetch = self._fetch or db.fetch
         for attempt in range(3):
             queued_at = outbox.now()

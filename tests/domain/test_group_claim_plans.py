@@ -6,7 +6,7 @@ finding an address through the event's (event, created_at) or (event, status) in
 the address, the same as through (event, email), and took the first: every group read every
 registration of its event. Measured on a fresh database, a group of 32 took 3 ms at the start of a
 rush and 19 ms 10,000 rows later, and `bench/registration_pg.py` answered 1,052 registrations/s.
-GroupClaims now has the table analysed while the planner knows nothing of it (at most once a
+GroupClaims now has the table analysed (db.ensure_statistics) while the planner knows nothing of it (at most once a
 second), and every cached plan is made again from the statistics.
 """
 
@@ -26,6 +26,16 @@ from factories import published_event
 pg_only = pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's planner (the PostgreSQL suite runs it)")
 
 
+@pytest.fixture
+def clock(monkeypatch):
+    """db.ensure_statistics's clock, set by the test, and its memory emptied (per process)."""
+    now = {"t": 1000.0}
+    monkeypatch.setattr(db, "_clock", lambda: now["t"])
+    monkeypatch.setattr(db, "_statistics_known", set())
+    monkeypatch.setattr(db, "_statistics_next_check", {})
+    return now
+
+
 async def test_has_statistics_follows_analyze():
     if not IS_POSTGRES:
         assert await db.has_statistics("registration", "event")  # SQLite's planner keeps none
@@ -42,14 +52,13 @@ async def test_has_statistics_follows_analyze():
 
 
 @pg_only
-async def test_a_group_on_a_table_without_statistics_has_it_analysed(monkeypatch):
+async def test_a_group_on_a_table_without_statistics_has_it_analysed(clock):
     """Real statistics, dropped (as on a new database), come back with the groups: the first
     group's ANALYZE finds the table empty (no statistics), the next second's finds its row."""
-    clock = {"t": 1000.0}
     event = await published_event(capacity=100)
     await db.fetch("DELETE FROM pg_statistic WHERE starelid = 'registration'::regclass")
     assert not await db.has_statistics("registration", "event")
-    group = seats.GroupClaims(clock=lambda: clock["t"])
+    group = seats.GroupClaims()
     for who in ("a", "b"):
         row = await group.claim(event["id"], event["version"], "P", f"{who}@example.org", "{}", False, now())
         assert isinstance(row, dict) and row["status"] == "registered"
@@ -58,7 +67,7 @@ async def test_a_group_on_a_table_without_statistics_has_it_analysed(monkeypatch
 
 
 @pg_only
-async def test_statistics_are_asked_for_at_most_once_a_second_and_not_once_known(monkeypatch):
+async def test_statistics_are_asked_for_at_most_once_a_second_and_not_once_known(monkeypatch, clock):
     known = {"value": False}
     asked: list[tuple[str, str]] = []
     analysed: list[str] = []
@@ -72,9 +81,8 @@ async def test_statistics_are_asked_for_at_most_once_a_second_and_not_once_known
 
     monkeypatch.setattr(db, "has_statistics", has_statistics)
     monkeypatch.setattr(db, "analyze", analyze)
-    clock = {"t": 1000.0}
     event = await published_event(capacity=100)
-    group = seats.GroupClaims(clock=lambda: clock["t"])
+    group = seats.GroupClaims()
 
     async def one(who):
         row = await group.claim(event["id"], event["version"], "P", f"{who}@example.org", "{}", False, now())
@@ -92,7 +100,7 @@ async def test_statistics_are_asked_for_at_most_once_a_second_and_not_once_known
 
 
 @pg_only
-async def test_a_failing_statistics_check_never_fails_the_group(monkeypatch, caplog):
+async def test_a_failing_statistics_check_never_fails_the_group(monkeypatch, caplog, clock):
     async def broken(table, column):
         raise RuntimeError("permission denied for pg_stats")
 
