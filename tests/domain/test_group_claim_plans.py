@@ -6,8 +6,8 @@ finding an address through the event's (event, created_at) or (event, status) in
 the address, the same as through (event, email), and took the first: every group read every
 registration of its event. Measured on a fresh database, a group of 32 took 3 ms at the start of a
 rush and 19 ms 10,000 rows later, and `bench/registration_pg.py` answered 1,052 registrations/s.
-GroupClaims now has the table analysed (db.ensure_statistics) while the planner knows nothing of it (at most once a
-second), and every cached plan is made again from the statistics.
+GroupClaims now has the table analysed (db.ensure_statistics) while the planner knows nothing
+of it (at most once a second), and every cached plan is made again from the statistics.
 """
 
 from __future__ import annotations
