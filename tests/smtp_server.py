@@ -25,6 +25,7 @@ class Received:
     raw: bytes
     message: EmailMessage
     peer: tuple  # the client's (host, port): one per SMTP connection
+    mail_options: tuple = ()  # the MAIL FROM parameters, e.g. ("SIZE=1234",)
 
 
 class _Handler:
@@ -48,7 +49,14 @@ class _Handler:
         parsed = BytesParser(policy=policy.default).parsebytes(raw)
         with self.sink.lock:
             self.sink.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), raw, parsed, tuple(session.peer))
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    raw,
+                    parsed,
+                    tuple(session.peer),
+                    tuple(envelope.mail_options),
+                )
             )
         return "250 2.0.0 Message accepted for delivery"
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import ssl
 import tempfile
 from email.errors import MessageError
@@ -31,6 +32,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
+from aiosmtplib import SMTPStatus
 
 from .. import clock
 from ..settings import Settings, smtp_server
@@ -130,7 +132,7 @@ class SMTPTransport:
 
     async def send_raw(self, sender: str, recipient: str, data: bytes, *, outbox_id: int | None = None) -> None:
         """Send bytes already formatted as a message (bulk mail, mail/bulk.py)."""
-        await self._deliver(lambda client: client.sendmail(sender, [recipient], data))
+        await self._deliver(lambda client: _transaction(client, sender, recipient, data))
 
     async def _deliver(self, action) -> None:
         async with self._lock:
@@ -155,10 +157,9 @@ class SMTPTransport:
 
     async def _classify(self, exc: Exception) -> None:
         """Raise the TemporaryFailure or PermanentFailure that `exc` means."""
-        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-            codes = [r.code for r in exc.recipients]
-            detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-            if codes and all(500 <= c < 600 for c in codes):
+        if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+            detail = f"{exc.recipient}: {exc.code} {exc.message}"
+            if 500 <= exc.code < 600:
                 raise PermanentFailure(f"recipient refused: {detail}", recipient=True) from exc
             raise TemporaryFailure(f"recipient deferred: {detail}") from exc
         if isinstance(exc, aiosmtplib.SMTPSenderRefused):
@@ -189,6 +190,62 @@ class SMTPTransport:
     async def close(self) -> None:
         async with self._lock:
             await self._drop()
+
+
+# What may not appear in an envelope address: it would end the address or the command line.
+_NOT_IN_ENVELOPE = re.compile(r"[\x00-\x20<>\x7f]")
+
+
+def _envelope_address(address: str) -> bytes:
+    """`<address>` for MAIL FROM / RCPT TO. ValueError (a permanent failure) for an address that
+    is not ASCII (we do not ask for SMTPUTF8) or that holds a space, a control character or an
+    angle bracket."""
+    if _NOT_IN_ENVELOPE.search(address):
+        raise ValueError(f"the address {address!r} cannot be written in an SMTP envelope")
+    return b"<" + address.encode("ascii") + b">"
+
+
+_LINE_END = re.compile(rb"\r\n|\n|\r")
+
+
+def _wire_size(data: bytes) -> int:
+    """The message's size on the wire with CRLF line ends (RFC 1870), which is its length when it
+    has them already, as every message the worker builds does; three counts tell."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") == crlf == data.count(b"\r"):
+        return len(data)
+    return len(_LINE_END.sub(b"\r\n", data))
+
+
+async def _transaction(client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
+    """One message to one recipient: MAIL, RCPT, DATA, with the SIZE the server asked for.
+
+    What aiosmtplib's `sendmail` does for this case, without its general parts: it parses each
+    address twice (email.utils, about a tenth of the worker's time per message) and turns the
+    message's line ends into CRLF twice (once to count its size). Our addresses are checked by
+    `_envelope_address`, and `_wire_size` counts what `data()` will send.
+    As in `sendmail`, a refusal resets the envelope (RSET) before it is raised."""
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()
+    mail_from, rcpt_to = b"FROM:" + _envelope_address(sender), b"TO:" + _envelope_address(recipient)
+    size = (b"SIZE=%d" % _wire_size(data),) if client.supports_extension("size") else ()
+    try:
+        answer = await client.execute_command(b"MAIL", mail_from, *size)
+        if answer.code != SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(answer.code, answer.message, sender)
+        answer = await client.execute_command(b"RCPT", rcpt_to)
+        if answer.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
+            raise aiosmtplib.SMTPRecipientRefused(answer.code, answer.message, recipient)
+        await client.data(data)
+    except aiosmtplib.SMTPResponseException:
+        try:
+            await client.rset()
+        except (ConnectionError, aiosmtplib.SMTPResponseException):
+            pass  # disconnected or refused: the error that matters is the one raised
+        raise
 
 
 class FileTransport:
