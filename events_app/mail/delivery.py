@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import binascii
 import logging
+from collections.abc import Awaitable
 from email.errors import MessageError
 from email.message import EmailMessage
 from typing import NamedTuple
@@ -67,16 +68,23 @@ class Delivery:
         """Drop what `prepare` read (call it where the worker forgets the bulk builder's rows)."""
         self.batch = None
 
-    async def send(self, row: dict, transport: Transport) -> Outcome:
-        """Build and send one row and record the outcome, except for a bulk row handed over: the
-        caller records those once per batch (`record_sent`)."""
+    async def build(self, row: dict) -> RawMessage:
+        """The bytes to hand over for one row. Records nothing: what a failure means is decided
+        by `send`, which may get this as a task started earlier (mail/lanes.py builds a lane's
+        next message while the current one is on the wire)."""
+        if row["kind"] in BULK_KINDS:
+            built = await self.bulk.build(row)
+        else:
+            built = await messages.build_raw(row, self.settings, self.batch)
+        return self.wire(row, built)
+
+    async def send(self, row: dict, transport: Transport, built: Awaitable[RawMessage] | None = None) -> Outcome:
+        """Build (or await `built`, this row's `build` started earlier) and send one row and
+        record the outcome, except for a bulk row handed over: the caller records those once per
+        batch (`record_sent`)."""
         row_id = row["id"]
         try:
-            if row["kind"] in BULK_KINDS:
-                built = await self.bulk.build(row)
-            else:
-                built = await messages.build_raw(row, self.settings, self.batch)
-            message = self.wire(row, built)
+            message = await (built if built is not None else self.build(row))
         except messages.UnknownKind as exc:
             log.warning("outbox row %s: %s; retrying later", row_id, exc)
             await self.retry(row, str(exc))

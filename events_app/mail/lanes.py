@@ -122,9 +122,29 @@ class BatchRun:
         del self.sent[:]
         await self.delivery.record_sent(ids)
 
+    def _untried(self, row: dict) -> Awaitable[None] | None:
+        """How `row` goes back without being tried, or None to send it."""
+        if self.stop is not None and self.stop.is_set():
+            # Stopping: the message in hand was finished; the rest goes back untried.
+            self.refills = 0
+            return outbox.give_back(row)
+        if self.pause.holds(row):
+            # Paused a moment ago by this batch's failures: hand the row back untried.
+            return outbox.give_back(row)
+        if asyncio.get_running_loop().time() > row["_send_by"]:
+            self.refills = 0  # sending is slower than claiming: claim less
+            return outbox.give_back(row)
+        if self.unreachable is not None:
+            self.refills = 0
+            return self.delivery.retry(row, self.unreachable)
+        return None
+
     async def _lane(self, lane: int, transport: Transport) -> None:
         """One connection's share of the batch: take rows from its own queue until none are left."""
         mine = self.queue.lanes[lane]
+        # The next row's message, built while this one is on the wire: the build then fills the
+        # time the lane waits for the server's answers instead of adding to it.
+        ahead: tuple[dict, asyncio.Task] | None = None
         while True:
             # Claim the next batch while this lane still has `ahead` rows: a lane must not
             # idle because the rows of this batch happened to fall to the other lanes.
@@ -143,26 +163,25 @@ class BatchRun:
             if self.refilling is not None and self.refilling.done():
                 self.refilling = None
             row = mine.popleft()
-            if self.stop is not None and self.stop.is_set():
-                # Stopping: the message in hand was finished; the rest goes back untried.
-                self.refills = 0
-                await _settle(outbox.give_back(row))
-                continue
-            if self.pause.holds(row):
-                # Paused a moment ago by this batch's failures: hand the row back untried.
-                await _settle(outbox.give_back(row))
-                continue
-            if asyncio.get_running_loop().time() > row["_send_by"]:
-                self.refills = 0  # sending is slower than claiming: claim less
-                await _settle(outbox.give_back(row))
-                continue
-            if self.unreachable is not None:
-                self.refills = 0
-                await _settle(self.delivery.retry(row, self.unreachable))
+            built = None
+            if ahead is not None:
+                # Only this lane takes from its queue, so the row built ahead is this one.
+                if ahead[0] is row:
+                    built = ahead[1]
+                else:
+                    _discard(ahead[1])
+                ahead = None
+            untried = self._untried(row)
+            if untried is not None:
+                if built is not None:
+                    _discard(built)
+                await _settle(untried)
                 continue
             try:
                 await self.throttle.wait()
-                outcome = await self.delivery.send(row, transport)
+                if mine:
+                    ahead = (mine[0], asyncio.create_task(self.delivery.build(mine[0])))
+                outcome = await self.delivery.send(row, transport, built)
                 if outcome.bulk_sent:
                     self.sent.append(row["id"])
                 if outcome.unreachable is not None and self.unreachable is None:
@@ -175,6 +194,12 @@ class BatchRun:
                 recording = asyncio.create_task(self._record_sent())
                 self.recording.add(recording)
                 recording.add_done_callback(self.recording.discard)
+
+
+def _discard(task: asyncio.Task) -> None:
+    """Drop a message built ahead for a row that goes back untried (its error, if any, too)."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 async def _settle(marking: Awaitable[None]) -> None:

@@ -1,0 +1,193 @@
+"""The worker's SMTP transaction (mail/transport.py `_transaction`) against a real server.
+
+It replaces aiosmtplib's `sendmail` for one recipient (sendmail parses each address twice and
+normalises the message twice, about a fifth of the worker's time per message), so it has to
+deliver exactly what `sendmail` delivers: the same envelope, the same bytes, the same SIZE, and the
+same outcome for refusals, including the RSET that keeps the connection usable. The lanes build a
+row's message while the one before is on the wire (mail/lanes.py): the last tests check that
+this happens, and that a message built ahead for a row that goes back untried leaves no trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiosmtplib
+import pytest
+from bulletin.helpers import new_issue, subscribers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from events_app.domain import issues, mailings
+from events_app.mail import delivery as delivery_module
+from events_app.mail import transport as transport_module
+from events_app.mail.transport import PermanentFailure, SMTPTransport, TemporaryFailure
+from events_app.mail.worker import Worker
+
+ADDRESS = st.from_regex(r"[A-Za-z0-9._%+=-]{1,24}@[A-Za-z0-9-]{1,15}(\.[A-Za-z]{2,6}){1,2}", fullmatch=True)
+# Message lines as they come: dots at the start (stuffed on the wire), lone LF and CR line ends.
+LINE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=90)
+BODY = st.lists(st.tuples(st.sampled_from([".", "..", "", "From ", " "]), LINE, st.sampled_from(["\r\n", "\n", "\r"])),
+                min_size=1, max_size=30)
+
+
+def _message(sender: str, recipient: str, lines: list[tuple[str, str, str]]) -> bytes:
+    head = f"From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: Implementation in Action\r\n\r\n"
+    return (head + "".join(a + b + end for a, b, end in lines)).encode("ascii")
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(sender=ADDRESS, recipient=ADDRESS, lines=BODY)
+def test_what_arrives_is_what_sendmail_delivers(smtp_server, sender, recipient, lines):
+    data = _message(sender, recipient, lines)
+
+    async def both() -> None:
+        ours = SMTPTransport(smtp_server.url, timeout=10)
+        await ours.send_raw(sender, recipient, data)
+        await ours.close()
+        theirs = aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_server.port, timeout=10)
+        await theirs.connect()
+        await theirs.sendmail(sender, [recipient], data)
+        await theirs.quit()
+
+    _run(both())
+    ours, theirs = smtp_server.received[-2:]
+    assert (ours.mail_from, ours.rcpt_tos, ours.raw) == (theirs.mail_from, theirs.rcpt_tos, theirs.raw)
+    assert [o.upper() for o in ours.mail_options] == [o.upper() for o in theirs.mail_options]
+    assert any(o.upper().startswith("SIZE=") for o in ours.mail_options), "the server offers SIZE"
+
+
+@settings(max_examples=500, deadline=None)
+@given(address=st.text(max_size=40))
+def test_an_envelope_address_is_safe_or_refused(address):
+    try:
+        wire = transport_module._envelope_address(address)
+    except ValueError:
+        return
+    inside = wire[1:-1].decode("ascii")
+    assert wire == b"<" + inside.encode("ascii") + b">" and inside == address
+    assert not any(c in "<> \t\r\n\x00\x7f" or ord(c) < 32 for c in inside)
+
+
+@pytest.mark.parametrize("address", [
+    "two words@example.org",
+    "x@example.org>\r\nRCPT TO:<someone.else@example.org",
+    "josé@example.org",
+    "<angle@example.org>",
+])
+def test_an_address_no_envelope_can_carry_fails_for_good_and_the_connection_goes_on(smtp_server, address):
+    async def go() -> tuple[Exception, int]:
+        transport = SMTPTransport(smtp_server.url, timeout=10)
+        try:
+            with pytest.raises(PermanentFailure) as refused:
+                await transport.send_raw("bounces@example.org", address, b"Subject: x\r\n\r\nbody\r\n")
+            await transport.send_raw("bounces@example.org", "fine@example.org", b"Subject: y\r\n\r\nbody\r\n")
+            return refused.value, transport.connections
+        finally:
+            await transport.close()
+
+    refused, connections = _run(go())
+    assert "cannot send to this address" in str(refused) and not refused.recipient
+    assert [r.rcpt_tos for r in smtp_server.received] == [["fine@example.org"]]
+    assert connections == 1
+
+
+@pytest.mark.parametrize(("reply", "permanent"), [
+    ("550 5.1.1 No such user here", True),
+    ("452 4.2.2 Mailbox full", False),
+])
+def test_a_refused_recipient_resets_the_envelope_for_the_next_message(smtp_server, reply, permanent):
+    smtp_server.reply_to("gone@example.org", reply)
+
+    async def go() -> tuple[Exception, int]:
+        transport = SMTPTransport(smtp_server.url, timeout=10)
+        try:
+            with pytest.raises((PermanentFailure, TemporaryFailure)) as refused:
+                await transport.send_raw("bounce-1@example.org", "gone@example.org", b"Subject: 1\r\n\r\none\r\n")
+            await transport.send_raw("bounce-2@example.org", "here@example.org", b"Subject: 2\r\n\r\ntwo\r\n")
+            return refused.value, transport.connections
+        finally:
+            await transport.close()
+
+    refused, connections = _run(go())
+    assert isinstance(refused, PermanentFailure if permanent else TemporaryFailure)
+    assert reply.split()[0] in str(refused) and "gone@example.org" in str(refused)
+    if permanent:
+        assert refused.recipient, "a refused address is suppressed for bulk mail"
+    else:
+        assert not refused.connection, "one full mailbox does not stop the lane"
+    # The RSET after the refusal: the second message has its own sender and only its recipient.
+    [second] = smtp_server.received
+    assert (second.mail_from, second.rcpt_tos) == ("bounce-2@example.org", ["here@example.org"])
+    assert connections == 1
+
+
+async def _released_to(tmp_path, count: int) -> dict:
+    await subscribers(tmp_path, count)
+    issue = await new_issue()
+    await issues.release(issue["id"])
+    await mailings.tick()
+    return issue
+
+
+async def test_the_next_message_is_built_while_this_one_is_on_the_wire(tmp_path, smtp_settings, smtp_server,
+                                                                       monkeypatch):
+    import dataclasses
+
+    issue = await _released_to(tmp_path, 4)
+    steps: list[str] = []
+    real_build, real_send = delivery_module.Delivery.build, SMTPTransport.send_raw
+
+    async def build(self, row):
+        steps.append(f"build {row['recipient']}")
+        return await real_build(self, row)
+
+    async def send_raw(self, sender, recipient, data, *, outbox_id=None):
+        steps.append(f"send {recipient}")
+        await real_send(self, sender, recipient, data, outbox_id=outbox_id)
+        steps.append(f"sent {recipient}")
+
+    monkeypatch.setattr(delivery_module.Delivery, "build", build)
+    monkeypatch.setattr(SMTPTransport, "send_raw", send_raw)
+    worker = Worker(dataclasses.replace(smtp_settings, smtp_connections=1))
+    try:
+        assert await worker.run_once(50) == 4
+    finally:
+        await worker.transport.close()
+    order = [s.split()[1] for s in steps if s.startswith("send ")]
+    assert len(order) == 4 and (await issues.delivery(issue["id"]))["sent"] == 4
+    for first, second in zip(order, order[1:], strict=False):
+        # The second message's build started before the first one's answer came back.
+        assert steps.index(f"build {second}") < steps.index(f"sent {first}"), steps
+
+
+async def test_a_message_built_ahead_for_a_row_that_goes_back_untried_leaves_no_trace(
+        tmp_path, smtp_settings, smtp_server, monkeypatch, caplog):
+    import dataclasses
+    import gc
+
+    issue = await _released_to(tmp_path, 3)
+    stop = asyncio.Event()
+    real_send = SMTPTransport.send_raw
+
+    async def send_then_stop(self, sender, recipient, data, *, outbox_id=None):
+        await real_send(self, sender, recipient, data, outbox_id=outbox_id)
+        stop.set()  # SIGTERM while the first message is in hand; the second was built meanwhile
+
+    monkeypatch.setattr(SMTPTransport, "send_raw", send_then_stop)
+    worker = Worker(dataclasses.replace(smtp_settings, smtp_connections=1))
+    worker.stop = stop
+    try:
+        assert await worker.run_once(50) == 3
+    finally:
+        await worker.transport.close()
+    await asyncio.sleep(0)
+    gc.collect()
+    delivery = await issues.delivery(issue["id"])
+    assert (delivery["sent"], delivery["queued"], delivery["failed"], delivery["skipped"]) == (1, 2, 0, 0)
+    assert len(smtp_server.received) == 1
+    assert "exception was never retrieved" not in caplog.text
