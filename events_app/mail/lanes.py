@@ -15,6 +15,10 @@ and transactional alike, are recorded once per `limit` rows and at the end (doma
 one): one statement per batch instead of a commit per message, run beside the sending (the run
 waits for it before it ends). When the worker is told to stop, each lane finishes the message in
 hand and the rows not yet tried go back to the queue.
+
+A lane starts building its next row's message (`Delivery.build`, as a task) before it hands over
+the current one, so the build runs while the lane waits for the server's answers instead of
+lengthening each message's round; a row that goes back untried drops the message built for it.
 """
 
 from __future__ import annotations

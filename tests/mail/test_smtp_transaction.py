@@ -1,7 +1,7 @@
 """The worker's SMTP transaction (mail/transport.py `_transaction`) against a real server.
 
 It replaces aiosmtplib's `sendmail` for one recipient (sendmail parses each address twice and
-normalises the message twice, about a fifth of the worker's time per message), so it has to
+normalises the message twice, about a sixth of the worker's CPU per message), so it has to
 deliver exactly what `sendmail` delivers: the same envelope, the same bytes, the same SIZE, and the
 same outcome for refusals, including the RSET that keeps the connection usable. The lanes build a
 row's message while the one before is on the wire (mail/lanes.py): the last tests check that
