@@ -57,8 +57,10 @@ def test_what_arrives_is_what_sendmail_delivers(smtp_server, sender, recipient, 
     _run(both())
     ours, theirs = smtp_server.received[-2:]
     assert (ours.mail_from, ours.rcpt_tos, ours.raw) == (theirs.mail_from, theirs.rcpt_tos, theirs.raw)
-    assert [o.upper() for o in ours.mail_options] == [o.upper() for o in theirs.mail_options]
-    assert any(o.upper().startswith("SIZE=") for o in ours.mail_options), "the server offers SIZE"
+    # SIZE is the size on the wire with CRLF line ends (RFC 1870), as newer aiosmtplib counts it
+    # (3.0, our floor, counted the bytes as given).
+    on_the_wire = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    assert [o.upper() for o in ours.mail_options] == [f"SIZE={len(on_the_wire)}"], "the server offers SIZE"
 
 
 @settings(max_examples=500, deadline=None)
@@ -190,4 +192,5 @@ async def test_a_message_built_ahead_for_a_row_that_goes_back_untried_leaves_no_
     delivery = await issues.delivery(issue["id"])
     assert (delivery["sent"], delivery["queued"], delivery["failed"], delivery["skipped"]) == (1, 2, 0, 0)
     assert len(smtp_server.received) == 1
-    assert "exception was never retrieved" not in caplog.text
+    # (aiosmtplib 3.0 leaves a Future of its own unretrieved when a connection closes; ours are Tasks.)
+    assert "Task exception was never retrieved" not in caplog.text
