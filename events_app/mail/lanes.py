@@ -146,9 +146,10 @@ class BatchRun:
     async def _lane(self, lane: int, transport: Transport) -> None:
         """One connection's share of the batch: take rows from its own queue until none are left."""
         mine = self.queue.lanes[lane]
-        # The next row's message, built while this one is on the wire: the build then fills the
-        # time the lane waits for the server's answers instead of adding to it.
-        ahead: tuple[dict, asyncio.Task] | None = None
+        # The message of the row at the head of `mine`, built while the one before is on the wire:
+        # the build then fills the time the lane waits for the server's answers instead of adding
+        # to it. Only this lane takes from `mine`, so that row is the next one it takes.
+        next_built: asyncio.Task | None = None
         while True:
             # Claim the next batch while this lane still has `ahead` rows: a lane must not
             # idle because the rows of this batch happened to fall to the other lanes.
@@ -167,14 +168,7 @@ class BatchRun:
             if self.refilling is not None and self.refilling.done():
                 self.refilling = None
             row = mine.popleft()
-            built = None
-            if ahead is not None:
-                # Only this lane takes from its queue, so the row built ahead is this one.
-                if ahead[0] is row:
-                    built = ahead[1]
-                else:
-                    _discard(ahead[1])
-                ahead = None
+            built, next_built = next_built, None
             untried = self._untried(row)
             if untried is not None:
                 if built is not None:
@@ -184,7 +178,7 @@ class BatchRun:
             try:
                 await self.throttle.wait()
                 if mine:
-                    ahead = (mine[0], asyncio.create_task(self.delivery.build(mine[0])))
+                    next_built = asyncio.create_task(self.delivery.build(mine[0]))
                 outcome = await self.delivery.send(row, transport, built)
                 if outcome.bulk_sent:
                     self.sent.append(row["id"])
