@@ -568,6 +568,7 @@ async def pg_release(args, port: int) -> list[dict]:
     finally:
         for p in procs:
             if p.poll() is None:
+                p.send_signal(signal.SIGCONT)  # a worker stopped between slices could not stop
                 p.terminate()
                 p.wait(timeout=30)
         db.reset()
