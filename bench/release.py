@@ -400,7 +400,6 @@ class Poller:
         self.client = httpx.AsyncClient(base_url=base, timeout=30)
         self.issue_id, self.every = issue_id, every
         self.times: list[float] = []
-        self.stamps: list[float] = []  # when each request started (perf_counter)
         self.errors = 0
 
     async def sign_in(self) -> None:
@@ -419,7 +418,6 @@ class Poller:
             path = f"/staff/issues/{self.issue_id}/progress" + ("" if n % 5 == 0 else "/live")
             start = time.perf_counter()
             answer = await self.client.get(path)
-            self.stamps.append(start)
             self.times.append((time.perf_counter() - start) * 1000)
             if answer.status_code != 200 or (path.endswith("/live") and "delivery-counts" not in answer.text):
                 self.errors += 1
@@ -480,7 +478,7 @@ async def pg_release(args, port: int) -> list[dict]:
             await asyncio.sleep(8)
             stop.set()
             await task
-            idle_times, poller.times, poller.stamps = poller.times, [], []
+            idle_times, poller.times = poller.times, []
 
             worker_procs = [subprocess.Popen([PY, "-m", "events_app.cli", "worker"], env=env,
                                              stdout=subprocess.DEVNULL, stderr=open(f"{folder}/worker{i}.log", "w"))
@@ -517,7 +515,7 @@ async def pg_release(args, port: int) -> list[dict]:
             sent_sql = "SELECT count(*) AS n FROM outbox WHERE mailing = {} AND status = 'sent'"
             slice_s = args.pg_window / args.pg_pairs
             share = min(len(messages), max(500, int(raw_quiet * slice_s)))
-            sent_all, worker_s, raw_polled, pair_ratios, spans = 0, 0.0, [], [], []
+            sent_all, worker_s, raw_polled, pair_ratios = 0, 0.0, [], []
             for w in worker_procs:
                 w.send_signal(signal.SIGSTOP)
             for k in range(args.pg_pairs):
@@ -531,7 +529,6 @@ async def pg_release(args, port: int) -> list[dict]:
                 for w in worker_procs:
                     w.send_signal(signal.SIGSTOP)
                 t_b = time.perf_counter()
-                spans.append((t_a, t_b))
                 sent_b = (await db.fetch(sent_sql, mailing_id))[0]["n"]
                 sent_all, worker_s = sent_all + sent_b - sent_a, worker_s + t_b - t_a
                 raw_polled.append(await asyncio.to_thread(raw_rate_processes, port, messages[:share], connections, workers))
@@ -543,9 +540,9 @@ async def pg_release(args, port: int) -> list[dict]:
             rate = sent_all / worker_s
             stop.set()
             await task
-            # The page's figure: the requests made while the workers were sending.
-            busy_times = [ms for at, ms in zip(poller.stamps, poller.times, strict=True)
-                          if any(a <= at < b for a, b in spans)]
+            # The page's figure: every request from the release on (the ledger written, the
+            # workers' slices and the raw runs between them, the mailing sending throughout).
+            busy_times = poller.times
             await poller.close()
             peak = [max(p, _vm_hwm_mb(w.pid)) for p, w in zip(peak, worker_procs, strict=True)]
             for w in worker_procs:
