@@ -318,6 +318,16 @@ def _vm_hwm_mb(pid: int) -> float:
     return int(status.split("VmHWM:")[1].split()[0]) / 1024
 
 
+def _peaks(peak: list[float], procs: list[subprocess.Popen]) -> list[float]:
+    """Each process's VmHWM so far: the larger of `peak` and what /proc says now."""
+    return [max(p, _vm_hwm_mb(w.pid)) for p, w in zip(peak, procs, strict=True)]
+
+
+def _signal_all(procs: list[subprocess.Popen], sig: int) -> None:
+    for proc in procs:
+        proc.send_signal(sig)
+
+
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
@@ -488,7 +498,7 @@ async def pg_release(args, port: int) -> list[dict]:
             if os.environ.get("BENCH_PYSPY"):  # profile the first worker during the window
                 spy_out = os.environ["BENCH_PYSPY"]
                 procs.append(subprocess.Popen(
-                    [str(Path(PY).parent / "py-spy"), "record", "-p", str(worker_procs[0].pid), "-d", str(int(args.pg_window) + 15),
+                    [str(Path(PY).parent / "py-spy"), "record", "-p", str(worker_procs[0].pid), "-d", str(int(2 * args.pg_window) + 30),
                      "-f", "raw", "-o", spy_out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             from events_app.domain import issues
 
@@ -501,7 +511,7 @@ async def pg_release(args, port: int) -> list[dict]:
             ledger_s = None
             while ledger_s is None:
                 await asyncio.sleep(0.5)
-                peak = [max(p, _vm_hwm_mb(w.pid)) for p, w in zip(peak, worker_procs, strict=True)]
+                peak = _peaks(peak, worker_procs)
                 m = (await db.fetch("SELECT release_at, expanded_at FROM mailing WHERE id = {}", mailing_id))[0]
                 if m["expanded_at"] is not None:
                     ledger_s = (m["expanded_at"] - m["release_at"]).total_seconds()
@@ -516,27 +526,24 @@ async def pg_release(args, port: int) -> list[dict]:
             slice_s = args.pg_window / args.pg_pairs
             share = min(len(messages), max(500, int(raw_quiet * slice_s)))
             sent_all, worker_s, raw_polled, pair_ratios = 0, 0.0, [], []
-            for w in worker_procs:
-                w.send_signal(signal.SIGSTOP)
+            _signal_all(worker_procs, signal.SIGSTOP)
             for k in range(args.pg_pairs):
                 sent_a = (await db.fetch(sent_sql, mailing_id))[0]["n"]
-                for w in worker_procs:
-                    w.send_signal(signal.SIGCONT)
+                _signal_all(worker_procs, signal.SIGCONT)
                 t_a = time.perf_counter()
                 while time.perf_counter() < t_a + slice_s:
                     await asyncio.sleep(0.5)
-                    peak = [max(p, _vm_hwm_mb(w.pid)) for p, w in zip(peak, worker_procs, strict=True)]
-                for w in worker_procs:
-                    w.send_signal(signal.SIGSTOP)
+                    peak = _peaks(peak, worker_procs)
+                _signal_all(worker_procs, signal.SIGSTOP)
                 t_b = time.perf_counter()
                 sent_b = (await db.fetch(sent_sql, mailing_id))[0]["n"]
                 sent_all, worker_s = sent_all + sent_b - sent_a, worker_s + t_b - t_a
                 raw_polled.append(await asyncio.to_thread(raw_rate_processes, port, messages[:share], connections, workers))
-                pair_ratios.append((sent_b - sent_a) / (t_b - t_a) / raw_polled[-1])
-                print(f"pg: slice {k + 1}: worker {(sent_b - sent_a) / (t_b - t_a):,.0f} msg/s, "
+                slice_rate = (sent_b - sent_a) / (t_b - t_a)
+                pair_ratios.append(slice_rate / raw_polled[-1])
+                print(f"pg: slice {k + 1}: worker {slice_rate:,.0f} msg/s, "
                       f"raw aiosmtplib {raw_polled[-1]:,.0f} msg/s ({pair_ratios[-1]:.2f}x)", flush=True)
-            for w in worker_procs:
-                w.send_signal(signal.SIGCONT)
+            _signal_all(worker_procs, signal.SIGCONT)
             rate = sent_all / worker_s
             stop.set()
             await task
@@ -544,9 +551,8 @@ async def pg_release(args, port: int) -> list[dict]:
             # workers' slices and the raw runs between them, the mailing sending throughout).
             busy_times = poller.times
             await poller.close()
-            peak = [max(p, _vm_hwm_mb(w.pid)) for p, w in zip(peak, worker_procs, strict=True)]
-            for w in worker_procs:
-                w.send_signal(signal.SIGTERM)
+            peak = _peaks(peak, worker_procs)
+            _signal_all(worker_procs, signal.SIGTERM)
             for w in worker_procs:
                 w.wait(timeout=60)
             figures = await db.fetch(
