@@ -2,7 +2,7 @@
 
 `SMTPSink` records every accepted message (envelope and parsed email) and the client connection
 it came over, can be stopped and started again on the same port (an outage), and can answer a
-chosen reply to chosen recipients (e.g. "550 5.1.1 No such user"). The `smtp_server` fixture
+chosen reply to chosen recipients (e.g. "550 5.1.1 No such user"), at RCPT or after the message. The `smtp_server` fixture
 (tests/conftest.py) gives a started sink per test and stops it afterwards.
 """
 
@@ -45,6 +45,10 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        refusal = next((self.sink.data_replies[a.lower()] for a in envelope.rcpt_tos
+                        if a.lower() in self.sink.data_replies), None)
+        if refusal:
+            return refusal
         raw = envelope.original_content or envelope.content
         parsed = BytesParser(policy=policy.default).parsebytes(raw)
         with self.sink.lock:
@@ -74,6 +78,7 @@ class SMTPSink:
         self.port = port or free_port()
         self.received: list[Received] = []
         self.replies: dict[str, str] = {}
+        self.data_replies: dict[str, str] = {}
         # A bad hour: the next `trouble_left` recipients, whoever they are, get `trouble`.
         self.trouble = "451 4.3.0 Temporary local problem, try again later"
         self.trouble_left = 0
@@ -108,6 +113,11 @@ class SMTPSink:
     def reply_to(self, address: str, reply: str) -> None:
         """Answer RCPT TO:<address> with `reply` (e.g. '550 5.1.1 No such user here')."""
         self.replies[address.lower()] = reply
+
+    def reply_after_data_to(self, address: str, reply: str) -> None:
+        """Take RCPT TO:<address>, then answer the message itself (after DATA) with `reply`
+        (e.g. '552 5.3.4 Message too big for system')."""
+        self.data_replies[address.lower()] = reply
 
     def answer_everyone(self, reply: str, times: int) -> None:
         """Answer the next `times` RCPT TO commands with `reply` (e.g. '421 4.7.0 Try later')."""

@@ -59,6 +59,93 @@ def test_what_arrives_is_what_sendmail_delivers(smtp_server, sender, recipient, 
     assert [o.upper() for o in ours.mail_options] == [f"SIZE={len(on_the_wire)}"], "SIZE (the server offers it) as RFC 1870 counts it"
 
 
+# The worker's messages: CRLF line ends only, so DATA goes out without aiosmtplib's mending.
+CRLF_BODY = st.lists(st.tuples(st.sampled_from([".", "..", "", "From ", " ", ". "]), LINE, st.just("\r\n")),
+                     min_size=1, max_size=30)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(sender=ADDRESS, recipient=ADDRESS, lines=CRLF_BODY, last_line_open=st.booleans())
+def test_a_message_with_crlf_line_ends_skips_the_mending_and_arrives_as_sendmail_delivers(
+        smtp_server, monkeypatch, sender, recipient, lines, last_line_open):
+    data = _message(sender, recipient, lines)
+    if last_line_open:
+        data = data[:-2]  # no line end after the last line: DATA adds one, as sendmail's does
+    mended: list[bytes] = []
+    real_data = aiosmtplib.SMTP.data
+
+    async def data_spy(self, message, **kwargs):
+        mended.append(message)
+        return await real_data(self, message, **kwargs)
+
+    async def ours() -> None:
+        transport = SMTPTransport(smtp_server.url, timeout=10)
+        await transport.send_raw(sender, recipient, data)
+        await transport.close()
+
+    async def theirs() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_server.port, timeout=10)
+        await client.connect()
+        await client.sendmail(sender, [recipient], data)
+        await client.quit()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(aiosmtplib.SMTP, "data", data_spy)
+        asyncio.run(ours())
+    assert mended == [], "a message with CRLF line ends only does not go through aiosmtplib's data()"
+    asyncio.run(theirs())
+    ours_got, theirs_got = smtp_server.received[-2:]
+    assert (ours_got.mail_from, ours_got.rcpt_tos, ours_got.raw) == (theirs_got.mail_from, theirs_got.rcpt_tos, theirs_got.raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")), max_size=12),
+       last_line_open=st.booleans())
+def test_the_data_body_is_the_bytes_aiosmtplib_would_send(lines, last_line_open):
+    from aiosmtplib.protocol import LINE_ENDINGS_REGEX, PERIOD_REGEX
+
+    data = b"\r\n".join(lines) + (b"" if last_line_open else b"\r\n")
+    assert transport_module._has_crlf_only(data)
+    # aiosmtplib's execute_data_command, in both 3.0's and 5.x's order of steps.
+    theirs = PERIOD_REGEX.sub(b"..", LINE_ENDINGS_REGEX.sub(b"\r\n", data))
+    theirs += b"" if theirs.endswith(b"\r\n") else b"\r\n"
+    assert transport_module._data_body(data) == theirs + b".\r\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=60))
+def test_only_crlf_line_ends_count_as_crlf_only(data):
+    assert transport_module._has_crlf_only(data) == (data.replace(b"\r\n", b"").count(b"\r") == 0
+                                                      and data.replace(b"\r\n", b"").count(b"\n") == 0)
+
+
+@pytest.mark.parametrize(("reply", "permanent"), [
+    ("552 5.3.4 Message too big for system", True),
+    ("451 4.3.0 Queue full, try again later", False),
+])
+def test_a_message_refused_after_data_fails_as_it_should_and_the_connection_goes_on(smtp_server, reply, permanent):
+    smtp_server.reply_after_data_to("big@example.org", reply)
+
+    async def go() -> tuple[Exception, int]:
+        transport = SMTPTransport(smtp_server.url, timeout=10)
+        try:
+            with pytest.raises((PermanentFailure, TemporaryFailure)) as refused:
+                await transport.send_raw("bounce-1@example.org", "big@example.org", b"Subject: 1\r\n\r\n.one\r\n")
+            await transport.send_raw("bounce-2@example.org", "here@example.org", b"Subject: 2\r\n\r\n.two\r\n")
+            return refused.value, transport.connections
+        finally:
+            await transport.close()
+
+    refused, connections = asyncio.run(go())
+    assert isinstance(refused, PermanentFailure if permanent else TemporaryFailure)
+    assert "message refused" in str(refused) if permanent else "message deferred" in str(refused)
+    assert reply.split()[0] in str(refused) and not getattr(refused, "recipient", False)
+    [second] = smtp_server.received
+    assert (second.mail_from, second.rcpt_tos) == ("bounce-2@example.org", ["here@example.org"])
+    assert second.raw.endswith(b"\r\n\r\n.two\r\n"), "the server takes the stuffed period away again"
+    assert connections == 1
+
+
 @settings(max_examples=500, deadline=None)
 @given(address=st.text(max_size=40))
 def test_an_envelope_address_is_safe_or_refused(address):
