@@ -119,26 +119,33 @@ def test_only_crlf_line_ends_count_as_crlf_only(data):
                                                       and data.replace(b"\r\n", b"").count(b"\n") == 0)
 
 
+def _refused_then_sent(smtp_server, first: tuple[str, str, bytes], second: tuple[str, str, bytes]) -> tuple[Exception, int]:
+    """Over one transport: `first` (sender, recipient, body), which must fail, then `second`, which
+    must go through. The failure and how many connections the transport opened."""
+
+    async def go() -> tuple[Exception, int]:
+        transport = SMTPTransport(smtp_server.url, timeout=10)
+        try:
+            with pytest.raises((PermanentFailure, TemporaryFailure)) as refused:
+                await transport.send_raw(first[0], first[1], b"Subject: 1\r\n\r\n" + first[2] + b"\r\n")
+            await transport.send_raw(second[0], second[1], b"Subject: 2\r\n\r\n" + second[2] + b"\r\n")
+            return refused.value, transport.connections
+        finally:
+            await transport.close()
+
+    return asyncio.run(go())
+
+
 @pytest.mark.parametrize(("reply", "permanent"), [
     ("552 5.3.4 Message too big for system", True),
     ("451 4.3.0 Queue full, try again later", False),
 ])
 def test_a_message_refused_after_data_fails_as_it_should_and_the_connection_goes_on(smtp_server, reply, permanent):
     smtp_server.reply_after_data_to("big@example.org", reply)
-
-    async def go() -> tuple[Exception, int]:
-        transport = SMTPTransport(smtp_server.url, timeout=10)
-        try:
-            with pytest.raises((PermanentFailure, TemporaryFailure)) as refused:
-                await transport.send_raw("bounce-1@example.org", "big@example.org", b"Subject: 1\r\n\r\n.one\r\n")
-            await transport.send_raw("bounce-2@example.org", "here@example.org", b"Subject: 2\r\n\r\n.two\r\n")
-            return refused.value, transport.connections
-        finally:
-            await transport.close()
-
-    refused, connections = asyncio.run(go())
+    refused, connections = _refused_then_sent(smtp_server, ("bounce-1@example.org", "big@example.org", b".one"),
+                                              ("bounce-2@example.org", "here@example.org", b".two"))
     assert isinstance(refused, PermanentFailure if permanent else TemporaryFailure)
-    assert "message refused" in str(refused) if permanent else "message deferred" in str(refused)
+    assert ("message refused" if permanent else "message deferred") in str(refused)
     assert reply.split()[0] in str(refused) and not getattr(refused, "recipient", False)
     [second] = smtp_server.received
     assert (second.mail_from, second.rcpt_tos) == ("bounce-2@example.org", ["here@example.org"])
@@ -165,18 +172,9 @@ def test_an_envelope_address_is_safe_or_refused(address):
     "<angle@example.org>",
 ])
 def test_an_address_no_envelope_can_carry_fails_for_good_and_the_connection_goes_on(smtp_server, address):
-    async def go() -> tuple[Exception, int]:
-        transport = SMTPTransport(smtp_server.url, timeout=10)
-        try:
-            with pytest.raises(PermanentFailure) as refused:
-                await transport.send_raw("bounces@example.org", address, b"Subject: x\r\n\r\nbody\r\n")
-            await transport.send_raw("bounces@example.org", "fine@example.org", b"Subject: y\r\n\r\nbody\r\n")
-            return refused.value, transport.connections
-        finally:
-            await transport.close()
-
-    refused, connections = asyncio.run(go())
-    assert "cannot send to this address" in str(refused) and not refused.recipient
+    refused, connections = _refused_then_sent(smtp_server, ("bounces@example.org", address, b"body"),
+                                              ("bounces@example.org", "fine@example.org", b"body"))
+    assert isinstance(refused, PermanentFailure) and "cannot send to this address" in str(refused) and not refused.recipient
     assert [r.rcpt_tos for r in smtp_server.received] == [["fine@example.org"]]
     assert connections == 1
 
@@ -187,18 +185,8 @@ def test_an_address_no_envelope_can_carry_fails_for_good_and_the_connection_goes
 ])
 def test_a_refused_recipient_resets_the_envelope_for_the_next_message(smtp_server, reply, permanent):
     smtp_server.reply_to("gone@example.org", reply)
-
-    async def go() -> tuple[Exception, int]:
-        transport = SMTPTransport(smtp_server.url, timeout=10)
-        try:
-            with pytest.raises((PermanentFailure, TemporaryFailure)) as refused:
-                await transport.send_raw("bounce-1@example.org", "gone@example.org", b"Subject: 1\r\n\r\none\r\n")
-            await transport.send_raw("bounce-2@example.org", "here@example.org", b"Subject: 2\r\n\r\ntwo\r\n")
-            return refused.value, transport.connections
-        finally:
-            await transport.close()
-
-    refused, connections = asyncio.run(go())
+    refused, connections = _refused_then_sent(smtp_server, ("bounce-1@example.org", "gone@example.org", b"one"),
+                                              ("bounce-2@example.org", "here@example.org", b"two"))
     assert isinstance(refused, PermanentFailure if permanent else TemporaryFailure)
     assert reply.split()[0] in str(refused) and "gone@example.org" in str(refused)
     if permanent:
