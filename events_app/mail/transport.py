@@ -216,10 +216,10 @@ def _has_crlf_only(data: bytes) -> bool:
 
 def _data_body(data: bytes) -> bytes:
     """What follows DATA for a message with CRLF line ends only: a line that starts with a
-    period gets another (RFC 5321 4.5.2), a CRLF ends the last line, and ".\r\n" ends the
-    message. The same bytes as aiosmtplib's `data()` sends, which finds line ends with one
-    regex and line starts with another over the whole message, a tenth of the worker's CPU per
-    message; two `bytes.replace` scans do it here."""
+    period gets another (RFC 5321 4.5.2), a CRLF ends the last line, and a line holding only a
+    period ends the message. The same bytes as aiosmtplib's `data()` sends, which finds line
+    ends with one regex and line starts with another over the whole message (about a quarter of
+    the worker's busy time in a release); one `bytes.replace` does it here."""
     body = data.replace(b"\n.", b"\n..")
     if body.startswith(b"."):
         body = b"." + body
