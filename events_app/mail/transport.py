@@ -235,16 +235,16 @@ async def _data(client: aiosmtplib.SMTP, data: bytes, crlf_only: bool) -> None:
     `read_response`), with the body made by `_data_body`. As `data()` does, a lost connection
     or a time-out closes the client, and an answer other than 354, then 250, raises
     SMTPDataError."""
-    if not crlf_only or client.protocol is None:
+    if not crlf_only:
         await client.data(data)
         return
-    answer = await client.execute_command(b"DATA")
+    answer = await client.execute_command(b"DATA")  # not connected: SMTPServerDisconnected
     if answer.code != SMTPStatus.start_input:
         raise aiosmtplib.SMTPDataError(answer.code, answer.message)
     protocol = client.protocol
+    if protocol is None:  # only a 421 or a lost connection closes the client, never a 354
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
     try:
-        if protocol is None:  # the server answered 421 and the client closed
-            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         protocol.write(_data_body(data))
         answer = await protocol.read_response(timeout=client.timeout)
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
