@@ -6,13 +6,14 @@ description, endDate, eventStatus, image, offers, organizer and performer recomm
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from datetime import datetime
 from html.parser import HTMLParser
 
 from factories import published_event
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from events_app import settings as app_settings
@@ -149,16 +150,21 @@ async def test_a_cancelled_event_says_so_to_search_engines(client):
 
 _line = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=80).filter(
     lambda s: s.strip())
+# Each example gets a slug of its own: two draws can give the same title and description (a filter or
+# a strip maps different draws to one value), and the database lives for the whole test.
+_slugs = itertools.count(1)
 _tricky = st.sampled_from(["</script><script>alert(1)</script>", '"quoted" & \'single\'', "<!--", "]]>", "\u2028",
                            "</SCRIPT >", "\\u003c/script>"])
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@example(title="</script><script>alert(1)</script>0", description="")  # the same example twice, as a
+@example(title="</script><script>alert(1)</script>0", description="")  # floors run once drew it (CI, 1 Dec)
 @given(title=st.builds(lambda a, b: (a + b).replace("\u2028", " ").strip() or "x", _tricky, _line),
        description=st.lists(st.one_of(_tricky, _line), max_size=4).map(" ".join))
 async def test_the_json_ld_stays_valid_json_whatever_the_title_holds(client, title, description):
     cache.clear()
-    slug = f"e{abs(hash((title, description))) % 10**9}"
+    slug = f"e{next(_slugs)}"
     await published_event(slug=slug, title=title, description=description, summary="")
     page = (await client.get(f"/events/{slug}")).text
     assert "<script>alert(1)</script>" not in page, "nothing breaks out of the JSON-LD or the tags"
